@@ -1,0 +1,57 @@
+# The two commands of the README:  make book  (build the book)  and  make test  (what CI runs).
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: book test unit notebooks nbval site book-checks venv lock clean
+
+venv: $(STAMP)
+
+# The virtualenv, from the full lock (torch 2.13.0: the CPU wheel here); rebuilt when the lock changes.
+$(STAMP): requirements-lock.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-lock.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+## book: execute every notebook with papermill (cached) at the ci preset and build the HTML book
+book: $(STAMP)
+	$(BIN)/rlvr-book build
+
+## test: everything CI runs — unit tests, papermill + nbval on every notebook, strict book build, HTML checks
+test: unit notebooks nbval site book-checks
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not built_book" tests
+
+notebooks: $(STAMP)
+	$(BIN)/rlvr-book execute-all
+
+# Re-execute the papermill-executed notebooks and compare every output (sanitized: see tests/nbval_sanitize.cfg).
+nbval: notebooks
+	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg build/executed/*.ipynb
+
+site: notebooks
+	$(BIN)/rlvr-book build
+
+book-checks: site
+	$(BIN)/python -m pytest -m built_book tests
+
+## lock: regenerate requirements-lock.txt from a venv made from requirements.txt
+lock:
+	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/pip install --quiet -r requirements.txt
+	{ echo "# Full lock: pip freeze of a venv made from requirements.txt (Python 3.11, CPU torch)."; \
+	  echo "# Regenerate: make lock"; \
+	  build/lock-venv/bin/pip freeze | sed -e 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements-lock.txt
+
+clean:
+	rm -rf build runs

@@ -1,0 +1,139 @@
+"""``rlvr-book``: list the notebooks, run one with parameters, execute all, build the book.
+
+Bad input (unknown notebook or parameter, wrong type, out-of-range value, unwritable output
+folder) prints one line naming it and exits with code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rlvr_dynamics.notebooks import NOTEBOOKS, notebook_spec
+from rlvr_dynamics.params import PRESETS, ParameterError
+
+USAGE_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse's own usage dump is several lines)
+        print(f"rlvr-book: error: {message}", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR)
+
+
+def _format_value(value) -> str:
+    return "None (preset)" if value is None else repr(value)
+
+
+def command_list(_args) -> int:
+    for spec in NOTEBOOKS.values():
+        print(f"{spec.name}: {spec.title}  [{spec.source}]")
+        header = ("parameter", "type", "default", *PRESETS, "allowed")
+        rows = []
+        for param in spec.parameters:
+            presets = [repr(spec.presets[p][param.name]) if param.name in spec.presets[p] else "-" for p in PRESETS]
+            rows.append((param.name, param.kind, _format_value(param.default), *presets, param.describe_range()))
+        widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+        for row in (header, *rows):
+            print("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        for param in spec.parameters:
+            print(f"    {param.name}: {param.help}")
+        print()
+    return 0
+
+
+def _collect_parameters(spec, args) -> dict:
+    values = {}
+    for key, text in args.parameter or []:
+        values[key] = spec.parameter(key).coerce(text)
+    if args.preset is not None:
+        if "preset" in values and values["preset"] != args.preset:
+            raise ParameterError(f"parameter 'preset' given twice: {values['preset']!r} and {args.preset!r}")
+        values["preset"] = args.preset
+    if args.output_dir is not None:
+        values["output_dir"] = args.output_dir
+    values.setdefault("output_dir", f"runs/{spec.name}-{values.get('preset', 'ci')}")
+    # Relative output folders are taken from the working directory on the command line.
+    values["output_dir"] = str(Path(values["output_dir"]).expanduser().resolve())
+    return values
+
+
+def command_run(args) -> int:
+    from rlvr_dynamics.runner import execute_notebook
+
+    spec = notebook_spec(args.name)
+    values = _collect_parameters(spec, args)
+    settings, config = spec.resolve(values, strict=True)
+    output_dir = settings.output_dir
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ParameterError(f"parameter 'output_dir' = {str(output_dir)!r} cannot be created: {error.strerror}") from None
+    print(f"running {spec.name} (preset {settings.preset}, seed {settings.seed}, device {settings.device}) ...")
+    try:
+        executed = execute_notebook(spec, values, output_dir / f"{spec.name}.ipynb")
+    except Exception as error:  # papermill reports the failing cell; keep the last line
+        lines = [line for line in str(error).strip().splitlines() if line.strip()]
+        print(f"rlvr-book: {spec.name} failed: {lines[-1] if lines else type(error).__name__}", file=sys.stderr)
+        return 1
+    figures = sorted(p.name for p in output_dir.iterdir() if p.suffix in (".png", ".svg"))
+    print(f"executed notebook: {executed}")
+    print(f"metrics:           {output_dir / 'metrics.json'}")
+    print(f"figures ({len(figures)}):      {output_dir}: {', '.join(figures)}")
+    return 0
+
+
+def command_execute_all(args) -> int:
+    from rlvr_dynamics.runner import execute_all
+
+    execute_all(args.preset, force=args.force, names=args.names or None)
+    return 0
+
+
+def command_build(args) -> int:
+    import subprocess
+
+    from rlvr_dynamics.runner import build_book
+
+    try:
+        index = build_book(args.preset, force=args.force)
+    except subprocess.CalledProcessError as error:
+        print(f"rlvr-book: the strict book build failed (exit {error.returncode}): see its warnings above",
+              file=sys.stderr)
+        return 1
+    print(f"\nThe book: {index}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rlvr-book", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands.add_parser("list", help="every notebook with its parameters, types, defaults and presets")
+    run = commands.add_parser("run", help="execute one notebook with parameters (papermill)")
+    run.add_argument("name", help="notebook name (see `rlvr-book list`)")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                     help="set a parameter (repeatable)")
+    run.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default ci)")
+    run.add_argument("--output-dir", default=None, help="output folder (default runs/NAME-PRESET)")
+    execute = commands.add_parser("execute-all", help="execute every notebook for the book (cached)")
+    execute.add_argument("names", nargs="*", help="only these notebooks")
+    build = commands.add_parser("build", help="execute (cached) and build the HTML book strictly")
+    for sub in (execute, build):
+        sub.add_argument("--preset", default="ci", choices=PRESETS)
+        sub.add_argument("--force", action="store_true", help="ignore the cache")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    handlers = {"list": command_list, "run": command_run, "execute-all": command_execute_all, "build": command_build}
+    try:
+        return handlers[args.command](args)
+    except ParameterError as error:
+        print(f"rlvr-book: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

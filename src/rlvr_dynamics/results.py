@@ -1,0 +1,133 @@
+"""Run outputs: atomic writes, claim records and ``metrics.json``.
+
+A claim the book says holds is recorded with its worst margin (≥ 0 means it holds, in the
+claim's own units) and the number of cases checked; :meth:`ClaimLog.assert_all` makes the
+notebook — and so the book build — fail when one breaks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+from dataclasses import asdict, dataclass, is_dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RECORDED_PACKAGES = ("torch", "numpy", "matplotlib", "seaborn", "papermill", "transformers", "trl", "rlvr-dynamics")
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename,
+    so a reader (or an interrupted run) never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no inf/nan; keep them visible as strings
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
+    text = json.dumps(_jsonable(payload), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+@dataclass
+class Claim:
+    """One checked claim: ``holds`` iff ``worst_margin ≥ 0``."""
+
+    claim: str
+    holds: bool
+    worst_margin: float
+    n_checked: int
+    detail: str = ""
+
+
+class ClaimLog:
+    """Collects the claims a notebook checks."""
+
+    def __init__(self) -> None:
+        self.claims: list[Claim] = []
+
+    def check(self, claim: str, margins, detail: str = "") -> Claim:
+        """Record a claim from its per-case margins (array-like; each ≥ 0 when the claim holds)."""
+        values = [float(m) for m in (margins.flatten().tolist() if hasattr(margins, "flatten") else margins)]
+        if not values:
+            raise ValueError(f"claim {claim!r} was checked on no case")
+        worst = min(values)
+        record = Claim(claim, bool(worst >= 0 and all(math.isfinite(v) for v in values)), worst, len(values), detail)
+        self.claims.append(record)
+        return record
+
+    def assert_all(self) -> None:
+        broken = [c for c in self.claims if not c.holds]
+        if broken:
+            lines = "; ".join(f"{c.claim} (worst margin {c.worst_margin:.3g} over {c.n_checked})" for c in broken)
+            raise AssertionError(f"claims that do not hold: {lines}")
+
+    def table(self):
+        """The claims as a pandas DataFrame (for display in the notebook)."""
+        import pandas as pd
+
+        return pd.DataFrame([asdict(c) for c in self.claims]).drop(columns="detail")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def write_metrics(
+    output_dir: str | os.PathLike,
+    notebook: str,
+    settings: Any,
+    config: Any,
+    device: str,
+    headline: dict[str, Any],
+    claims: ClaimLog,
+    figures: list[str],
+) -> Path:
+    """Write ``metrics.json``: headline numbers, one entry per claim, parameters and provenance."""
+    payload = {
+        "notebook": notebook,
+        "headline": headline,
+        "claims": [asdict(c) for c in claims.claims],
+        "figures": figures,
+        "parameters": {**_jsonable(settings), **_jsonable(config)},
+        "seed": settings.seed,
+        "device": device,
+        "versions": package_versions(),
+    }
+    return write_json_atomic(Path(output_dir) / "metrics.json", payload)

@@ -1,0 +1,113 @@
+"""The rlvr-book command line: listing, bad input (one line, exit 2, outputs untouched), a real run."""
+
+import json
+import os
+
+import pytest
+
+from rlvr_dynamics.cli import main
+from rlvr_dynamics.notebooks import NOTEBOOKS
+
+BAD_INPUT = [
+    # (arguments after `run`, text the one-line error must contain)
+    (["no_such_notebook"], "notebook 'no_such_notebook' is unknown"),
+    (["gradient_gap", "-p", "no_such_parameter", "1"], "parameter 'no_such_parameter' is unknown"),
+    (["gradient_gap", "-p", "seed", "abc"], "parameter 'seed' = 'abc' is not a valid int"),
+    (["gradient_gap", "-p", "seed", "1.5"], "parameter 'seed' = '1.5' is not a valid int"),
+    (["gradient_gap", "-p", "seed", "-1"], "parameter 'seed' = -1 is out of range"),
+    (["gradient_gap", "-p", "vocab_size", "99"], "parameter 'vocab_size' = 99 is out of range"),
+    (["gradient_gap", "-p", "bandit_arms", "1"], "parameter 'bandit_arms' = 1 is out of range"),
+    (["gradient_gap", "-p", "theta_scale", "nan"], "parameter 'theta_scale' = nan is not finite"),
+    (["gradient_gap", "-p", "theta_scale", "inf"], "parameter 'theta_scale' = inf is not finite"),
+    (["gradient_gap", "-p", "theta_scale", "-0.5"], "parameter 'theta_scale' = -0.5 is out of range"),
+    (["gradient_gap", "-p", "theta_scale", "big"], "parameter 'theta_scale' = 'big' is not a valid float"),
+    (["gradient_gap", "--preset", "huge"], "parameter 'preset' = 'huge' is out of range"),
+    (["gradient_gap", "-p", "device", "tpu"], "parameter 'device' = 'tpu' is unknown"),
+    (["gradient_gap", "-p", "vocab_size", "12", "-p", "max_length", "12"], "parameters 'vocab_size' = 12 and 'max_length' = 12"),
+    (["gradient_gap", "-p", "preset", "ci", "--preset", "paper"], "parameter 'preset' given twice"),
+]
+
+
+@pytest.fixture
+def earlier_output(tmp_path):
+    """An output folder holding the results of an earlier run."""
+    folder = tmp_path / "earlier"
+    folder.mkdir()
+    (folder / "metrics.json").write_text('{"earlier": true}\n')
+    (folder / "figure.png").write_bytes(b"\x89PNG earlier")
+    return folder
+
+
+def snapshot(folder):
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("arguments, message", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(arguments, message, earlier_output, capsys):
+    before = snapshot(earlier_output)
+    code = main(["run", *arguments, "--output-dir", str(earlier_output)])
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert message in lines[0]
+    assert captured.out == ""
+    assert snapshot(earlier_output) == before
+
+
+def test_output_dir_below_a_file_is_rejected(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code = main(["run", "gradient_gap", "--output-dir", str(blocker / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "parameter 'output_dir'" in err[0]
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere: permission bits do not apply")
+def test_unwritable_output_dir_is_rejected(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code = main(["run", "gradient_gap", "--output-dir", str(locked / "out")])
+    assert code == 2 and "not writable" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2_with_one_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["run"])
+    assert stop.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_list_shows_every_parameter_with_type_default_and_presets(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for spec in NOTEBOOKS.values():
+        assert f"{spec.name}: {spec.title}" in out
+        for param in spec.parameters:
+            row = next(line for line in out.splitlines() if line.strip().startswith(param.name + " "))
+            assert param.kind in row
+            for preset in ("ci", "paper"):
+                if param.name in spec.presets[preset]:
+                    assert repr(spec.presets[preset][param.name]) in row
+
+
+def test_run_writes_figures_and_metrics_with_explicit_overrides(tmp_path, capsys):
+    """A real papermill execution at a tiny scale: explicit parameters override the preset."""
+    out = tmp_path / "run"
+    arguments = ["run", "gradient_gap", "--output-dir", str(out), "-p", "device", "cpu", "-p", "seed", "3",
+                 "-p", "bandit_instances", "3", "-p", "bandit_arms", "7", "-p", "token_instances", "3",
+                 "-p", "vocab_size", "3", "-p", "max_length", "4", "-p", "mc_max_samples", "10000",
+                 "-p", "mc_repeats", "1000", "-p", "sampled_groups", "20"]
+    assert main(arguments) == 0, capsys.readouterr().err
+    stdout = capsys.readouterr().out
+    assert str(out / "metrics.json") in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["parameters"]["bandit_arms"] == 7 and metrics["parameters"]["bandit_dim"] == 10  # preset value
+    assert metrics["seed"] == 3 and metrics["device"] == "cpu"
+    assert metrics["claims"] and all(claim["holds"] for claim in metrics["claims"])
+    for figure in metrics["figures"]:
+        assert (out / figure).stat().st_size > 1000
+    assert {f.rsplit(".", 1)[1] for f in metrics["figures"]} == {"png", "svg"}
+    assert (out / "gradient_gap.ipynb").is_file()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
