@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from rlvr_dynamics.gaps import log_success_probability, policy_gradient
+from rlvr_dynamics.gaps import _check_shapes, log_success_probability, policy_gradient
 
 VARIANTS = ("reinforce", "grpo", "dr_grpo")
 GRPO_STD_EPSILON = 1e-4  # TRL's default epsilon in the std normalization
@@ -43,6 +43,9 @@ def expected_direction(
     - dr_grpo: (1 − 1/G) ∇J, the expectation of the group-demeaned estimator with G ≥ 2.
     """
     _check_variant(variant)
+    _check_shapes(log_prob, reward, score)
+    if lengths.shape != log_prob.shape:
+        raise ValueError(f"lengths {tuple(lengths.shape)} and log_prob {tuple(log_prob.shape)} differ")
     if variant == "reinforce":
         return policy_gradient(log_prob, score, reward)
     if variant == "dr_grpo":
@@ -71,6 +74,9 @@ def group_advantages(
     if variant == "reinforce":
         if success_probability is None:
             raise ValueError("reinforce advantages need the exact success_probability J")
+        if success_probability.shape != rewards.shape[:-1]:
+            raise ValueError(f"success_probability {tuple(success_probability.shape)} must have the group's "
+                             f"batch shape {tuple(rewards.shape[:-1])}")
         return rewards - success_probability.unsqueeze(-1)
     if rewards.shape[-1] < 2:
         raise ValueError(f"group size {rewards.shape[-1]}: {variant} needs at least 2 samples per group")
@@ -91,6 +97,7 @@ def sampled_direction(
 
     score (..., G, D), rewards (..., G), lengths (..., G) → (..., D).
     """
+    _check_shapes(rewards, lengths, score)
     advantages = group_advantages(rewards, variant, success_probability)  # (..., G)
     if variant == "grpo":
         advantages = advantages / lengths.to(advantages.dtype)

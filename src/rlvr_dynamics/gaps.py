@@ -140,6 +140,8 @@ def conditional_variances(
     ``direction`` w has shape (..., D). An empty region has variance 0.
     """
     _check_shapes(log_prob, reward, score)
+    if direction.shape[-1] != score.shape[-1]:
+        raise ValueError(f"direction {tuple(direction.shape)} and score {tuple(score.shape)}: parameter axes differ")
     projected = torch.einsum("...rd,...d->...r", score, direction).unsqueeze(-1)  # (..., R, 1)
     variances = []
     for positive in (True, False):

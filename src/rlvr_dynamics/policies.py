@@ -99,9 +99,9 @@ class TokenPolicy:
     max_length: int
 
     def __post_init__(self):
-        if not isinstance(self.vocab_size, int) or self.vocab_size < 2:
+        if not isinstance(self.vocab_size, int) or isinstance(self.vocab_size, bool) or self.vocab_size < 2:
             raise ValueError(f"vocab_size = {self.vocab_size!r} must be an integer ≥ 2 (EOS plus one token)")
-        if not isinstance(self.max_length, int) or self.max_length < 1:
+        if not isinstance(self.max_length, int) or isinstance(self.max_length, bool) or self.max_length < 1:
             raise ValueError(f"max_length = {self.max_length!r} must be an integer ≥ 1")
 
     @property
