@@ -12,16 +12,8 @@ import torch
 
 from rlvr_dynamics import estimators, gaps, identity
 from rlvr_dynamics.policies import TokenPolicy
+from _helpers import F64, assert_close, t
 
-F64 = torch.float64
-
-
-def t(values):
-    return torch.tensor(values, dtype=F64)
-
-
-def assert_close(actual, expected, rtol=1e-12, atol=1e-14):
-    torch.testing.assert_close(actual, torch.as_tensor(expected, dtype=F64), rtol=rtol, atol=atol)
 
 
 # Two arms, logits (0, log 3): π = (1/4, 3/4); reward (1, 0): J = 1/4, σ = √(J(1 − J)) = √3/4.

@@ -16,17 +16,9 @@ import torch
 from rlvr_dynamics import gaps
 from rlvr_dynamics.identity import random_token_policies
 from rlvr_dynamics.policies import TokenPolicy, bandit_log_policy, bandit_scores
+from _helpers import F64, assert_close, t
 
-F64 = torch.float64
 INF = math.inf
-
-
-def t(values):
-    return torch.tensor(values, dtype=F64)
-
-
-def assert_close(actual, expected, rtol=1e-12, atol=1e-14):
-    torch.testing.assert_close(actual, torch.as_tensor(expected, dtype=F64), rtol=rtol, atol=atol)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -181,44 +173,38 @@ def random_batch(shape=(4, 3), responses=5, dim=6, seed=0):
     return log_prob, score, reward, direction
 
 
-def test_batched_equals_loop_of_unbatched():
-    log_prob, score, reward, direction = random_batch()
-    batched = {
+def all_quantities(log_prob, score, reward, direction):
+    """Every function of gaps.py on one input (batched or not), by name."""
+    g_plus, g_minus = gaps.conditional_score_means(log_prob, score, reward)
+    gap = gaps.gradient_gap(log_prob, score, reward)
+    var_plus, var_minus = gaps.conditional_variances(log_prob, score, reward, direction)
+    return {
         "log_J": gaps.log_success_probability(log_prob, reward),
         "J": gaps.success_probability(log_prob, reward),
         "log_odds": gaps.log_odds(log_prob, reward),
         "cond_plus": gaps.conditional_log_policy(log_prob, reward, True),
         "cond_minus": gaps.conditional_log_policy(log_prob, reward, False),
-        "g_plus": gaps.conditional_score_means(log_prob, score, reward)[0],
-        "g_minus": gaps.conditional_score_means(log_prob, score, reward)[1],
-        "gap": gaps.gradient_gap(log_prob, score, reward),
+        "g_plus": g_plus,
+        "g_minus": g_minus,
+        "gap": gap,
         "pg": gaps.policy_gradient(log_prob, score, reward),
         "pg_gap": gaps.policy_gradient_from_gap(log_prob, score, reward),
-        "align": gaps.gap_alignment(direction, gaps.gradient_gap(log_prob, score, reward)),
-        "var_plus": gaps.conditional_variances(log_prob, score, reward, direction)[0],
-        "var_minus": gaps.conditional_variances(log_prob, score, reward, direction)[1],
+        "align": gaps.gap_alignment(direction, gap),
+        "var_plus": var_plus,
+        "var_minus": var_minus,
     }
+
+
+def test_batched_equals_loop_of_unbatched():
+    log_prob, score, reward, direction = random_batch()
+    batched = all_quantities(log_prob, score, reward, direction)
     assert batched["J"].shape == (4, 3)
     assert batched["gap"].shape == (4, 3, 6)
     assert batched["cond_plus"].shape == (4, 3, 5)
     for i in range(4):
         for j in range(3):
             lp, s, r, w = log_prob[i, j], score[i, j], reward[i, j], direction[i, j]
-            single = {
-                "log_J": gaps.log_success_probability(lp, r),
-                "J": gaps.success_probability(lp, r),
-                "log_odds": gaps.log_odds(lp, r),
-                "cond_plus": gaps.conditional_log_policy(lp, r, True),
-                "cond_minus": gaps.conditional_log_policy(lp, r, False),
-                "g_plus": gaps.conditional_score_means(lp, s, r)[0],
-                "g_minus": gaps.conditional_score_means(lp, s, r)[1],
-                "gap": gaps.gradient_gap(lp, s, r),
-                "pg": gaps.policy_gradient(lp, s, r),
-                "pg_gap": gaps.policy_gradient_from_gap(lp, s, r),
-                "align": gaps.gap_alignment(w, gaps.gradient_gap(lp, s, r)),
-                "var_plus": gaps.conditional_variances(lp, s, r, w)[0],
-                "var_minus": gaps.conditional_variances(lp, s, r, w)[1],
-            }
+            single = all_quantities(lp, s, r, w)
             for name, value in single.items():
                 torch.testing.assert_close(batched[name][i, j], value, rtol=1e-12, atol=1e-14, msg=name)
 

@@ -25,16 +25,8 @@ from rlvr_dynamics.policies import (
     contains_token_reward,
     random_reward,
 )
+from _helpers import F64, assert_close, t
 
-F64 = torch.float64
-
-
-def t(values):
-    return torch.tensor(values, dtype=F64)
-
-
-def assert_close(actual, expected, rtol=1e-12, atol=1e-14):
-    torch.testing.assert_close(actual, torch.as_tensor(expected, dtype=F64), rtol=rtol, atol=atol)
 
 
 # ----------------------------------------------------------------------------------------------
