@@ -24,5 +24,8 @@ def resolve_device(device: str) -> torch.device:
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise ValueError(f"parameter 'device' = {device!r}: CUDA is not available on this machine")
-        return torch.device(name)
+        try:
+            return torch.device(name)
+        except RuntimeError:
+            raise ValueError(f"parameter 'device' = {device!r} is not a valid CUDA device ('cuda' or 'cuda:N')") from None
     raise ValueError(f"parameter 'device' = {device!r} is unknown: allowed {DEVICE_CHOICES} or 'cuda:N'")
