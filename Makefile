@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks nbval site book-checks venv lock clean
+.PHONY: book test unit notebooks nbval site book-checks bench venv lock clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,10 @@ site: notebooks
 
 book-checks: site
 	$(BIN)/python -m pytest -m built_book tests
+
+## bench: time the batched bandit engine against per-run loops (prints ratios; writes build/bench/bandit.json)
+bench: $(STAMP)
+	$(BIN)/rlvr-book bench
 
 ## lock: regenerate requirements-lock.txt from a venv made from requirements.txt
 lock:

@@ -25,6 +25,24 @@ BAD_INPUT = [
     (["gradient_gap", "-p", "device", "tpu"], "parameter 'device' = 'tpu' is unknown"),
     (["gradient_gap", "-p", "vocab_size", "12", "-p", "max_length", "12"], "parameters 'vocab_size' = 12 and 'max_length' = 12"),
     (["gradient_gap", "-p", "preset", "ci", "--preset", "paper"], "parameter 'preset' given twice"),
+    # Figure 1 (Section 5.1): sizes, band, step size, options
+    (["figure1", "-p", "dim", "0"], "parameter 'dim' = 0 is out of range"),
+    (["figure1", "-p", "arms", "1"], "parameter 'arms' = 1 is out of range"),
+    (["figure1", "-p", "pool_size", "0"], "parameter 'pool_size' = 0 is out of range"),
+    (["figure1", "-p", "eval_size", "-5"], "parameter 'eval_size' = -5 is out of range"),
+    (["figure1", "-p", "step_size", "0"], "parameter 'step_size' = 0.0 is out of range"),
+    (["figure1", "-p", "step_size", "-0.1"], "parameter 'step_size' = -0.1 is out of range"),
+    (["figure1", "-p", "step_size", "inf"], "parameter 'step_size' = inf is not finite"),
+    (["figure1", "-p", "step_size", "nan"], "parameter 'step_size' = nan is not finite"),
+    (["figure1", "-p", "band_low", "0.9", "-p", "band_high", "0.5"], "parameter 'band'"),
+    (["figure1", "-p", "band_low", "0.5", "-p", "band_high", "0.5"], "parameter 'band'"),
+    (["figure1", "-p", "band_high", "1.5"], "parameter 'band_high' = 1.5 is out of range"),
+    (["figure1", "-p", "band_low", "-0.1"], "parameter 'band_low' = -0.1 is out of range"),
+    (["figure1", "-p", "fallback", "random"], "parameter 'fallback' = 'random' is out of range"),
+    (["figure1", "-p", "eta_reading", "both"], "parameter 'eta_reading' = 'both' is out of range"),
+    (["figure1", "-p", "dtype", "float16"], "parameter 'dtype' = 'float16' is out of range"),
+    (["figure1", "-p", "reference_steps", "5000"], "parameter 'reference_steps' = 5000 is out of range"),
+    (["figure1", "-p", "device", "cuda:x"], "parameter 'device'"),
 ]
 
 
@@ -111,3 +129,10 @@ def test_run_writes_figures_and_metrics_with_explicit_overrides(tmp_path, capsys
     assert {f.rsplit(".", 1)[1] for f in metrics["figures"]} == {"png", "svg"}
     assert (out / "gradient_gap.ipynb").is_file()
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_bench_rejects_bad_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--baseline-runs", "0"])
+    assert exit_info.value.code == 2
+    assert "--baseline-runs = 0 is out of range" in capsys.readouterr().err

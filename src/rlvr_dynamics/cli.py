@@ -122,10 +122,17 @@ def make_parser() -> argparse.ArgumentParser:
     for sub in (execute, build):
         sub.add_argument("--preset", default="ci", choices=PRESETS)
         sub.add_argument("--force", action="store_true", help="ignore the cache")
+    commands.add_parser("bench", help="time the batched bandit engine against per-run loops (see --help)",
+                        add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # its own options: rlvr-book bench --help
+        from rlvr_dynamics import bench
+
+        return bench.main(argv[1:])
     args = make_parser().parse_args(argv)
     handlers = {"list": command_list, "run": command_run, "execute-all": command_execute_all, "build": command_build}
     try:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from rlvr_dynamics import identity
+from rlvr_dynamics import figure1, identity
 from rlvr_dynamics.params import NotebookSpec, ParameterError
+
+@dataclass(frozen=True)
+class NoParameters:
+    """A page with only the common parameters (it reads committed data)."""
+
 
 NOTEBOOKS: dict[str, NotebookSpec] = {
     spec.name: spec
@@ -17,6 +23,20 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             source="notebooks/gradient_gap.md",
             config=identity.GradientGapConfig,
             presets=identity.PRESETS,
+        ),
+        NotebookSpec(
+            name="figure1",
+            title="Figure 1: REINFORCE on contextual bandits",
+            source="notebooks/figure1.md",
+            config=figure1.Figure1Config,
+            presets=figure1.PRESETS,
+        ),
+        NotebookSpec(
+            name="performance",
+            title="Appendix: performance",
+            source="notebooks/performance.md",
+            config=NoParameters,
+            presets={"ci": {}, "paper": {}},
         ),
     )
 }
