@@ -8,6 +8,7 @@ NumPy loop ``simulate_reference_numpy``, or by hand (comments). float64 unless a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -812,3 +813,20 @@ def test_relative_offset_is_the_sum_of_the_training_contexts_own_alignments():
     nominal = result.cumulative_gap["nominal"] - result.relative_cumulative_gap["nominal"]
     expected = torch.cat([t([0.0]), torch.cumsum(result.train_gap_norm[:, 0] * 2.0, 0)])
     assert_close(nominal[:, 0, -1], expected, rtol=1e-10, atol=1e-13)
+
+
+def test_figure1_run_in_groups_equals_one_batch(monkeypatch):
+    """Splitting a sweep into groups of runs (for the CPU cache) changes nothing."""
+    config = figure1.Figure1Config(**{**figure1.PRESETS["ci"], "pool_size": 6, "eval_size": 5, "steps": 12})
+    _, whole, _ = figure1.run(config, [0, 1], step_sizes=[0.1, 1.0, 5.0], record_every=5)
+    monkeypatch.setattr(figure1, "CHUNK_RUNS", 2)
+    _, grouped, _ = figure1.run(config, [0, 1], step_sizes=[0.1, 1.0, 5.0], record_every=5)
+    for field in dataclasses.fields(bandit.BanditTrajectories):
+        a, b = getattr(whole, field.name), getattr(grouped, field.name)
+        if isinstance(a, dict):
+            for key in a:
+                assert torch.equal(a[key], b[key]), (field.name, key)
+        elif isinstance(a, torch.Tensor):
+            assert torch.equal(a, b), field.name
+        else:
+            assert a == b, field.name

@@ -37,6 +37,7 @@ every ``REFRESH_EVERY`` steps so rounding cannot accumulate. Arms never appear i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ from rlvr_dynamics.devices import resolve_device
 
 __all__ = [
     "FALLBACKS",
+    "UPDATES",
     "ETA_READINGS",
     "DTYPES",
     "EmptyBandWarning",
@@ -60,6 +62,7 @@ __all__ = [
     "simulate",
     "simulate_reference_numpy",
     "alignment_matrix",
+    "concatenate",
     "check_band",
     "check_step_sizes",
 ]
@@ -70,6 +73,11 @@ FALLBACKS = ("pool", "nearest")
 - ``"pool"``: draw x_k uniformly from the whole pool (the filter is lifted for that step);
 - ``"nearest"``: draw x_k uniformly among the pool contexts whose J is closest to the band.
 """
+
+UPDATES = ("reinforce", "normalized")
+"""The update of :func:`simulate`: ``"reinforce"``, θ += α∇J (effective step η_k = α‖∇J‖, the
+paper's Section 5.1); ``"normalized"``, θ += α ∇J/‖∇J‖ (constant effective step η_k = α along the
+same direction, the constant-η scheme of Theorem 2 and Corollary 1)."""
 
 ETA_READINGS = ("effective", "nominal")
 """The two readings of the "· η" of the cumulative gap: η_k = α‖∇J_{x_k}‖ or the constant α."""
@@ -184,6 +192,11 @@ class ContextualBandits:
     @property
     def evaluation(self) -> slice:
         return slice(self.spec.pool_size, None)
+
+    def rows(self, index: slice) -> ContextualBandits:
+        """The runs ``index`` (a slice of the run axis)."""
+        return ContextualBandits(self.spec, self.seeds[index], self.beta[index], self.contexts[index],
+                                 self.best_arm[index], self.theta0[index], self.uniforms[index])
 
     def repeat(self, times: int) -> ContextualBandits:
         """Each run repeated ``times`` times consecutively (row b → rows b·times … b·times + times − 1):
@@ -363,7 +376,7 @@ def _choose_training_contexts(pool_value: torch.Tensor, uniforms: torch.Tensor, 
 
 def simulate(bandits: ContextualBandits, step_sizes, steps: int, band: Sequence[float] = (0.2, 0.8),
              fallback: str = "pool", record_every: int = 1, progress: bool = False,
-             compile: bool = False) -> BanditTrajectories:
+             compile: bool = False, update: str = "reinforce") -> BanditTrajectories:
     """Run exact REINFORCE on every row of ``bandits`` for ``steps`` steps.
 
     Args:
@@ -374,6 +387,7 @@ def simulate(bandits: ContextualBandits, step_sizes, steps: int, band: Sequence[
         fallback: one of :data:`FALLBACKS`, used at steps where the band is empty.
         record_every: record the per-context quantities every this many steps (and at step K).
         progress: show a tqdm bar.
+        update: one of :data:`UPDATES`.
         compile: fuse the per-step kernels with ``torch.compile`` (same numbers to rounding;
             2–3× faster on large batches after a one-off compilation of tens of seconds).
     Returns:
@@ -381,6 +395,7 @@ def simulate(bandits: ContextualBandits, step_sizes, steps: int, band: Sequence[
     """
     band = check_band(band)
     fallback = _check_choice("fallback", fallback, FALLBACKS)
+    update = _check_choice("update", update, UPDATES)
     steps = _positive_int("steps", steps)
     record_every = _positive_int("record_every", record_every)
     if steps > bandits.uniforms.shape[1]:
@@ -440,7 +455,7 @@ def simulate(bandits: ContextualBandits, step_sizes, steps: int, band: Sequence[
         x_norm = context_norm[rows, index]  # (B,)
         gap_norm = x_norm * v_norm  # ‖gap_{x_k}‖ = Δμ_{x_k}(k), since w_k ∥ gap_{x_k}
         variability = torch.exp(log_value[rows, index] + log_failure[rows, index])  # J(1 − J), no cancellation
-        eta = alpha * variability * gap_norm  # η_k = α‖∇J_{x_k}‖
+        eta = alpha * variability * gap_norm if update == "reinforce" else alpha  # α‖∇J_{x_k}‖ or α
 
         # Δμ_x(k) = (x̂_k · x)(v̂_k[y*(x)] − v̂_k · π⁻_x) for every context x: O(d + N) each.
         v_unit = v_train / v_norm[:, None]
@@ -454,8 +469,9 @@ def simulate(bandits: ContextualBandits, step_sizes, steps: int, band: Sequence[
         trace[k] = torch.stack((value[rows, index], gap_norm, eta, fell_back.to(dtype)))
         train_index[k] = index
 
-        # θ += α J(1 − J) x_k ⊗ v_k, and the same rank-one change of every context's logits.
-        coefficient = (alpha * variability)[:, None] * v_train  # (B, N)
+        # θ += η_k w_k = (η_k / ‖gap‖) x_k ⊗ v_k (= α J(1 − J) x_k ⊗ v_k for REINFORCE), and the
+        # same rank-one change of every context's logits.
+        coefficient = (eta / gap_norm)[:, None] * v_train  # (B, N)
         theta.baddbmm_(x_train.unsqueeze(-1), coefficient.unsqueeze(1))
         update_logits(wrong_logits, best_logit, inner, coefficient, best_arm)
 
@@ -492,6 +508,24 @@ def simulate(bandits: ContextualBandits, step_sizes, steps: int, band: Sequence[
         band=band,
         fallback=fallback,
     )
+
+
+def concatenate(parts: Sequence[BanditTrajectories]) -> BanditTrajectories:
+    """Join trajectories of consecutive groups of runs (same steps, band and fallback) along the run axis."""
+    first = parts[0]
+    joined = {}
+    for field in dataclasses.fields(BanditTrajectories):
+        values = [getattr(p, field.name) for p in parts]
+        if field.name in ("recorded_steps", "band", "fallback"):
+            joined[field.name] = values[0]
+        elif isinstance(values[0], dict):
+            joined[field.name] = {key: torch.cat([v[key] for v in values], dim=1) for key in values[0]}
+        elif field.name in ("step_size", "seed", "best_arm", "pool_best_arm", "final_theta"):
+            joined[field.name] = torch.cat(values, dim=0)
+        else:  # (S or K, B, ...) tensors
+            joined[field.name] = torch.cat(values, dim=1)
+    del first
+    return BanditTrajectories(**joined)
 
 
 def _first_false(flags: torch.Tensor) -> str:
