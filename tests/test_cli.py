@@ -43,6 +43,13 @@ BAD_INPUT = [
     (["figure1", "-p", "dtype", "float16"], "parameter 'dtype' = 'float16' is out of range"),
     (["figure1", "-p", "reference_steps", "5000"], "parameter 'reference_steps' = 5000 is out of range"),
     (["figure1", "-p", "device", "cuda:x"], "parameter 'device'"),
+    # Trajectory-level theory
+    (["trajectory_theory", "-p", "alignment", "0.02"], "parameter 'alignment' = 0.02 is out of range"),
+    (["trajectory_theory", "-p", "alignment", "0"], "parameter 'alignment' = 0.0 is out of range"),
+    (["trajectory_theory", "-p", "sweep_points", "59"], "parameter 'sweep_points' = 59 is out of range"),
+    (["trajectory_theory", "-p", "initial_value", "1.0"], "parameter 'initial_value' = 1.0 is out of range"),
+    (["trajectory_theory", "-p", "steps", "five"], "parameter 'steps' = 'five' is not a valid int"),
+    (["trajectory_theory", "-p", "bandit_seeds", "0"], "parameter 'bandit_seeds' = 0 is out of range"),
 ]
 
 

@@ -6,39 +6,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rlvr_dynamics import figure1, identity
+from rlvr_dynamics import figure1, identity, trajectory_theory
 from rlvr_dynamics.params import NotebookSpec, ParameterError
+
+
 
 @dataclass(frozen=True)
 class NoParameters:
     """A page with only the common parameters (it reads committed data)."""
 
 
+# name, chapter title, config dataclass, presets; the source is notebooks/NAME.md. Book order.
+_CHAPTERS = (
+    ("gradient_gap", "Problem set-up and the Gradient Gap", identity.GradientGapConfig, identity.PRESETS),
+    ("trajectory_theory", "Trajectory-level theory: Lemma 1, Theorems 1–2, Corollary 1",
+     trajectory_theory.TrajectoryConfig, trajectory_theory.PRESETS),
+    ("figure1", "Figure 1: REINFORCE on contextual bandits", figure1.Figure1Config, figure1.PRESETS),
+    ("performance", "Appendix: performance", NoParameters, {"ci": {}, "paper": {}}),
+)
 NOTEBOOKS: dict[str, NotebookSpec] = {
-    spec.name: spec
-    for spec in (
-        NotebookSpec(
-            name="gradient_gap",
-            title="Problem set-up and the Gradient Gap",
-            source="notebooks/gradient_gap.md",
-            config=identity.GradientGapConfig,
-            presets=identity.PRESETS,
-        ),
-        NotebookSpec(
-            name="figure1",
-            title="Figure 1: REINFORCE on contextual bandits",
-            source="notebooks/figure1.md",
-            config=figure1.Figure1Config,
-            presets=figure1.PRESETS,
-        ),
-        NotebookSpec(
-            name="performance",
-            title="Appendix: performance",
-            source="notebooks/performance.md",
-            config=NoParameters,
-            presets={"ci": {}, "paper": {}},
-        ),
-    )
+    name: NotebookSpec(name=name, title=title, source=f"notebooks/{name}.md", config=config, presets=presets)
+    for name, title, config, presets in _CHAPTERS
 }
 
 
