@@ -21,7 +21,6 @@ from rlvr_dynamics.params import parameter
 CONVERGED_LEVEL = 0.9
 """A context has *converged* when J_x(K) ≥ 0.9 and is *stuck* when J_x(K) ≤ 0.1."""
 STUCK_LEVEL = 0.1
-CHUNK_RUNS = 64
 SENSITIVITY_RANGE = (0.01, 10.0)
 """The step sizes of the sensitivity sweep: a log grid over [0.01, 10] (the issue's range)."""
 
@@ -96,18 +95,10 @@ def run(config: Figure1Config, seeds, step_sizes=None, record_every: int = 1, de
     step_sizes = np.atleast_1d(config.step_size if step_sizes is None else step_sizes)
     bandits = bandit.make_bandits(config.spec, seeds, config.steps, device=device, dtype=config.torch_dtype)
     bandits = bandits.repeat(len(step_sizes))
-    all_step_sizes = np.tile(step_sizes, len(seeds))
-    # Groups of at most CHUNK_RUNS runs: a (64, 600, 100) float64 batch still fits the CPU's cache;
-    # a 320-run batch is memory-bound and 2–3× slower per run. Results do not depend on grouping.
-    chunk = CHUNK_RUNS if bandits.contexts.device.type == "cpu" else bandits.n_runs
-    parts = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", bandit.EmptyBandWarning)
-        for start in range(0, bandits.n_runs, chunk):
-            rows = slice(start, start + chunk)
-            parts.append(bandit.simulate(bandits.rows(rows), all_step_sizes[rows], config.steps, band=config.band,
-                                         fallback=config.fallback, record_every=record_every))
-    result = parts[0] if len(parts) == 1 else bandit.concatenate(parts)
+        result = bandit.simulate_in_groups(bandits, np.tile(step_sizes, len(seeds)), config.steps, band=config.band,
+                                           fallback=config.fallback, record_every=record_every)
     messages = [str(w.message) for w in caught if issubclass(w.category, bandit.EmptyBandWarning)]
     return bandits, result, messages
 
@@ -214,7 +205,7 @@ def binned_mean(x: np.ndarray, y: np.ndarray, edges: np.ndarray) -> np.ndarray:
         return sums / counts
 
 
-def sensitivity_table(trajectories: bandit.BanditTrajectories, n_seeds: int, step_sizes: np.ndarray) -> pd.DataFrame:
+def sensitivity_table(trajectories: bandit.BanditTrajectories, step_sizes: np.ndarray) -> pd.DataFrame:
     """One row per (seed, α): final mean J, shares of the regimes, learned arms, share of steps
     that fell back, and the log-odds fit of both readings."""
     rows = []

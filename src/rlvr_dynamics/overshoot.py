@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
+from rlvr_dynamics import trajectory
+
 SCORE_BOUND = math.sqrt(2.0)
 """G_o for a softmax over responses: ‖e_o − π‖² = (1 − π_o)² + Σ_{o'≠o} π_{o'}² ≤ 2."""
 SMOOTHNESS = 0.5
@@ -102,7 +104,7 @@ def step_size_from_rule(rule: str, base: torch.Tensor, alignment: torch.Tensor, 
     if rule == "constant":
         return base
     if rule == "theorem1b":
-        return alignment.clamp_min(0) / (2 * (SMOOTHNESS + 8 * SCORE_BOUND**2))
+        return trajectory.convergence_step_bound(alignment, SMOOTHNESS, SCORE_BOUND)
     if rule == "decaying":
         return base * 0.9**k
     raise ValueError(f"parameter 'step_rule' = {rule!r} is unknown: allowed 'constant', 'theorem1b', 'decaying'")
