@@ -50,6 +50,12 @@ BAD_INPUT = [
     (["trajectory_theory", "-p", "initial_value", "1.0"], "parameter 'initial_value' = 1.0 is out of range"),
     (["trajectory_theory", "-p", "steps", "five"], "parameter 'steps' = 'five' is not a valid int"),
     (["trajectory_theory", "-p", "bandit_seeds", "0"], "parameter 'bandit_seeds' = 0 is out of range"),
+    (["token_theory", "-p", "verifier", "parity"], "parameter 'verifier' = 'parity' is out of range"),
+    (["token_theory", "-p", "alignment", "0.05"], "parameter 'alignment' = 0.05 is out of range"),
+    (["token_theory", "-p", "vocab_size", "2"], "parameter 'vocab_size' = 2 is out of range"),
+    (["token_theory", "-p", "group_size", "1"], "parameter 'group_size' = 1 is out of range"),
+    (["token_theory", "-p", "initial_value", "nan"], "parameter 'initial_value' = nan is not finite"),
+    (["token_theory", "-p", "longest_length", "8"], "parameter 'longest_length' = 8 is out of range"),
 ]
 
 

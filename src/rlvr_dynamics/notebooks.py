@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rlvr_dynamics import figure1, identity, trajectory_theory
+from rlvr_dynamics import figure1, identity, token_theory, trajectory_theory
 from rlvr_dynamics.params import NotebookSpec, ParameterError
 
 
@@ -21,6 +21,8 @@ _CHAPTERS = (
     ("gradient_gap", "Problem set-up and the Gradient Gap", identity.GradientGapConfig, identity.PRESETS),
     ("trajectory_theory", "Trajectory-level theory: Lemma 1, Theorems 1–2, Corollary 1",
      trajectory_theory.TrajectoryConfig, trajectory_theory.PRESETS),
+    ("token_theory", "Token-level theory: response length, Theorems 3–4 and length normalization",
+     token_theory.TokenConfig, token_theory.PRESETS),
     ("figure1", "Figure 1: REINFORCE on contextual bandits", figure1.Figure1Config, figure1.PRESETS),
     ("performance", "Appendix: performance", NoParameters, {"ci": {}, "paper": {}}),
 )

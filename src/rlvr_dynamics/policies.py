@@ -9,7 +9,8 @@ tokens, token 0 being EOS, responses of length 1 … T (the last allowed positio
 |o| ≤ T = T_∞). Parameters are shared across positions, as in Section 4: the logits at position t
 are ``h = W[o_{t−1}] + B[t]`` (a bigram table W with a BOS row, plus a position bias B), so the
 trajectory score is the sum of token scores. θ is the flat vector (W, B) of size
-D = (V + 1)·V + T·V.
+D = (V + 1)·V + T·V. With ``position_bias=False`` the policy is a pure bigram chain (θ = W,
+D = (V + 1)·V): every parameter is shared by all positions, the family of the token-level chapter.
 """
 
 from __future__ import annotations
@@ -93,21 +94,25 @@ class TokenPolicy:
     Attributes:
         vocab_size: V, number of tokens including EOS (token 0); at least 2.
         max_length: T = T_∞, the longest response; position T forces EOS.
+        position_bias: whether the logits carry the per-position bias B (else B ≡ 0, D = (V + 1)·V).
     """
 
     vocab_size: int
     max_length: int
+    position_bias: bool = True
 
     def __post_init__(self):
         if not isinstance(self.vocab_size, int) or isinstance(self.vocab_size, bool) or self.vocab_size < 2:
             raise ValueError(f"vocab_size = {self.vocab_size!r} must be an integer ≥ 2 (EOS plus one token)")
         if not isinstance(self.max_length, int) or isinstance(self.max_length, bool) or self.max_length < 1:
             raise ValueError(f"max_length = {self.max_length!r} must be an integer ≥ 1")
+        if not isinstance(self.position_bias, bool):
+            raise ValueError(f"position_bias = {self.position_bias!r} must be True or False")
 
     @property
     def n_params(self) -> int:
-        """D = (V + 1)·V (bigram rows incl. BOS) + T·V (position biases)."""
-        return (self.vocab_size + 1) * self.vocab_size + self.max_length * self.vocab_size
+        """D = (V + 1)·V (bigram rows incl. BOS) + T·V (position biases, if any)."""
+        return (self.vocab_size + 1) * self.vocab_size + self.max_length * self.vocab_size * self.position_bias
 
     @property
     def n_responses(self) -> int:
@@ -115,12 +120,16 @@ class TokenPolicy:
         return sum((self.vocab_size - 1) ** (length - 1) for length in range(1, self.max_length + 1))
 
     def split(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flat θ (..., D) → bigram table W (..., V + 1, V) and position bias B (..., T, V)."""
+        """Flat θ (..., D) → bigram table W (..., V + 1, V) and position bias B (..., T, V) (zeros
+        without ``position_bias``)."""
         if theta.shape[-1] != self.n_params:
             raise ValueError(f"theta has {theta.shape[-1]} parameters, this policy has {self.n_params}")
         v, t = self.vocab_size, self.max_length
         n_bigram = (v + 1) * v
-        return theta[..., :n_bigram].unflatten(-1, (v + 1, v)), theta[..., n_bigram:].unflatten(-1, (t, v))
+        bigram = theta[..., :n_bigram].unflatten(-1, (v + 1, v))
+        if not self.position_bias:
+            return bigram, theta.new_zeros(*theta.shape[:-1], t, v)
+        return bigram, theta[..., n_bigram:].unflatten(-1, (t, v))
 
     def enumerate_responses(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """Every response: tokens (R, T) padded with EOS after the end, lengths (R,), by length."""
@@ -184,6 +193,8 @@ class TokenPolicy:
         bos = torch.full_like(tokens[:, :1], self.vocab_size)
         previous = F.one_hot(torch.cat([bos, tokens[:, :-1]], dim=1), self.vocab_size + 1).to(theta.dtype)
         bigram_score = torch.einsum("rtp,...rtv->...rpv", previous, token_scores)  # (..., R, V+1, V)
+        if not self.position_bias:
+            return log_prob, bigram_score.flatten(-2)  # (..., R, D)
         score = torch.cat([bigram_score.flatten(-2), token_scores.flatten(-2)], dim=-1)  # (..., R, D)
         return log_prob, score
 
