@@ -165,7 +165,7 @@ def make_instances(vocab_size: int, max_length: int, verifier_kind: str, initial
         torch.randn(vocab_size + 1, vocab_size, generator=torch.Generator().manual_seed(int(seed)), dtype=DTYPE)
         for seed in seeds
     ]).to(device)  # (B, V + 1, V), the same draw at every T
-    stop = 2.0 / max_length
+    stop = min(2.0 / max_length, 0.5)  # at T = 2 the token rows never get to stop: position 2 forces EOS
 
     def build(shift: torch.Tensor) -> torch.Tensor:
         table = base.clone()
