@@ -79,7 +79,7 @@ def test_outcomes_and_gradient_gap_equal_enumeration(kind, length):
     assert_close(gap, expected_gap, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("variant", markov.ESTIMATOR_VARIANTS)
+@pytest.mark.parametrize("variant", estimators.VARIANTS)
 def test_expected_update_equals_enumerated_expected_direction(variant):
     for length, kind in [(3, "final_token"), (6, "final_token"), (3, "contains"), (6, "contains"), (3, "majority"),
                          (6, "majority")]:

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import torch
 
+from rlvr_dynamics import estimators
 from rlvr_dynamics.policies import EOS, TokenPolicy
 
 VERIFIERS = ("final_token", "contains", "majority")
 UNREACHABLE = -1e30  # a finite log-probability: −inf would make logsumexp's gradient NaN
-ESTIMATOR_VARIANTS = ("reinforce", "grpo", "dr_grpo")
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,12 @@ class Outcomes:
     def log_odds(self) -> torch.Tensor:
         """f = log J − log(1 − J). (...)."""
         return self.log_success - self.log_failure
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """The lengths ℓ = 1 … T of the last axis, as floats. (T,)."""
+        pmf = self.log_success_by_length
+        return torch.arange(1, pmf.shape[-1] + 1, dtype=pmf.dtype, device=pmf.device)
 
     @property
     def log_length_pmf(self) -> torch.Tensor:
@@ -200,8 +206,7 @@ def expected_update(policy: TokenPolicy, theta: torch.Tensor, verifier: Verifier
     - grpo: (1/σ) Σ_o ∇π(o)·(r(o) − J)/|o| with σ = √(J(1 − J)) held fixed, eq. (5): the gradient of
       a length-weighted success probability, which the forward algorithm computes per length.
     """
-    if variant not in ESTIMATOR_VARIANTS:
-        raise ValueError(f"variant = {variant!r} is unknown: allowed {', '.join(map(repr, ESTIMATOR_VARIANTS))}")
+    estimators._check_variant(variant)
     if variant == "dr_grpo" and (group_size is None or group_size < 2):
         raise ValueError(f"group_size = {group_size!r}: dr_grpo needs a group of at least 2")
     with torch.enable_grad():
@@ -209,8 +214,7 @@ def expected_update(policy: TokenPolicy, theta: torch.Tensor, verifier: Verifier
         result = outcomes(policy, point, verifier)
         log_success, log_failure = result.log_success, result.log_failure
         if variant == "grpo":
-            log_inverse_length = -torch.log(torch.arange(1, policy.max_length + 1, dtype=theta.dtype,
-                                                         device=theta.device))
+            log_inverse_length = -torch.log(result.lengths)
             weighted_success = torch.logsumexp(result.log_success_by_length + log_inverse_length, -1).exp()
             weighted_failure = torch.logsumexp(result.log_failure_by_length + log_inverse_length, -1).exp()
             fail, succ = log_failure.detach().exp(), log_success.detach().exp()
@@ -243,16 +247,12 @@ def psi1_norm(values: torch.Tensor, log_weights: torch.Tensor, iterations: int =
 
 def length_psi1_norm(result: Outcomes) -> torch.Tensor:
     """‖|o|‖_ψ₁ under the policy, from the exact length distribution. (...)."""
-    pmf = result.log_length_pmf
-    lengths = torch.arange(1, pmf.shape[-1] + 1, dtype=pmf.dtype, device=pmf.device)
-    return psi1_norm(lengths, pmf)
+    return psi1_norm(result.lengths, result.log_length_pmf)
 
 
 def mean_length(result: Outcomes) -> torch.Tensor:
     """E|o|. (...)."""
-    pmf = result.log_length_pmf
-    lengths = torch.arange(1, pmf.shape[-1] + 1, dtype=pmf.dtype, device=pmf.device)
-    return (pmf.exp() * lengths).sum(-1)
+    return (result.log_length_pmf.exp() * result.lengths).sum(-1)
 
 
 def sample(policy: TokenPolicy, theta: torch.Tensor, n_samples: int, generator: torch.Generator

@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from scipy import stats
 
-from rlvr_dynamics import markov
+from rlvr_dynamics import estimators, markov
 from rlvr_dynamics.params import parameter
 from rlvr_dynamics.policies import TokenPolicy
+from rlvr_dynamics.trajectory_theory import loglog_slope
 
 DTYPE = torch.float64
 SCORE_BOUND = math.sqrt(2.0)
@@ -132,11 +133,10 @@ def effective_step(variant: str, alignment: torch.Tensor, value: torch.Tensor, p
                    learning_rate: float = 1.0) -> torch.Tensor:
     """Eq. (20), the paper's scaling of η_k = α‖g‖: GRPO α Δμ √(J(1 − J))/T_ψ₁; Dr. GRPO and
     REINFORCE α Δμ J(1 − J)."""
+    estimators._check_variant(variant)
     if variant == "grpo":
         return learning_rate * alignment * torch.sqrt(value * (1 - value)) / psi1
-    if variant in ("dr_grpo", "reinforce"):
-        return learning_rate * alignment * value * (1 - value)
-    raise ValueError(f"variant = {variant!r} is unknown: allowed 'reinforce', 'grpo', 'dr_grpo'")
+    return learning_rate * alignment * value * (1 - value)
 
 
 def safe_step(alignment: torch.Tensor, value: torch.Tensor, psi1: torch.Tensor) -> torch.Tensor:
@@ -317,7 +317,7 @@ def slope_interval(lengths: np.ndarray, values: np.ndarray, level: float = 0.95)
     """Log-log slope of ``values`` (seeds, lengths) on ``lengths``: one least-squares slope per seed,
     their mean and a Student-t interval over seeds (and the pooled fit's slope and R²)."""
     log_x, log_y = np.log(lengths), np.log(values)
-    per_seed = np.array([np.polyfit(log_x, row, 1)[0] for row in log_y])
+    per_seed = np.array([loglog_slope(lengths, row) for row in values])
     mean = float(per_seed.mean())
     if len(per_seed) > 1:
         half = float(stats.t.ppf(0.5 + level / 2, len(per_seed) - 1) * per_seed.std(ddof=1) / math.sqrt(len(per_seed)))
@@ -334,11 +334,11 @@ def step_ratio_grid(values: np.ndarray, lengths: list[int], seed: int, vocab_siz
     """η_eff/η_safe of the exact population updates over a (J, T) grid, learning rate α = 1.
 
     For each T, one instance (seed ``seed``) calibrated to each J; for each variant of
-    :data:`markov.ESTIMATOR_VARIANTS` the update g gives η_eff = ‖g‖ (eq. 20) and its alignment
+    :data:`estimators.VARIANTS` the update g gives η_eff = ‖g‖ (eq. 20) and its alignment
     Δμ = ⟨g/‖g‖, ∇f⟩, and η_safe is (18a) at that alignment. Returns ratios (variant → (J, T)),
     plus ``"psi1"`` and ``"alignment"`` (the gap norm ‖∇f‖) on the same grid.
     """
-    out = {variant: np.zeros((len(values), len(lengths))) for variant in markov.ESTIMATOR_VARIANTS}
+    out = {variant: np.zeros((len(values), len(lengths))) for variant in estimators.VARIANTS}
     out["psi1"] = np.zeros((len(values), len(lengths)))
     out["alignment"] = np.zeros((len(values), len(lengths)))
     for column, length in enumerate(lengths):
@@ -348,7 +348,7 @@ def step_ratio_grid(values: np.ndarray, lengths: list[int], seed: int, vocab_siz
         psi1 = markov.length_psi1_norm(result)
         out["psi1"][:, column] = psi1.cpu().numpy()
         out["alignment"][:, column] = torch.linalg.vector_norm(gap, dim=-1).cpu().numpy()
-        for variant in markov.ESTIMATOR_VARIANTS:
+        for variant in estimators.VARIANTS:
             update = markov.expected_update(policy, theta, verifier, variant, group_size)
             norm = torch.linalg.vector_norm(update, dim=-1)
             alignment = (update * gap).sum(-1) / norm
