@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks nbval site book-checks bench venv lock clean
+.PHONY: book test unit notebooks nbval site book-checks bench bench-lm venv lock clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,10 @@ book-checks: site
 ## bench: time the batched bandit engine against per-run loops (prints ratios; writes build/bench/bandit.json)
 bench: $(STAMP)
 	$(BIN)/rlvr-book bench
+
+## bench-lm: seconds per TRL GRPO step with gradient-gap tracking off / (a) / (a)+(b); writes build/bench/lm.json
+bench-lm: $(STAMP)
+	$(BIN)/rlvr-book bench-lm
 
 ## lock: regenerate requirements-lock.txt from a venv made from requirements.txt
 lock:

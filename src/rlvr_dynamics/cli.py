@@ -124,6 +124,8 @@ def make_parser() -> argparse.ArgumentParser:
         sub.add_argument("--force", action="store_true", help="ignore the cache")
     commands.add_parser("bench", help="time the batched bandit engine against per-run loops (see --help)",
                         add_help=False)
+    commands.add_parser("bench-lm", help="time GRPO steps with and without gradient-gap tracking (see --help)",
+                        add_help=False)
     return parser
 
 
@@ -133,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         from rlvr_dynamics import bench
 
         return bench.main(argv[1:])
+    if argv[:1] == ["bench-lm"]:
+        from rlvr_dynamics.lm import bench as lm_bench
+
+        return lm_bench.main(argv[1:])
     args = make_parser().parse_args(argv)
     handlers = {"list": command_list, "run": command_run, "execute-all": command_execute_all, "build": command_build}
     try:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rlvr_dynamics import figure1, identity, token_theory, trajectory_theory
+from rlvr_dynamics import figure1, figure2, identity, token_theory, trajectory_theory
 from rlvr_dynamics.params import NotebookSpec, ParameterError
 
 
@@ -24,6 +24,7 @@ _CHAPTERS = (
     ("token_theory", "Token-level theory: response length, Theorems 3–4 and length normalization",
      token_theory.TokenConfig, token_theory.PRESETS),
     ("figure1", "Figure 1: REINFORCE on contextual bandits", figure1.Figure1Config, figure1.PRESETS),
+    ("figure2", "Figure 2: GRPO on language models", figure2.Figure2Config, figure2.PRESETS),
     ("performance", "Appendix: performance", NoParameters, {"ci": {}, "paper": {}}),
 )
 NOTEBOOKS: dict[str, NotebookSpec] = {

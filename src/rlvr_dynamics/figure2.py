@@ -1,0 +1,358 @@
+"""The chapter *Figure 2: GRPO on language models* (Section 5.2): parameters, runs and the analysis.
+
+The runs are :func:`rlvr_dynamics.lm.grpo.run_grpo` calls from one warmed-up checkpoint; this
+module turns their records into the chapter's numbers: the cumulative gap of each reading, rank
+correlations, a logistic fit of accuracy on the cumulative gap, the shape of the relation
+(logistic / concave / linear within noise), and whether the cumulative gap is only a relabelled
+step count (both of its factors near constant under Adam).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import optimize, special, stats
+
+from rlvr_dynamics.lm import grpo, model as lm_model, task as lm_task
+from rlvr_dynamics.lm.warmup import WarmupConfig, WarmupResult, supervised_warmup
+from rlvr_dynamics.params import parameter
+
+READINGS = {"estimate": "(a) paper's estimate: Σ η_k ‖Δ̂‖_k",
+            "measured": "(b) measured: Σ η_k [Δμ_k]₊"}
+"""The two cumulative-gap readings of Figure 2 (``GRPORun.cumulative`` columns)."""
+
+
+def _split_list(name: str, text: str, kind, allowed=None) -> list:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise ValueError(f"parameter '{name}' = {text!r} is empty: give one value or a comma-separated list")
+    values = []
+    for item in items:
+        try:
+            value = kind(item)
+        except ValueError:
+            raise ValueError(f"parameter '{name}' = {text!r}: {item!r} is not a {kind.__name__}") from None
+        if allowed is not None and value not in allowed:
+            raise ValueError(f"parameter '{name}' = {text!r}: {item!r} is unknown: allowed "
+                             f"{', '.join(repr(a) for a in allowed)}")
+        values.append(value)
+    return values
+
+
+@dataclass(frozen=True)
+class Figure2Config:
+    """Parameters of the chapter *Figure 2: GRPO on language models* (Section 5.2)."""
+
+    task: str = parameter("generated task: 'arithmetic' (a+b=) or 'word' (GSM8K format, '#### n')", "str",
+                          choices=lm_task.TASKS)
+    digits: int = parameter("digits of the numbers in generated problems", "int", low=1, high=6)
+    problems: int = parameter("generated problems (train + validation)", "int", low=16, high=10_000_000)
+    validation_size: int = parameter("held-out validation problems (the last ones)", "int", low=8, high=1_000_000)
+    dataset_path: str = parameter("local GSM8K-format jsonl to use instead of generated problems ('' : generate)",
+                                  "str")
+    model_name_or_path: str = parameter("local Hugging Face model folder ('' : a fresh Qwen2-architecture model)",
+                                        "str")
+    model_preset: str = parameter("size of the fresh model: 'ci' (≈0.14 M parameters) or 'gpu' (≈25 M)", "str",
+                                  choices=tuple(lm_model.MODEL_PRESETS))
+    warmup_target: float = parameter("supervised warm-up stops at this sampled validation accuracy (0: no warm-up)",
+                                     "float", low=0.0, high=0.95)
+    warmup_max_steps: int = parameter("most warm-up steps", "int", low=1, high=1_000_000)
+    warmup_batch_size: int = parameter("warm-up problems per step", "int", low=1, high=65_536)
+    warmup_learning_rate: float = parameter("warm-up AdamW learning rate", "float", low=1e-7, high=1.0)
+    loss_types: str = parameter("TRL loss_type of each run, comma-separated (grpo, dr_grpo, dapo, bnpo)", "str")
+    scale_rewards: str = parameter("TRL scale_rewards of each run, or one for all (group, batch, none)", "str")
+    learning_rates: str = parameter("GRPO learning rate of each run, or one for all", "str")
+    optimizer: str = parameter("GRPO optimizer: 'adamw' (the paper's runs) or 'sgd'", "str",
+                               choices=tuple(grpo.OPTIMIZERS))
+    steps: int = parameter("GRPO steps of each run", "int", low=1, high=1_000_000)
+    completions_per_step: int = parameter("completions per GRPO step (prompts × num_generations)", "int", low=2,
+                                          high=1_000_000)
+    num_generations: int = parameter("G, completions per prompt (≥ 2, divides completions_per_step)", "int",
+                                     low=1, high=4096)
+    max_completion_length: int = parameter("longest completion in tokens", "int", low=1, high=32_768)
+    temperature: float = parameter("sampling temperature (training and validation)", "float", low=0.01, high=10.0)
+    per_prompt_every: int = parameter("steps between per-prompt gap measurements", "int", low=1, high=1_000_000)
+    eval_every: int = parameter("steps between validation-accuracy checks", "int", low=1, high=1_000_000)
+    eval_problems: int = parameter("validation problems in each check", "int", low=1, high=1_000_000)
+    eval_samples: int = parameter("sampled completions per validation problem", "int", low=1, high=1024)
+    workers: int = parameter("GRPO runs executed at once in separate processes (CPU threads are split)", "int",
+                             low=1, high=64)
+    min_gain: float = parameter("validation-accuracy gain the first run must reach (asserted at ci)", "float",
+                                low=0.0, high=1.0)
+
+    def check(self) -> None:
+        if self.validation_size >= self.problems:
+            raise ValueError(f"parameter 'validation_size' = {self.validation_size} is out of range: allowed "
+                             f"validation_size < problems = {self.problems}")
+        if self.eval_problems > self.validation_size:
+            raise ValueError(f"parameter 'eval_problems' = {self.eval_problems} is out of range: allowed "
+                             f"eval_problems ≤ validation_size = {self.validation_size}")
+        if self.model_name_or_path and not (Path(self.model_name_or_path) / "config.json").is_file():
+            raise ValueError(f"parameter 'model_name_or_path' = {self.model_name_or_path!r} is not a local model "
+                             "folder (no config.json); nothing is downloaded")
+        if self.dataset_path and not Path(self.dataset_path).is_file():
+            raise ValueError(f"parameter 'dataset_path' = {self.dataset_path!r} is not a file: expected a "
+                             "GSM8K-format jsonl")
+        self.run_configs()  # validates the lists and every run's GRPO settings
+
+    def run_configs(self) -> list[grpo.GRPORunConfig]:
+        """One :class:`GRPORunConfig` per run (lists of length 1 are broadcast)."""
+        loss_types = _split_list("loss_types", self.loss_types, str, grpo.LOSS_TYPES)
+        scales = _split_list("scale_rewards", self.scale_rewards, str, grpo.SCALE_REWARDS)
+        rates = _split_list("learning_rates", self.learning_rates, float)
+        runs = max(len(loss_types), len(scales), len(rates))
+        for name, values in (("loss_types", loss_types), ("scale_rewards", scales), ("learning_rates", rates)):
+            if len(values) not in (1, runs):
+                raise ValueError(f"parameter '{name}' has {len(values)} values for {runs} runs: give 1 or {runs}")
+        for rate in rates:
+            if not 0 < rate <= 1:
+                raise ValueError(f"parameter 'learning_rates' = {self.learning_rates!r}: {rate} is out of range: "
+                                 "allowed 0 < learning rate ≤ 1")
+        configs = []
+        for index in range(runs):
+            pick = lambda values: values[index if len(values) > 1 else 0]  # noqa: E731
+            config = grpo.GRPORunConfig(
+                loss_type=pick(loss_types), scale_rewards=pick(scales), learning_rate=pick(rates),
+                steps=self.steps, completions_per_step=self.completions_per_step,
+                num_generations=self.num_generations, max_completion_length=self.max_completion_length,
+                temperature=self.temperature, optimizer=self.optimizer, tracking="measured",
+                per_prompt_every=self.per_prompt_every, eval_every=self.eval_every,
+                eval_problems=self.eval_problems, eval_samples=self.eval_samples)
+            try:
+                config.check()
+            except ValueError as error:
+                raise ValueError(f"run {index + 1}: {error}") from None
+            configs.append(config)
+        return configs
+
+    def warmup_config(self) -> WarmupConfig:
+        return WarmupConfig(target_accuracy=self.warmup_target, max_steps=self.warmup_max_steps,
+                            batch_size=self.warmup_batch_size, learning_rate=self.warmup_learning_rate,
+                            eval_every=25, eval_problems=min(128, self.eval_problems), eval_samples=2,
+                            max_new_tokens=self.max_completion_length)
+
+
+_CI = dict(task="arithmetic", digits=2, problems=4500, validation_size=500, dataset_path="", model_name_or_path="",
+           model_preset="ci", warmup_target=0.35, warmup_max_steps=3000, warmup_batch_size=256,
+           warmup_learning_rate=3e-3, loss_types="grpo,dr_grpo", scale_rewards="group,none", learning_rates="3e-4",
+           optimizer="adamw", steps=250, completions_per_step=256, num_generations=8, max_completion_length=8,
+           temperature=1.0, per_prompt_every=10, eval_every=25, eval_problems=256, eval_samples=4, workers=2,
+           min_gain=0.15)
+PRESETS = {
+    # ≈ 3 min on 2 CPU cores: a 0.14 M-parameter model, two runs of 250 steps from one warm-up.
+    "ci": _CI,
+    # The GPU setting: a 25 M-parameter model on GSM8K-format word problems, three runs (two loss
+    # types, two learning rates), 1000 steps each. Qwen2.5 on GSM8K: set model_name_or_path and
+    # dataset_path (see the chapter).
+    "paper": dict(_CI, task="word", digits=2, problems=60_000, validation_size=1000, model_preset="gpu",
+                  warmup_target=0.3, warmup_max_steps=20_000, warmup_learning_rate=1e-3,
+                  loss_types="grpo,dr_grpo,grpo", scale_rewards="group,none,group",
+                  learning_rates="1e-4,1e-4,3e-4", steps=1000, completions_per_step=512, max_completion_length=32,
+                  per_prompt_every=20, eval_every=50, eval_problems=512, eval_samples=8, workers=1),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Data, model, warm-up and runs
+# ----------------------------------------------------------------------------------------------
+
+
+def load_problems(config: Figure2Config, seed: int) -> tuple[list[lm_task.Problem], list[lm_task.Problem]]:
+    """``(train, validation)``: from ``dataset_path`` when given, else generated with ``seed``."""
+    if config.dataset_path:
+        problems = lm_task.read_gsm8k_jsonl(config.dataset_path, task="word")
+        if config.validation_size >= len(problems):
+            raise ValueError(f"parameter 'validation_size' = {config.validation_size}: the dataset "
+                             f"'{config.dataset_path}' has only {len(problems)} problems")
+    else:
+        problems = lm_task.generate_problems(config.task, config.problems, seed, config.digits)
+    return lm_task.train_validation_split(problems, config.validation_size)
+
+
+def prepare_model(config: Figure2Config, train, validation, seed: int, device, folder: str | Path,
+                  progress: bool = False) -> tuple[Path, WarmupResult | None, int]:
+    """Load or build the model, warm it up to the target, and save it to ``folder``.
+
+    Every GRPO run then starts from this folder through :func:`lm_model.load_model` — the same
+    code that loads a real model. Returns ``(folder, warm-up result or None, parameter count)``.
+    """
+    if config.model_name_or_path:
+        model, tokenizer = lm_model.load_model(config.model_name_or_path, device)
+    else:
+        tokenizer = lm_model.byte_tokenizer()
+        model = lm_model.build_model(config.model_preset, tokenizer, seed, device)
+    result = None
+    if config.warmup_target > 0:
+        generator = torch.Generator(device=device).manual_seed(seed)
+        result = supervised_warmup(model, tokenizer, train, validation, config.warmup_config(), generator, progress)
+    lm_model.save_model(model, tokenizer, folder)
+    return Path(folder), result, lm_model.parameter_count(model)
+
+
+def _run_one(job) -> grpo.GRPORun:
+    folder, train, validation, run_config, seed, device, threads, progress = job
+    if threads:
+        torch.set_num_threads(threads)  # this is a worker process of its own
+    model, tokenizer = lm_model.load_model(folder, device)
+    return grpo.run_grpo(model, tokenizer, train, validation, run_config, seed, device, progress)
+
+
+def run_all(config: Figure2Config, folder: str | Path, train, validation, seed: int, device,
+            progress: bool = False) -> list[grpo.GRPORun]:
+    """Every run of the chapter, each from the checkpoint in ``folder``, with the same ``seed``.
+
+    With ``workers > 1`` (CPU only) the runs execute in that many spawned processes, the CPU
+    threads split between them (tiny models leave cores idle; this is ≈1.7× faster on 2 cores).
+    Each process also keeps TRL's global seeding out of the caller's interpreter.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    configs = config.run_configs()
+    workers = min(config.workers, len(configs)) if str(device) == "cpu" else 1
+    threads = max(1, torch.get_num_threads() // workers) if workers > 1 else 0
+    jobs = [(str(folder), train, validation, c, seed, str(device), threads, progress) for c in configs]
+    if workers == 1:
+        return [_run_one(job) for job in jobs]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return list(pool.map(_run_one, jobs))
+
+
+def run_label(run: grpo.GRPORun) -> str:
+    c = run.config
+    return f"{c.loss_type} / {c.scale_rewards} / lr {c.learning_rate:g}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Analysis
+# ----------------------------------------------------------------------------------------------
+
+
+def figure2_table(runs: list[grpo.GRPORun]) -> pd.DataFrame:
+    """Long table: run, step, normalized step, accuracy and each reading's cumulative gap."""
+    frames = []
+    for run in runs:
+        frame = run.cumulative()
+        frame.insert(0, "run", run_label(run))
+        frame["normalized_step"] = frame["step"] / run.config.steps
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def logistic(x, intercept, slope):
+    return special.expit(intercept + slope * x)
+
+
+def logistic_fit(gap: np.ndarray, accuracy: np.ndarray) -> dict:
+    """Least-squares fit of accuracy = σ(a + b·G) (Corollary 1's form: log-odds linear in the
+    cumulative gap). Returns a, b, the RMSE and R² (in accuracy units)."""
+    gap, accuracy = np.asarray(gap, float), np.asarray(accuracy, float)
+    clipped = np.clip(accuracy, 1e-3, 1 - 1e-3)
+    start = np.polyfit(gap, special.logit(clipped), 1)[::-1]  # OLS on the log-odds as the start
+    (a, b), _ = optimize.curve_fit(logistic, gap, accuracy, p0=start, maxfev=20_000)
+    residual = accuracy - logistic(gap, a, b)
+    total = ((accuracy - accuracy.mean()) ** 2).sum()
+    return {"intercept": float(a), "slope": float(b), "rmse": float(np.sqrt((residual ** 2).mean())),
+            "r2": float(1 - (residual ** 2).sum() / total) if total > 0 else float("nan")}
+
+
+def curvature(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Quadratic coefficient c of y ≈ a + b·x + c·x² (x scaled to [0, 1]) and its 95% interval."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    x = (x - x.min()) / (np.ptp(x) or 1.0)
+    design = np.stack([np.ones_like(x), x, x ** 2], axis=1)
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    dof = len(y) - 3
+    residual = y - design @ coef
+    sigma2 = (residual ** 2).sum() / max(dof, 1)
+    se = math.sqrt(sigma2 * np.linalg.inv(design.T @ design)[2, 2])
+    half = stats.t.ppf(0.975, max(dof, 1)) * se
+    return float(coef[2]), float(coef[2] - half), float(coef[2] + half)
+
+
+def nonlinearity_pvalue(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """p-value of the F-test that adding x² and x³ to a line improves the (weighted least-squares)
+    fit of y (x scaled to [0, 1])."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    x = (x - x.min()) / (np.ptp(x) or 1.0)
+    root = np.sqrt(np.ones_like(y) if weights is None else np.asarray(weights, float))
+    residual = {}
+    for degree in (1, 3):
+        design = np.vander(x, degree + 1) * root[:, None]
+        coef, *_ = np.linalg.lstsq(design, y * root, rcond=None)
+        residual[degree] = float(((y * root - design @ coef) ** 2).sum())
+    dof = len(y) - 4
+    if residual[1] <= 1e-20 * float(((y * root) ** 2).sum()):
+        return 1.0  # a line fits to rounding: nothing left to explain
+    if dof < 1 or residual[3] <= 0:
+        return 0.0
+    statistic = ((residual[1] - residual[3]) / 2) / (residual[3] / dof)
+    return float(stats.f.sf(statistic, 2, dof))
+
+
+def relation_shape(gap: np.ndarray, accuracy: np.ndarray, level: float = 0.05) -> dict:
+    """Is accuracy vs cumulative gap logistic, concave, convex, or linear within noise?
+
+    A logistic relation is one whose log-odds are linear in G. Two F-tests (x² and x³ terms over
+    a line, at ``level``): on the log-odds (weighted by the delta method) and on the accuracy. Verdicts: log-odds non-linear →
+    ``"concave"`` or ``"convex"`` by the sign of their quadratic term (accuracy saturates faster,
+    or slower, than a logistic); log-odds linear but accuracy not → ``"logistic"``; neither →
+    ``"linear within noise"`` (the range is too narrow to tell a logistic from a line).
+    """
+    accuracy = np.clip(np.asarray(accuracy, float), 1e-3, 1 - 1e-3)
+    log_odds = special.logit(accuracy)
+    c = curvature(gap, accuracy)
+    d = curvature(gap, log_odds)
+    # Var(logit p̂) ≈ Var(p̂)/(p(1 − p))²: weight the log-odds by (p(1 − p))², so equal accuracy noise counts equally.
+    p_accuracy = nonlinearity_pvalue(gap, accuracy)
+    p_log_odds = nonlinearity_pvalue(gap, log_odds, weights=(accuracy * (1 - accuracy)) ** 2)
+    if p_log_odds < level:
+        verdict = "concave" if d[0] < 0 else "convex"
+    elif p_accuracy < level:
+        verdict = "logistic"
+    else:
+        verdict = "linear within noise"
+    return {"accuracy_curvature": c, "log_odds_curvature": d, "accuracy_nonlinearity_p": p_accuracy,
+            "log_odds_nonlinearity_p": p_log_odds, "verdict": verdict}
+
+
+def step_relabelling(run: grpo.GRPORun) -> dict:
+    """Is the cumulative gap only a relabelled step count? Both factors of each increment
+    η_k·Δ_k near constant ⇒ G_k ∝ k. Reports the coefficients of variation of η_k = ‖u_k‖, of
+    the estimated gap ‖Δ̂‖_k and of the measured alignment Δμ_k, and the R² of G_k on k for
+    each reading."""
+    steps = run.steps
+    cumulative = run.cumulative().dropna()
+
+    def cv(series):
+        series = series.dropna()
+        return float(series.std() / series.mean()) if len(series) > 1 and series.mean() != 0 else float("nan")
+
+    result = {"step_length_cv": cv(steps["step_length"]), "gap_estimate_cv": cv(steps["gap_estimate"]),
+              "alignment_cv": cv(steps["alignment"]), "gap_norm_cv": cv(steps["gap_norm"])}
+    for reading in READINGS:
+        fit = stats.linregress(cumulative["step"], cumulative[reading])
+        result[f"{reading}_vs_step_r2"] = float(fit.rvalue ** 2)
+    return result
+
+
+def pooled_fit_comparison(table: pd.DataFrame) -> dict:
+    """One logistic fit over all runs pooled, on each reading and on the normalized step: if a
+    reading is more than a relabelled step count, it should align the runs better (lower RMSE)."""
+    out = {}
+    for column in (*READINGS, "normalized_step"):
+        data = table.dropna(subset=[column])
+        x = data[column].to_numpy() / max(float(data[column].max()), 1e-300)
+        out[column] = logistic_fit(x, data["accuracy"].to_numpy())["rmse"]
+    return out
+
+
+def accuracy_gain(run: grpo.GRPORun) -> float:
+    """Final minus initial sampled validation accuracy."""
+    return float(run.evals["accuracy"].iloc[-1] - run.evals["accuracy"].iloc[0])

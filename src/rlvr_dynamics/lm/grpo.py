@@ -1,0 +1,386 @@
+"""GRPO on a causal LM through TRL's ``GRPOTrainer``, with gradient-gap tracking (Section 5.2).
+
+:class:`GapTrackingGRPOTrainer` is a small ``GRPOTrainer`` subclass: it keeps each step's rewards
+and group ids next to the completions (TRL shuffles the batch), and after the optimizer step
+measures, per step,
+
+(a) **the paper's estimate** of the batch-average gap magnitude, from
+    g_GRPO ∝ c_q (g⁺_q − g⁻_q) with c_q = J_q(1 − J_q)/σ_q (σ_q: the reward scale; √(J_q(1−J_q))
+    for ``scale_rewards="group"``): ‖Δ‖̂ = ‖∇L‖ / (ℓ · mean_q c_q), where ℓ is the loss's
+    token normalisation (see :func:`length_factor`);
+(b) **the measured gap** g⁺ − g⁻ (the batch average over prompts with both outcomes), from two
+    backward passes through log π(o | q) of the correct and the incorrect completions, and every
+    ``per_prompt_every`` steps each prompt's own g⁺_q − g⁻_q;
+
+and the alignment of the optimizer's actual update u_k = θ_{k+1} − θ_k with the measured gap:
+the paper's inner product Δμ_k = ⟨u_k/‖u_k‖, g⁺ − g⁻⟩ (eq. 12 with η_k = ‖u_k‖) and the cosine.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+import torch
+
+from rlvr_dynamics.lm.scoring import sampled_accuracy, sequence_log_probs
+from rlvr_dynamics.lm.task import Problem, correctness_reward, reward_dataset
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
+"""TRL's token aggregations (``GRPOConfig.loss_type``): ``"grpo"`` — per-sequence mean
+(Shao et al. 2024); ``"dr_grpo"`` — sum over a constant ``B·max_completion_length`` (Liu et al.
+2025, Dr. GRPO); ``"dapo"`` — sum over the active tokens of the batch (Yu et al. 2025, DAPO);
+``"bnpo"`` — the same over the local batch."""
+SCALE_REWARDS = ("group", "batch", "none")
+"""TRL's advantage scaling (``GRPOConfig.scale_rewards``): divide by the group's reward std
+(GRPO), by the batch's (PPO-Lite, Hu et al. 2025) or not at all (Dr. GRPO)."""
+OPTIMIZERS = {"adamw": "adamw_torch", "sgd": "sgd"}
+"""The optimizer: ``"adamw"`` (the paper's runs) or plain ``"sgd"`` (update ∥ gradient)."""
+TRACKING = ("off", "estimate", "measured")
+"""What to measure per step: nothing, the paper's estimate (a) only, or (a) and (b)."""
+
+
+@dataclass(frozen=True)
+class GRPORunConfig:
+    """One GRPO run (TRL ``GRPOConfig`` plus the tracking settings)."""
+
+    loss_type: str = "grpo"
+    scale_rewards: str = "group"
+    learning_rate: float = 3e-4
+    lr_warmup_steps: int = 0  # linear learning-rate warm-up, then constant (softens Adam's first steps)
+    steps: int = 200
+    completions_per_step: int = 256  # the batch: prompts per step × num_generations
+    num_generations: int = 8  # G, completions per prompt
+    max_completion_length: int = 8
+    temperature: float = 1.0
+    optimizer: str = "adamw"
+    max_grad_norm: float = 0.0  # 0: no clipping, so the logged gradient is the raw one
+    tracking: str = "measured"
+    per_prompt_every: int = 10
+    eval_every: int = 20
+    eval_problems: int = 256
+    eval_samples: int = 4
+
+    def check(self) -> None:
+        """Raise a ``ValueError`` naming the first bad field."""
+        for name, allowed in (("loss_type", LOSS_TYPES), ("scale_rewards", SCALE_REWARDS),
+                              ("optimizer", tuple(OPTIMIZERS)), ("tracking", TRACKING)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} '{value}' is unknown: allowed {', '.join(repr(a) for a in allowed)}")
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations = {self.num_generations}: GRPO needs at least 2 completions per "
+                             "prompt (a group of one has no baseline)")
+        if self.completions_per_step % self.num_generations:
+            raise ValueError(f"num_generations = {self.num_generations} does not divide completions_per_step = "
+                             f"{self.completions_per_step}: every prompt needs a whole group")
+        if self.lr_warmup_steps < 0:
+            raise ValueError(f"lr_warmup_steps = {self.lr_warmup_steps}: must be ≥ 0")
+        for name in ("steps", "max_completion_length", "per_prompt_every", "eval_every", "eval_problems",
+                     "eval_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} = {getattr(self, name)}: must be ≥ 1")
+        if not (self.learning_rate > 0 and self.temperature > 0 and self.max_grad_norm >= 0):
+            raise ValueError("learning_rate and temperature must be > 0 and max_grad_norm ≥ 0")
+
+    @property
+    def prompts_per_step(self) -> int:
+        return self.completions_per_step // self.num_generations
+
+
+def reward_scale_factors(rewards: torch.Tensor, scale_rewards: str) -> torch.Tensor:
+    """c_q = Cov-weight of (g⁺_q − g⁻_q) in the per-prompt GRPO gradient, for binary rewards.   # (Q,)
+
+    ``rewards`` (Q, G) in {0, 1}. With Ĵ_q the group mean, Σ_i (r_i − Ĵ_q) ∇log π(o_i) / G =
+    Ĵ_q(1 − Ĵ_q) (ḡ⁺_q − ḡ⁻_q); dividing by the reward scale σ gives c_q = Ĵ_q(1 − Ĵ_q)/σ —
+    √(Ĵ_q(1 − Ĵ_q)) for ``"group"`` (the paper's relation), Ĵ_q(1 − Ĵ_q) for ``"none"``.
+    """
+    success = rewards.double().mean(-1)  # (Q,)
+    covariance = success * (1 - success)
+    if scale_rewards == "group":
+        return covariance / (rewards.double().std(-1, correction=1) + 1e-4)  # TRL: unbiased std, + 1e-4
+    if scale_rewards == "batch":
+        return covariance / (rewards.double().std(correction=1) + 1e-4)
+    if scale_rewards == "none":
+        return covariance
+    raise ValueError(f"scale_rewards '{scale_rewards}' is unknown: allowed {', '.join(SCALE_REWARDS)}")
+
+
+def length_factor(completion_mask: torch.Tensor, loss_type: str, max_completion_length: int) -> float:
+    """ℓ: how the loss scales a sequence's score ∇log π(o) = Σ_t ∇log π(o_t | …) (uniform-length
+    approximation): mean 1/|o| (``grpo``), 1/max_completion_length (``dr_grpo``), 1/mean |o|
+    (``dapo``, ``bnpo``)."""
+    lengths = completion_mask.sum(-1).double().clamp(min=1)  # (B,)
+    if loss_type == "grpo":
+        return float((1 / lengths).mean())
+    if loss_type == "dr_grpo":
+        return 1 / max_completion_length
+    if loss_type in ("dapo", "bnpo"):
+        return float(1 / lengths.mean())
+    raise ValueError(f"loss_type '{loss_type}' is unknown: allowed {', '.join(LOSS_TYPES)}")
+
+
+def group_identity_sides(model, prompt_ids, prompt_mask, completion_ids, completion_mask, rewards: torch.Tensor,
+                         scale_rewards: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sides of the per-prompt identity behind the paper's estimate, for one group.   # (D,), (D,)
+
+    Left: the GRPO direction with TRL's advantages, (1/G) Σ_i A_i ∇log π(o_i | q),
+    A_i = (r_i − Ĵ)/(σ + 1e-4). Right: c_q (ḡ⁺ − ḡ⁻) with c_q from :func:`reward_scale_factors`.
+    ``rewards`` (G,) must contain both outcomes. Sequence-level scores (no token normalisation).
+    """
+    correct = rewards > 0.5
+    if correct.all() or not correct.any():
+        raise ValueError("the group needs both a correct and an incorrect completion")
+    params = [p for p in model.parameters() if p.requires_grad]
+    scores = sequence_log_probs(model, prompt_ids, prompt_mask, completion_ids, completion_mask)  # (G,)
+    rewards64 = rewards.double()
+    scale = {"group": rewards64.std(correction=1) + 1e-4, "batch": rewards64.std(correction=1) + 1e-4,
+             "none": torch.tensor(1.0, dtype=torch.float64)}[scale_rewards]
+    advantages = (rewards64 - rewards64.mean()) / scale
+    left = _flat(torch.autograd.grad((advantages.to(scores) * scores).mean(), params, retain_graph=True,
+                                     allow_unused=True), params)
+    gap = _flat(torch.autograd.grad(scores[correct].mean() - scores[~correct].mean(), params, allow_unused=True),
+                params)
+    right = reward_scale_factors(rewards64.view(1, -1), scale_rewards)[0] * gap
+    return left, right
+
+
+def _flat(tensors, params) -> torch.Tensor:
+    return torch.cat([(t if t is not None else torch.zeros_like(p)).reshape(-1).double()
+                      for t, p in zip(tensors, params)])
+
+
+def outcome_weights(rewards: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weights that turn Σ_i w_i log π(o_i) into the batch-average ḡ⁺ and ḡ⁻ over *mixed* prompts.
+
+    ``rewards`` (B,), ``groups`` (B,) prompt ids. A prompt is mixed when its group has both a
+    correct and an incorrect completion (g⁺_q and g⁻_q are both estimable). Returns
+    ``(w_plus, w_minus, mixed_groups)``: w⁺_i = 1/(n⁺_q · Q_mixed) on correct rows of mixed
+    prompts, likewise w⁻ on incorrect rows.                                             # (B,), (B,), (Q_mixed,)
+    """
+    correct = rewards > 0.5
+    ids = torch.unique(groups)
+    n_plus = torch.stack([(correct & (groups == q)).sum() for q in ids])
+    n_all = torch.stack([(groups == q).sum() for q in ids])
+    mixed = ids[(n_plus > 0) & (n_plus < n_all)]
+    w_plus, w_minus = torch.zeros_like(rewards, dtype=torch.float64), torch.zeros_like(rewards, dtype=torch.float64)
+    for q in mixed:
+        rows = groups == q
+        w_plus[rows & correct] = 1.0 / int((rows & correct).sum())
+        w_minus[rows & ~correct] = 1.0 / int((rows & ~correct).sum())
+    if len(mixed):
+        w_plus, w_minus = w_plus / len(mixed), w_minus / len(mixed)
+    return w_plus, w_minus, mixed
+
+
+class GapTrackingGRPOTrainer:  # placeholder replaced by _make_trainer_class (TRL is imported lazily)
+    pass
+
+
+def _make_trainer_class():
+    from transformers import TrainerCallback
+    from trl import GRPOTrainer
+
+    class _Tracker(GRPOTrainer):
+        """GRPOTrainer that records the gradient gap and the update alignment every step."""
+
+        def __init__(self, *args, run_config: GRPORunConfig, validation: list[Problem], eval_generator,
+                     **kwargs):
+            super().__init__(*args, **kwargs)
+            self.run_config = run_config
+            self.validation = validation
+            self.eval_generator = eval_generator
+            self.step_records: list[dict] = []
+            self.eval_records: list[dict] = []
+            self._pending: dict = {}
+            self._theta_before = None
+            self._step_started = None
+            self.add_callback(_StepEnd(self))
+
+        @property
+        def _params(self):
+            return [p for p in self.model.parameters() if p.requires_grad]
+
+        def _flat_params(self) -> torch.Tensor:
+            return torch.cat([p.detach().reshape(-1).double() for p in self._params])
+
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            self._last_rewards = rewards[:, 0].clone()  # one reward function; one process
+            return rewards
+
+        def _generate_and_score_completions(self, inputs):
+            output = super()._generate_and_score_completions(inputs)
+            batch = output["completion_ids"].shape[0]
+            # TRL shuffles the batch before the step: carry each row's reward and prompt id along.
+            output["gap_rewards"] = self._last_rewards.to(output["completion_ids"].device)
+            output["gap_groups"] = torch.arange(batch, device=output["completion_ids"].device) // self.num_generations
+            return output
+
+        def evaluate_accuracy(self, step: int) -> None:
+            config = self.run_config
+            accuracy = sampled_accuracy(self.model, self.processing_class, self.validation[:config.eval_problems],
+                                        config.eval_samples, config.max_completion_length, self.eval_generator,
+                                        temperature=config.temperature)
+            self.eval_records.append({"step": step, "accuracy": float(accuracy.mean())})
+
+        def training_step(self, model, inputs, num_items_in_batch):
+            config = self.run_config
+            self._step_started = time.perf_counter()
+            if config.tracking == "measured":
+                self._theta_before = self._flat_params()
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            batch = self._buffered_inputs[0]  # steps_per_generation = 1: this step's completions
+            rewards, groups = batch["gap_rewards"], batch["gap_groups"]
+            record = {"reward": float(rewards.mean())}
+            if config.tracking != "off":
+                record.update(self._estimate(rewards, groups, batch["completion_mask"]))
+            if config.tracking == "measured":
+                record.update(self._measure(model, batch, rewards, groups))
+            self._pending = record
+            return loss
+
+        def _estimate(self, rewards, groups, completion_mask) -> dict:
+            """(a): the paper's batch-average gap magnitude from the loss gradient's norm."""
+            config = self.run_config
+            grad_norm = math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in self._params if p.grad is not None))
+            order = torch.argsort(groups, stable=True)
+            grouped = rewards[order].view(-1, self.num_generations)  # (Q, G)
+            factor = float(reward_scale_factors(grouped, config.scale_rewards).mean())
+            scale = factor * length_factor(completion_mask, config.loss_type, config.max_completion_length)
+            mixed = ((grouped.sum(-1) > 0) & (grouped.sum(-1) < self.num_generations)).double().mean()
+            return {"grad_norm": grad_norm, "mean_scale_factor": factor, "mixed_fraction": float(mixed),
+                    "gap_estimate": grad_norm / scale if scale > 0 else float("nan")}
+
+        def _measure(self, model, batch, rewards, groups) -> dict:
+            """(b): ḡ⁺ and ḡ⁻ from two backward passes; per prompt every ``per_prompt_every`` steps."""
+            params = self._params
+            w_plus, w_minus, mixed = outcome_weights(rewards, groups)
+            record = {"mixed_prompts": len(mixed)}
+            self._gaps = None
+            if len(mixed) == 0:
+                return record
+            scores = sequence_log_probs(model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"],
+                                        batch["completion_mask"])  # (B,)
+            g_plus = _flat(torch.autograd.grad((w_plus.to(scores) * scores).sum(), params, retain_graph=True,
+                                               allow_unused=True), params)
+            g_minus = _flat(torch.autograd.grad((w_minus.to(scores) * scores).sum(), params, allow_unused=True),
+                            params)
+            loss_gradient = -_flat([p.grad for p in params], params)  # the ascent direction of this step
+            gap = g_plus - g_minus
+            record.update(g_plus_norm=float(g_plus.norm()), g_minus_norm=float(g_minus.norm()),
+                          gap_norm=float(gap.norm()),
+                          gradient_gap_cosine=float(loss_gradient @ gap / (loss_gradient.norm() * gap.norm() + 1e-300)))
+            per_prompt = []
+            if (self.state.global_step + 1) % self.run_config.per_prompt_every == 0:
+                for q in mixed:
+                    rows = groups == q
+                    sub = {k: batch[k][rows] for k in ("prompt_ids", "prompt_mask", "completion_ids",
+                                                       "completion_mask")}
+                    correct = rewards[rows] > 0.5
+                    s = sequence_log_probs(model, sub["prompt_ids"], sub["prompt_mask"], sub["completion_ids"],
+                                           sub["completion_mask"])
+                    objective = s[correct].mean() - s[~correct].mean()
+                    per_prompt.append(_flat(torch.autograd.grad(objective, params, allow_unused=True), params))
+            self._gaps = (gap, torch.stack(per_prompt) if per_prompt else None)
+            return record
+
+        def finish_step(self, step: int) -> None:
+            record = {"step": step, **self._pending}
+            if self.run_config.tracking == "measured":
+                update = self._flat_params() - self._theta_before  # u_k = θ_{k+1} − θ_k
+                step_length = float(update.norm())  # η_k
+                record["step_length"] = step_length
+                if self._gaps is not None and step_length > 0:
+                    direction = update / step_length  # w_k
+                    gap, per_prompt = self._gaps
+                    record["alignment"] = float(direction @ gap)  # Δμ_k = ⟨w_k, g⁺ − g⁻⟩
+                    record["alignment_cosine"] = record["alignment"] / (float(gap.norm()) + 1e-300)
+                    if per_prompt is not None:
+                        aligned = per_prompt @ direction  # (Q_mixed,)
+                        record.update(prompt_alignment_mean=float(aligned.mean()),
+                                      prompt_alignment_positive=float((aligned > 0).double().mean()),
+                                      prompt_gap_norm_mean=float(per_prompt.norm(dim=-1).mean()))
+            record["seconds"] = time.perf_counter() - self._step_started
+            self.step_records.append(record)
+            if step % self.run_config.eval_every == 0 or step == self.run_config.steps:
+                self.evaluate_accuracy(step)
+
+    class _StepEnd(TrainerCallback):
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.trainer.evaluate_accuracy(0)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.trainer.finish_step(state.global_step)
+
+    return _Tracker
+
+
+@dataclass
+class GRPORun:
+    """A finished run: per-step records, validation accuracy every ``eval_every`` steps, timing."""
+
+    config: GRPORunConfig
+    steps: pd.DataFrame
+    evals: pd.DataFrame
+    seconds: float
+    meta: dict = field(default_factory=dict)
+
+    def cumulative(self) -> pd.DataFrame:
+        """The cumulative gap of each reading at every step, joined with validation accuracy.
+
+        * ``estimate``: Σ η_k ‖Δ‖̂_k — the paper's estimate (a), alignment assumed 1;
+        * ``measured_magnitude``: Σ η_k ‖g⁺ − g⁻‖_k — measured magnitude, alignment assumed 1;
+        * ``measured``: Σ η_k [Δμ_k]_+ — the measured gap and the actual update's alignment.
+        """
+        steps = self.steps.copy()
+        eta = steps.get("step_length", pd.Series(self.config.learning_rate, index=steps.index))
+        frame = pd.DataFrame({"step": steps["step"]})
+        if "gap_estimate" in steps:
+            frame["estimate"] = (eta * steps["gap_estimate"].fillna(0)).cumsum()
+        if "gap_norm" in steps:
+            frame["measured_magnitude"] = (eta * steps["gap_norm"].fillna(0)).cumsum()
+            frame["measured"] = (eta * steps["alignment"].fillna(0).clip(lower=0)).cumsum()
+        zero = pd.DataFrame({c: [0.0] for c in frame.columns if c != "step"} | {"step": [0]})
+        frame = pd.concat([zero, frame], ignore_index=True)
+        return self.evals.merge(frame, on="step", how="left")
+
+
+def run_grpo(model, tokenizer, train: list[Problem], validation: list[Problem], config: GRPORunConfig, seed: int,
+             device: str = "cpu", progress: bool = False, output_dir: str | None = None) -> GRPORun:
+    """Train ``model`` (in place) with TRL GRPO on ``train``; track the gap; evaluate on ``validation``.
+
+    TRL seeds the global RNG from ``seed`` (``transformers.set_seed``) for its sampling; the
+    validation samples use a private generator seeded with ``seed``.
+    """
+    from trl import GRPOConfig
+
+    config.check()
+    trainer_class = _make_trainer_class()
+    with tempfile.TemporaryDirectory() as scratch:
+        args = GRPOConfig(
+            output_dir=output_dir or scratch, max_steps=config.steps, learning_rate=config.learning_rate,
+            lr_scheduler_type="constant_with_warmup", warmup_steps=config.lr_warmup_steps, weight_decay=0.0, optim=OPTIMIZERS[config.optimizer],
+            max_grad_norm=config.max_grad_norm, per_device_train_batch_size=config.completions_per_step,
+            gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1,
+            num_generations=config.num_generations, max_completion_length=config.max_completion_length,
+            temperature=config.temperature, top_p=1.0, top_k=0, beta=0.0, loss_type=config.loss_type,
+            scale_rewards=config.scale_rewards, bf16=False, fp16=False, gradient_checkpointing=False,
+            use_cpu=str(device) == "cpu", seed=seed, data_seed=seed, save_strategy="no", report_to="none",
+            logging_steps=max(config.steps, 1), disable_tqdm=not progress, dataloader_num_workers=0,
+            log_completions=False)
+        eval_generator = torch.Generator(device=device).manual_seed(seed)
+        trainer = trainer_class(model=model, reward_funcs=correctness_reward, args=args,
+                                train_dataset=reward_dataset(train), processing_class=tokenizer,
+                                run_config=config, validation=validation, eval_generator=eval_generator)
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+    return GRPORun(config, pd.DataFrame(trainer.step_records), pd.DataFrame(trainer.eval_records), seconds,
+                   meta={"config": asdict(config), "seed": seed, "device": str(device)})

@@ -1,0 +1,125 @@
+"""The byte-level tokenizer built in code, the Qwen2-architecture model presets, and local loading.
+
+No weights or tokenizers are downloaded: the default model is a small Qwen2-architecture causal
+LM initialised from a seed, with a byte-level tokenizer (every UTF-8 byte is a token, plus a pad
+and an end-of-text token). :func:`load_model` reads a local Hugging Face folder instead — the
+same code path loads the small model saved to disk, or Qwen2.5 on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+PAD_TOKEN = "<|pad|>"
+EOS_TOKEN = "<|endoftext|>"
+
+
+def byte_tokenizer():
+    """A byte-level :class:`~transformers.PreTrainedTokenizerFast`: 256 byte tokens, then
+    ``<|pad|>`` (id 256) and ``<|endoftext|>`` (id 257). Left padding, as generation needs."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()  # the 256 printable stand-ins of the bytes
+    byte_to_char = sorted(alphabet, key=lambda c: _byte_of(c))
+    vocab = {char: index for index, char in enumerate(byte_to_char)}
+    vocab[PAD_TOKEN], vocab[EOS_TOKEN] = 256, 257
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens([PAD_TOKEN, EOS_TOKEN])
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD_TOKEN, eos_token=EOS_TOKEN,
+                                   padding_side="left", model_max_length=4096)
+
+
+def _byte_of(char: str) -> int:
+    # GPT-2's byte ↔ printable-character map: printable bytes map to themselves, the rest to 256+.
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    others = [b for b in range(256) if b not in printable]
+    code = ord(char)
+    return code if code in printable else others[code - 256]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A Qwen2-architecture causal LM, initialised from a seed (sizes of ``Qwen2Config``)."""
+
+    hidden_size: int
+    layers: int
+    heads: int
+    kv_heads: int
+    intermediate_size: int
+    max_positions: int = 512
+
+
+MODEL_PRESETS = {
+    # ≈0.14 M parameters: trains on 2 CPU cores in minutes.
+    "ci": ModelSpec(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=256),
+    # ≈25 M parameters: for a GPU (the same code; minutes on an H100).
+    "gpu": ModelSpec(hidden_size=512, layers=8, heads=8, kv_heads=4, intermediate_size=1536),
+}
+"""Model sizes by name: ``"ci"`` (CPU) and ``"gpu"``."""
+
+
+def build_model(spec: ModelSpec | str, tokenizer, seed: int, device: str | torch.device = "cpu"):
+    """A freshly initialised ``Qwen2ForCausalLM`` of ``spec`` (a preset name or a :class:`ModelSpec`).
+
+    Initialisation uses a private generator seeded with ``seed`` (the global RNG is restored),
+    so the same seed gives the same weights.
+    """
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    if isinstance(spec, str):
+        if spec not in MODEL_PRESETS:
+            raise ValueError(f"model preset '{spec}' is unknown: allowed {', '.join(MODEL_PRESETS)}")
+        spec = MODEL_PRESETS[spec]
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=spec.hidden_size, num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads, num_key_value_heads=spec.kv_heads,
+        intermediate_size=spec.intermediate_size, max_position_embeddings=spec.max_positions,
+        tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id, use_cache=True)
+    with torch.random.fork_rng(devices=[]):  # transformers initialises through the global RNG
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model.to(device)
+
+
+def load_model(model_name_or_path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """``(model, tokenizer)`` from a local Hugging Face folder (``config.json``, weights, tokenizer).
+
+    Offline by design: a path that is not a folder with a ``config.json`` raises a
+    ``FileNotFoundError`` naming it (no download is attempted). The tokenizer is set to left
+    padding, with the end-of-text token as pad when the model has none.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(model_name_or_path)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"model_name_or_path '{folder}' is not a local model folder (no config.json): "
+                                "save one with save_model() or download it on a machine with network access")
+    tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left", local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device), tokenizer
+
+
+def save_model(model, tokenizer, folder: str | os.PathLike) -> Path:
+    """Save ``model`` and ``tokenizer`` as a Hugging Face folder that :func:`load_model` reads."""
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,103 @@
+"""Sequence log-probabilities, seeded sampling and sampled accuracy for a causal LM.
+
+Prompts are left padded (``prompt_mask`` is 0 on the padding); completions are right padded
+(``completion_mask`` is 1 up to and including the first end-of-text token). Position ids are
+computed from the attention mask, so a padded batch scores exactly like each prompt alone
+(tested).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlvr_dynamics.lm.task import Problem, correctness_reward
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that start at 0 on each row's first real token (left padding gets 0)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, L)
+
+
+def completion_token_log_probs(model, prompt_ids, prompt_mask, completion_ids, completion_mask) -> torch.Tensor:
+    """log π(o_t | q, o_<t) for every completion token, zero on padding.        # (B, L_o)
+
+    Shapes: ``prompt_ids``/``prompt_mask`` (B, L_q), ``completion_ids``/``completion_mask`` (B, L_o).
+    """
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # (B, L_q + L_o)
+    attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=positions_from_mask(attention_mask), use_cache=False).logits
+    completion_logits = logits[:, prompt_ids.shape[1] - 1:-1].float()  # the logits that predict o_t  (B, L_o, V)
+    token_log_probs = torch.log_softmax(completion_logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    return token_log_probs * completion_mask
+
+
+def sequence_log_probs(model, prompt_ids, prompt_mask, completion_ids, completion_mask) -> torch.Tensor:
+    """log π(o | q) = Σ_t log π(o_t | q, o_<t), the score whose gradient is ∇ log π in eq. (7). # (B,)"""
+    return completion_token_log_probs(model, prompt_ids, prompt_mask, completion_ids, completion_mask).sum(-1)
+
+
+@torch.no_grad()
+def sample_completions(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_token_id: int,
+                       pad_token_id: int, generator: torch.Generator, temperature: float = 1.0):
+    """Sample one completion per prompt row with a KV cache and an explicit ``generator``.
+
+    Returns ``(completion_ids, completion_mask)``, both (B, ``max_new_tokens``): the mask is 1 up
+    to and including the first end-of-text token (TRL's convention), padding after it.
+    """
+    from transformers import DynamicCache
+
+    if temperature <= 0:
+        raise ValueError(f"temperature = {temperature}: must be > 0")
+    batch = prompt_ids.shape[0]
+    attention_mask = prompt_mask.clone()
+    positions = positions_from_mask(attention_mask)
+    cache = DynamicCache()
+    tokens, finished = [], torch.zeros(batch, dtype=torch.bool, device=prompt_ids.device)
+    step_ids, step_positions = prompt_ids, positions
+    for _ in range(max_new_tokens):
+        logits = model(input_ids=step_ids, attention_mask=attention_mask, position_ids=step_positions,
+                       past_key_values=cache, use_cache=True).logits[:, -1].float()  # (B, V)
+        probabilities = torch.softmax(logits / temperature, dim=-1)
+        token = torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)  # (B,)
+        token = torch.where(finished, torch.full_like(token, pad_token_id), token)
+        tokens.append(token)
+        finished |= token == eos_token_id
+        if bool(finished.all()):
+            break
+        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+        step_ids, step_positions = token.unsqueeze(-1), step_positions[:, -1:] + 1
+    completion_ids = torch.stack(tokens, dim=1)  # (B, L_o)
+    is_eos = completion_ids == eos_token_id
+    # 1 up to and including the first EOS: the count of EOS strictly before position t is zero.
+    completion_mask = ((is_eos.long().cumsum(-1) - is_eos.long()) == 0).long()
+    pad = max_new_tokens - completion_ids.shape[1]
+    if pad:
+        completion_ids = torch.nn.functional.pad(completion_ids, (0, pad), value=pad_token_id)
+        completion_mask = torch.nn.functional.pad(completion_mask, (0, pad), value=0)
+    return completion_ids, completion_mask
+
+
+def sampled_accuracy(model, tokenizer, problems: list[Problem], samples_per_problem: int, max_new_tokens: int,
+                     generator: torch.Generator, batch_size: int = 512, temperature: float = 1.0) -> torch.Tensor:
+    """The sampled value J_q = P(reward 1) of every problem, estimated from ``samples_per_problem``
+    completions at ``temperature`` (the policy's own value, not greedy accuracy).          # (Q,)"""
+    if samples_per_problem < 1:
+        raise ValueError(f"samples_per_problem = {samples_per_problem}: must be ≥ 1")
+    device = next(model.parameters()).device
+    prompts = [p.prompt for p in problems for _ in range(samples_per_problem)]
+    answers = [str(p.answer) for p in problems for _ in range(samples_per_problem)]
+    was_training = model.training
+    model.eval()
+    rewards = []
+    for start in range(0, len(prompts), batch_size):
+        encoded = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+                            add_special_tokens=False).to(device)
+        completion_ids, completion_mask = sample_completions(
+            model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens,
+            tokenizer.eos_token_id, tokenizer.pad_token_id, generator, temperature)
+        texts = tokenizer.batch_decode(completion_ids * completion_mask + tokenizer.pad_token_id * (1 - completion_mask),
+                                       skip_special_tokens=True)
+        rewards += correctness_reward(texts, answers[start:start + batch_size])
+    model.train(was_training)
+    return torch.tensor(rewards, dtype=torch.float64).view(len(problems), samples_per_problem).mean(-1)
