@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
@@ -359,11 +360,14 @@ def run_grpo(model, tokenizer, train: list[Problem], validation: list[Problem], 
     TRL seeds the global RNG from ``seed`` (``transformers.set_seed``) for its sampling; the
     validation samples use a private generator seeded with ``seed``.
     """
+    from transformers import PrinterCallback, ProgressCallback
     from trl import GRPOConfig
 
     config.check()
     trainer_class = _make_trainer_class()
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+        # transformers 5 deprecates the name gradient_checkpointing, which TRL's config still sets.
+        warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
         args = GRPOConfig(
             output_dir=output_dir or scratch, max_steps=config.steps, learning_rate=config.learning_rate,
             lr_scheduler_type="constant_with_warmup", warmup_steps=config.lr_warmup_steps, weight_decay=0.0, optim=OPTIMIZERS[config.optimizer],
@@ -379,6 +383,9 @@ def run_grpo(model, tokenizer, train: list[Problem], validation: list[Problem], 
         trainer = trainer_class(model=model, reward_funcs=correctness_reward, args=args,
                                 train_dataset=reward_dataset(train), processing_class=tokenizer,
                                 run_config=config, validation=validation, eval_generator=eval_generator)
+        if not progress:  # no log dicts or bars in the caller's output (timings would differ run to run)
+            trainer.remove_callback(PrinterCallback)
+            trainer.remove_callback(ProgressCallback)
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started

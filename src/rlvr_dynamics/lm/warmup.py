@@ -76,7 +76,7 @@ def supervised_warmup(model, tokenizer, train: list[Problem], validation: list[P
 
     ``generator`` (on the model's device) draws the batches and the validation samples.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
