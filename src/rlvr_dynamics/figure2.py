@@ -10,7 +10,7 @@ step count (both of its factors near constant under Adam).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -262,10 +262,14 @@ def logistic_fit(gap: np.ndarray, accuracy: np.ndarray) -> dict:
             "r2": float(1 - (residual ** 2).sum() / total) if total > 0 else float("nan")}
 
 
+def _unit_interval(x) -> np.ndarray:
+    x = np.asarray(x, float)
+    return (x - x.min()) / (np.ptp(x) or 1.0)
+
+
 def curvature(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     """Quadratic coefficient c of y ≈ a + b·x + c·x² (x scaled to [0, 1]) and its 95% interval."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    x = (x - x.min()) / (np.ptp(x) or 1.0)
+    x, y = _unit_interval(x), np.asarray(y, float)
     design = np.stack([np.ones_like(x), x, x ** 2], axis=1)
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     dof = len(y) - 3
@@ -279,8 +283,7 @@ def curvature(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
 def nonlinearity_pvalue(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
     """p-value of the F-test that adding x² and x³ to a line improves the (weighted least-squares)
     fit of y (x scaled to [0, 1])."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    x = (x - x.min()) / (np.ptp(x) or 1.0)
+    x, y = _unit_interval(x), np.asarray(y, float)
     root = np.sqrt(np.ones_like(y) if weights is None else np.asarray(weights, float))
     residual = {}
     for degree in (1, 3):

@@ -1,6 +1,6 @@
 """GRPO on a causal LM through TRL's ``GRPOTrainer``, with gradient-gap tracking (Section 5.2).
 
-:class:`GapTrackingGRPOTrainer` is a small ``GRPOTrainer`` subclass: it keeps each step's rewards
+:func:`gap_tracking_trainer_class` builds a small ``GRPOTrainer`` subclass: it keeps each step's rewards
 and group ids next to the completions (TRL shuffles the batch), and after the optimizer step
 measures, per step,
 
@@ -18,6 +18,7 @@ the paper's inner product Δμ_k = ⟨u_k/‖u_k‖, g⁺ − g⁻⟩ (eq. 12 wi
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 import time
@@ -177,11 +178,9 @@ def outcome_weights(rewards: torch.Tensor, groups: torch.Tensor) -> tuple[torch.
     return w_plus, w_minus, mixed
 
 
-class GapTrackingGRPOTrainer:  # placeholder replaced by _make_trainer_class (TRL is imported lazily)
-    pass
-
-
-def _make_trainer_class():
+@functools.cache
+def gap_tracking_trainer_class():
+    """The ``GRPOTrainer`` subclass (built on first use: TRL is imported lazily)."""
     from transformers import TrainerCallback
     from trl import GRPOTrainer
 
@@ -364,7 +363,7 @@ def run_grpo(model, tokenizer, train: list[Problem], validation: list[Problem], 
     from trl import GRPOConfig
 
     config.check()
-    trainer_class = _make_trainer_class()
+    trainer_class = gap_tracking_trainer_class()
     with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
         # transformers 5 deprecates the name gradient_checkpointing, which TRL's config still sets.
         warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)

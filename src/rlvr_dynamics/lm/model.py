@@ -24,9 +24,7 @@ def byte_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()  # the 256 printable stand-ins of the bytes
-    byte_to_char = sorted(alphabet, key=lambda c: _byte_of(c))
-    vocab = {char: index for index, char in enumerate(byte_to_char)}
+    vocab = {char: byte for byte, char in _byte_to_char().items()}  # token id = byte value
     vocab[PAD_TOKEN], vocab[EOS_TOKEN] = 256, 257
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
@@ -36,13 +34,12 @@ def byte_tokenizer():
                                    padding_side="left", model_max_length=4096)
 
 
-def _byte_of(char: str) -> int:
-    # GPT-2's byte ↔ printable-character map: printable bytes map to themselves, the rest to 256+.
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
+def _byte_to_char() -> dict[int, str]:
+    """GPT-2's byte → printable-character map (what the ByteLevel pre-tokenizer emits): printable
+    bytes stand for themselves, the other 68 bytes for the characters 256, 257, … in byte order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     others = [b for b in range(256) if b not in printable]
-    code = ord(char)
-    return code if code in printable else others[code - 256]
+    return {**{b: chr(b) for b in printable}, **{b: chr(256 + i) for i, b in enumerate(others)}}
 
 
 @dataclass(frozen=True)
