@@ -271,6 +271,7 @@ def test_group_direction_identity(tiny_model, tokenizer, scale):
     (dict(steps=0), "steps = 0: must be ≥ 1"),
     (dict(lr_warmup_steps=-1), "lr_warmup_steps = -1"),
     (dict(learning_rate=0.0), "learning_rate and temperature must be > 0"),
+    (dict(advantage_filter="sideways"), "advantage_filter 'sideways' is unknown"),
 ])
 def test_run_config_rejects_bad_settings(change, message):
     with pytest.raises(ValueError, match=message):
@@ -430,3 +431,51 @@ def test_cumulative_gap_and_relabelling_by_hand():
     assert constant["step_length_cv"] == 0 and constant["estimate_vs_step_r2"] == pytest.approx(1)
     growing = figure2.step_relabelling(_fake_run([1.0] * 20, list(np.geomspace(1, 1e4, 20))))
     assert growing["estimate_vs_step_r2"] < 0.8
+
+
+@pytest.mark.parametrize("advantage_filter", grpo.ADVANTAGE_FILTERS)
+def test_advantage_filter_keeps_only_its_sign_and_evaluates_entropy(warm_folder, arithmetic, advantage_filter):
+    """GRPO-N ("negative") trains on negative advantages only; "positive" on positive ones."""
+    run = _short_run(warm_folder, arithmetic, steps=3, advantage_filter=advantage_filter)
+    steps = run.steps
+    mixed = steps["mixed_prompts"] > 0
+    assert mixed.any()
+    if advantage_filter == "negative":
+        assert (steps["advantage_max"] <= 0).all() and (steps.loc[mixed, "advantage_min"] < 0).all()
+        assert steps["gap_estimate"].isna().all()  # (a) assumes every completion updates
+    elif advantage_filter == "positive":
+        assert (steps["advantage_min"] >= 0).all() and (steps.loc[mixed, "advantage_max"] > 0).all()
+    else:
+        assert (steps.loc[mixed, "advantage_min"] < 0).all() and (steps.loc[mixed, "advantage_max"] > 0).all()
+        assert steps["gap_estimate"].notna().all()
+    assert (steps["updating_fraction"] <= 1).all()
+    assert run.evals["entropy"].between(0, math.log(258)).all()
+
+
+def test_sampled_entropy_is_the_mean_token_entropy(tiny_model, tokenizer):
+    problems = lm_task.generate_problems("arithmetic", 4, seed=1, digits=1)
+    accuracy, entropy = scoring.sampled_accuracy_and_entropy(tiny_model, tokenizer, problems, 2, 3,
+                                                             torch.Generator().manual_seed(0))
+    again = scoring.sampled_accuracy(tiny_model, tokenizer, problems, 2, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(accuracy, again) and entropy.shape == (4,)
+    assert (entropy > 0).all() and (entropy <= math.log(258) + 1e-9).all()
+
+
+def test_warmup_checkpoint_is_cached_by_key(tmp_path, monkeypatch):
+    monkeypatch.setenv(figure2.WARMUP_CACHE_ENV, str(tmp_path / "cache"))
+    config = replace(figure2.Figure2Config(**figure2.PRESETS["ci"]), problems=120, validation_size=20,
+                     warmup_target=0.01, warmup_max_steps=25, eval_problems=16)
+    train, validation = figure2.load_problems(config, 0)
+    folder, first, count = figure2.prepare_model(config, train, validation, 0, "cpu", tmp_path / "a")
+    assert len(list((tmp_path / "cache" / "lm-warmup").iterdir())) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached checkpoint should have been used")
+
+    monkeypatch.setattr(figure2, "supervised_warmup", no_training)
+    again, second, count_again = figure2.prepare_model(config, train, validation, 0, "cpu", tmp_path / "b")
+    assert (second.steps, second.history, count_again) == (first.steps, first.history, count)
+    assert (again / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+    # another seed is another key; a local model or dataset is never cached (its content is not hashed)
+    assert figure2.warmup_cache_key(config, 1, "cpu") != figure2.warmup_cache_key(config, 0, "cpu")
+    assert figure2.warmup_cache_key(replace(config, dataset_path="x.jsonl"), 0, "cpu") is None

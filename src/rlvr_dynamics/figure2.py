@@ -9,6 +9,7 @@ step count (both of its factors near constant under Adam).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,28 +21,11 @@ from scipy import optimize, special, stats
 
 from rlvr_dynamics.lm import grpo, model as lm_model, task as lm_task
 from rlvr_dynamics.lm.warmup import WarmupConfig, WarmupResult, supervised_warmup
-from rlvr_dynamics.params import parameter
+from rlvr_dynamics.params import parameter, split_list
 
 READINGS = {"estimate": "(a) paper's estimate: Σ η_k ‖Δ̂‖_k",
             "measured": "(b) measured: Σ η_k [Δμ_k]₊"}
 """The two cumulative-gap readings of Figure 2 (``GRPORun.cumulative`` columns)."""
-
-
-def _split_list(name: str, text: str, kind, allowed=None) -> list:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise ValueError(f"parameter '{name}' = {text!r} is empty: give one value or a comma-separated list")
-    values = []
-    for item in items:
-        try:
-            value = kind(item)
-        except ValueError:
-            raise ValueError(f"parameter '{name}' = {text!r}: {item!r} is not a {kind.__name__}") from None
-        if allowed is not None and value not in allowed:
-            raise ValueError(f"parameter '{name}' = {text!r}: {item!r} is unknown: allowed "
-                             f"{', '.join(repr(a) for a in allowed)}")
-        values.append(value)
-    return values
 
 
 @dataclass(frozen=True)
@@ -67,6 +51,8 @@ class Figure2Config:
     loss_types: str = parameter("TRL loss_type of each run, comma-separated (grpo, dr_grpo, dapo, bnpo)", "str")
     scale_rewards: str = parameter("TRL scale_rewards of each run, or one for all (group, batch, none)", "str")
     learning_rates: str = parameter("GRPO learning rate of each run, or one for all", "str")
+    advantage_filters: str = parameter("completions that update in each run: 'all' (GRPO), 'negative' (GRPO-N) "
+                                       "or 'positive'; one or a comma list", "str")
     optimizer: str = parameter("GRPO optimizer: 'adamw' (the paper's runs) or 'sgd'", "str",
                                choices=tuple(grpo.OPTIMIZERS))
     steps: int = parameter("GRPO steps of each run", "int", low=1, high=1_000_000)
@@ -102,11 +88,13 @@ class Figure2Config:
 
     def run_configs(self) -> list[grpo.GRPORunConfig]:
         """One :class:`GRPORunConfig` per run (lists of length 1 are broadcast)."""
-        loss_types = _split_list("loss_types", self.loss_types, str, grpo.LOSS_TYPES)
-        scales = _split_list("scale_rewards", self.scale_rewards, str, grpo.SCALE_REWARDS)
-        rates = _split_list("learning_rates", self.learning_rates, float)
-        runs = max(len(loss_types), len(scales), len(rates))
-        for name, values in (("loss_types", loss_types), ("scale_rewards", scales), ("learning_rates", rates)):
+        loss_types = split_list("loss_types", self.loss_types, str, grpo.LOSS_TYPES)
+        scales = split_list("scale_rewards", self.scale_rewards, str, grpo.SCALE_REWARDS)
+        rates = split_list("learning_rates", self.learning_rates, float)
+        filters = split_list("advantage_filters", self.advantage_filters, str, grpo.ADVANTAGE_FILTERS)
+        runs = max(len(loss_types), len(scales), len(rates), len(filters))
+        for name, values in (("loss_types", loss_types), ("scale_rewards", scales), ("learning_rates", rates),
+                             ("advantage_filters", filters)):
             if len(values) not in (1, runs):
                 raise ValueError(f"parameter '{name}' has {len(values)} values for {runs} runs: give 1 or {runs}")
         for rate in rates:
@@ -118,6 +106,7 @@ class Figure2Config:
             pick = lambda values: values[index if len(values) > 1 else 0]  # noqa: E731
             config = grpo.GRPORunConfig(
                 loss_type=pick(loss_types), scale_rewards=pick(scales), learning_rate=pick(rates),
+                advantage_filter=pick(filters),
                 steps=self.steps, completions_per_step=self.completions_per_step,
                 num_generations=self.num_generations, max_completion_length=self.max_completion_length,
                 temperature=self.temperature, optimizer=self.optimizer, tracking="measured",
@@ -140,7 +129,7 @@ class Figure2Config:
 _CI = dict(task="arithmetic", digits=2, problems=4500, validation_size=500, dataset_path="", model_name_or_path="",
            model_preset="ci", warmup_target=0.35, warmup_max_steps=3000, warmup_batch_size=256,
            warmup_learning_rate=3e-3, loss_types="grpo,dr_grpo", scale_rewards="group,none", learning_rates="3e-4",
-           optimizer="adamw", steps=250, completions_per_step=256, num_generations=8, max_completion_length=8,
+           advantage_filters="all", optimizer="adamw", steps=250, completions_per_step=256, num_generations=8, max_completion_length=8,
            temperature=1.0, per_prompt_every=10, eval_every=25, eval_problems=256, eval_samples=4, workers=2,
            min_gain=0.15)
 PRESETS = {
@@ -174,13 +163,60 @@ def load_problems(config: Figure2Config, seed: int) -> tuple[list[lm_task.Proble
     return lm_task.train_validation_split(problems, config.validation_size)
 
 
+WARMUP_CACHE_ENV = "RLVR_BOOK_CACHE"
+"""Environment variable naming the cache folder (default ``build/cache`` under the repository root)."""
+
+
+def warmup_cache_key(config: Figure2Config, seed: int, device) -> str | None:
+    """The key of the warmed-up checkpoint: everything that determines it (task, data size, model
+    preset, warm-up settings, seed, device type, torch and transformers versions). ``None`` — not
+    cached — when the model or the data come from local files (their content is not hashed)."""
+    import hashlib
+    import json
+    from importlib import metadata
+
+    if config.model_name_or_path or config.dataset_path or config.warmup_target <= 0:
+        return None
+    fields = dict(task=config.task, digits=config.digits, problems=config.problems,
+                  validation_size=config.validation_size, model_preset=config.model_preset,
+                  warmup=dataclasses.asdict(config.warmup_config()), seed=seed,
+                  device=torch.device(device).type, torch=torch.__version__,
+                  transformers=metadata.version("transformers"))
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
+
+
 def prepare_model(config: Figure2Config, train, validation, seed: int, device, folder: str | Path,
-                  progress: bool = False) -> tuple[Path, WarmupResult | None, int]:
+                  progress: bool = False, cache: bool = True) -> tuple[Path, WarmupResult | None, int]:
     """Load or build the model, warm it up to the target, and save it to ``folder``.
 
     Every GRPO run then starts from this folder through :func:`lm_model.load_model` — the same
     code that loads a real model. Returns ``(folder, warm-up result or None, parameter count)``.
+
+    With ``cache`` the warmed-up checkpoint is also kept under the cache folder
+    (:data:`WARMUP_CACHE_ENV`), keyed by :func:`warmup_cache_key`, and a later call with the same
+    key copies it instead of training again (the warm-up is deterministic on CPU, so the copy is
+    what a rerun would produce). The cache entry is written to a temporary folder and renamed,
+    so an interrupted warm-up leaves nothing behind.
     """
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    from rlvr_dynamics.params import project_root
+
+    folder = Path(folder)
+    key = warmup_cache_key(config, seed, device) if cache else None
+    entry = None
+    if key is not None:
+        entry = Path(os.environ.get(WARMUP_CACHE_ENV) or project_root() / "build" / "cache") / "lm-warmup" / key
+        if (entry / "warmup.json").is_file():
+            record = json.loads((entry / "warmup.json").read_text())
+            if folder.exists():
+                shutil.rmtree(folder)
+            shutil.copytree(entry / "model", folder)
+            result = WarmupResult(record["steps"], record["reached_target"], [tuple(h) for h in record["history"]])
+            return folder, result, record["parameter_count"]
     if config.model_name_or_path:
         model, tokenizer = lm_model.load_model(config.model_name_or_path, device)
     else:
@@ -191,7 +227,19 @@ def prepare_model(config: Figure2Config, train, validation, seed: int, device, f
         generator = torch.Generator(device=device).manual_seed(seed)
         result = supervised_warmup(model, tokenizer, train, validation, config.warmup_config(), generator, progress)
     lm_model.save_model(model, tokenizer, folder)
-    return Path(folder), result, lm_model.parameter_count(model)
+    count = lm_model.parameter_count(model)
+    if entry is not None and result is not None:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=entry.parent))
+        try:
+            shutil.copytree(folder, staging / "model")
+            (staging / "warmup.json").write_text(json.dumps(
+                {"steps": result.steps, "reached_target": result.reached_target,
+                 "history": [list(h) for h in result.history], "parameter_count": count}))
+            os.replace(staging, entry)
+        except OSError:  # another process filled the entry first, or the disk refused: keep going uncached
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder, result, count
 
 
 def _run_one(job) -> grpo.GRPORun:
@@ -226,7 +274,8 @@ def run_all(config: Figure2Config, folder: str | Path, train, validation, seed: 
 
 def run_label(run: grpo.GRPORun) -> str:
     c = run.config
-    return f"{c.loss_type} / {c.scale_rewards} / lr {c.learning_rate:g}"
+    label = f"{c.loss_type} / {c.scale_rewards} / lr {c.learning_rate:g}"
+    return label if c.advantage_filter == "all" else f"{label} / {c.advantage_filter} only"
 
 
 # ----------------------------------------------------------------------------------------------

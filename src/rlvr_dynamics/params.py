@@ -109,6 +109,25 @@ def parameter(help: str, kind: str, low: float | None = None, high: float | None
     return field(metadata={"parameter": Parameter("", kind, help, None, low, high, choices)})
 
 
+def split_list(name: str, text: str, kind, allowed=None) -> list:
+    """Parse the comma-separated list parameter ``name`` into values of ``kind`` (a ``ValueError``
+    names the parameter and the bad item)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise ValueError(f"parameter '{name}' = {text!r} is empty: give one value or a comma-separated list")
+    values = []
+    for item in items:
+        try:
+            value = kind(item)
+        except ValueError:
+            raise ValueError(f"parameter '{name}' = {text!r}: {item!r} is not a {kind.__name__}") from None
+        if allowed is not None and value not in allowed:
+            raise ValueError(f"parameter '{name}' = {text!r}: {item!r} is unknown: allowed "
+                             f"{', '.join(repr(a) for a in allowed)}")
+        values.append(value)
+    return values
+
+
 COMMON_PARAMETERS = (
     Parameter("preset", "str", "scale of the run: 'ci' (CPU-sized, the book) or 'paper' (the paper's settings)",
               "ci", choices=PRESETS),

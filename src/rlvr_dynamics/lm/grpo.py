@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 import torch
 
-from rlvr_dynamics.lm.scoring import sampled_accuracy, sequence_log_probs
+from rlvr_dynamics.lm.scoring import sampled_accuracy_and_entropy, sequence_log_probs
 from rlvr_dynamics.lm.task import Problem, correctness_reward, reward_dataset
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
@@ -41,6 +41,11 @@ SCALE_REWARDS = ("group", "batch", "none")
 (GRPO), by the batch's (PPO-Lite, Hu et al. 2025) or not at all (Dr. GRPO)."""
 OPTIMIZERS = {"adamw": "adamw_torch", "sgd": "sgd"}
 """The optimizer: ``"adamw"`` (the paper's runs) or plain ``"sgd"`` (update ∥ gradient)."""
+ADVANTAGE_FILTERS = ("all", "negative", "positive")
+"""Which completions update the policy: every one (``"all"``, GRPO), only those with a negative
+advantage (``"negative"``: GRPO-N, Yao et al.) or only positive ones (``"positive"``). The others
+get advantage 0; the loss keeps its normalisation (they still count in the group and the batch).
+The paper's estimate (a) assumes every completion updates, so it is recorded only for ``"all"``."""
 TRACKING = ("off", "estimate", "measured")
 """What to measure per step: nothing, the paper's estimate (a) only, or (a) and (b)."""
 
@@ -59,6 +64,7 @@ class GRPORunConfig:
     max_completion_length: int = 8
     temperature: float = 1.0
     optimizer: str = "adamw"
+    advantage_filter: str = "all"
     max_grad_norm: float = 0.0  # 0: no clipping, so the logged gradient is the raw one
     tracking: str = "measured"
     per_prompt_every: int = 10
@@ -69,7 +75,8 @@ class GRPORunConfig:
     def check(self) -> None:
         """Raise a ``ValueError`` naming the first bad field."""
         for name, allowed in (("loss_type", LOSS_TYPES), ("scale_rewards", SCALE_REWARDS),
-                              ("optimizer", tuple(OPTIMIZERS)), ("tracking", TRACKING)):
+                              ("optimizer", tuple(OPTIMIZERS)), ("tracking", TRACKING),
+                              ("advantage_filter", ADVANTAGE_FILTERS)):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} '{value}' is unknown: allowed {', '.join(repr(a) for a in allowed)}")
@@ -215,6 +222,13 @@ def gap_tracking_trainer_class():
         def _generate_and_score_completions(self, inputs):
             output = super()._generate_and_score_completions(inputs)
             batch = output["completion_ids"].shape[0]
+            if self.run_config.advantage_filter == "negative":  # GRPO-N: positive advantages do not update
+                output["advantages"] = output["advantages"].clamp(max=0)
+            elif self.run_config.advantage_filter == "positive":
+                output["advantages"] = output["advantages"].clamp(min=0)
+            kept = output["advantages"]
+            self._advantage_stats = {"advantage_min": float(kept.min()), "advantage_max": float(kept.max()),
+                                     "updating_fraction": float((kept != 0).double().mean())}
             # TRL shuffles the batch before the step: carry each row's reward and prompt id along.
             output["gap_rewards"] = self._last_rewards.to(output["completion_ids"].device)
             output["gap_groups"] = torch.arange(batch, device=output["completion_ids"].device) // self.num_generations
@@ -222,10 +236,10 @@ def gap_tracking_trainer_class():
 
         def evaluate_accuracy(self, step: int) -> None:
             config = self.run_config
-            accuracy = sampled_accuracy(self.model, self.processing_class, self.validation[:config.eval_problems],
-                                        config.eval_samples, config.max_completion_length, self.eval_generator,
-                                        temperature=config.temperature)
-            self.eval_records.append({"step": step, "accuracy": float(accuracy.mean())})
+            accuracy, entropy = sampled_accuracy_and_entropy(
+                self.model, self.processing_class, self.validation[:config.eval_problems], config.eval_samples,
+                config.max_completion_length, self.eval_generator, temperature=config.temperature)
+            self.eval_records.append({"step": step, "accuracy": float(accuracy.mean()), "entropy": float(entropy.mean())})
 
         def training_step(self, model, inputs, num_items_in_batch):
             config = self.run_config
@@ -235,7 +249,7 @@ def gap_tracking_trainer_class():
             loss = super().training_step(model, inputs, num_items_in_batch)
             batch = self._buffered_inputs[0]  # steps_per_generation = 1: this step's completions
             rewards, groups = batch["gap_rewards"], batch["gap_groups"]
-            record = {"reward": float(rewards.mean())}
+            record = {"reward": float(rewards.mean()), **self._advantage_stats}
             if config.tracking != "off":
                 record.update(self._estimate(rewards, groups, batch["completion_mask"]))
             if config.tracking == "measured":
@@ -252,8 +266,9 @@ def gap_tracking_trainer_class():
             factor = float(reward_scale_factors(grouped, config.scale_rewards).mean())
             scale = factor * length_factor(completion_mask, config.loss_type, config.max_completion_length)
             mixed = ((grouped.sum(-1) > 0) & (grouped.sum(-1) < self.num_generations)).double().mean()
+            valid = scale > 0 and config.advantage_filter == "all"
             return {"grad_norm": grad_norm, "mean_scale_factor": factor, "mixed_fraction": float(mixed),
-                    "gap_estimate": grad_norm / scale if scale > 0 else float("nan")}
+                    "gap_estimate": grad_norm / scale if valid else float("nan")}
 
         def _measure(self, model, batch, rewards, groups) -> dict:
             """(b): ḡ⁺ and ḡ⁻ from two backward passes; per prompt every ``per_prompt_every`` steps."""

@@ -39,11 +39,14 @@ def sequence_log_probs(model, prompt_ids, prompt_mask, completion_ids, completio
 
 @torch.no_grad()
 def sample_completions(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_token_id: int,
-                       pad_token_id: int, generator: torch.Generator, temperature: float = 1.0):
+                       pad_token_id: int, generator: torch.Generator, temperature: float = 1.0,
+                       with_entropy: bool = False):
     """Sample one completion per prompt row with a KV cache and an explicit ``generator``.
 
     Returns ``(completion_ids, completion_mask)``, both (B, ``max_new_tokens``): the mask is 1 up
-    to and including the first end-of-text token (TRL's convention), padding after it.
+    to and including the first end-of-text token (TRL's convention), padding after it. With
+    ``with_entropy`` also the entropy (nats) of the sampling distribution at every position (B, L),
+    zero on padding.
     """
     from transformers import DynamicCache
 
@@ -53,12 +56,16 @@ def sample_completions(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_
     attention_mask = prompt_mask.clone()
     positions = positions_from_mask(attention_mask)
     cache = DynamicCache()
-    tokens, finished = [], torch.zeros(batch, dtype=torch.bool, device=prompt_ids.device)
+    tokens, entropies = [], []
+    finished = torch.zeros(batch, dtype=torch.bool, device=prompt_ids.device)
     step_ids, step_positions = prompt_ids, positions
     for _ in range(max_new_tokens):
         logits = model(input_ids=step_ids, attention_mask=attention_mask, position_ids=step_positions,
                        past_key_values=cache, use_cache=True).logits[:, -1].float()  # (B, V)
         probabilities = torch.softmax(logits / temperature, dim=-1)
+        if with_entropy:
+            log_probabilities = torch.log_softmax(logits / temperature, dim=-1)
+            entropies.append(-(probabilities * log_probabilities).sum(-1))
         token = torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)  # (B,)
         token = torch.where(finished, torch.full_like(token, pad_token_id), token)
         tokens.append(token)
@@ -75,13 +82,25 @@ def sample_completions(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_
     if pad:
         completion_ids = torch.nn.functional.pad(completion_ids, (0, pad), value=pad_token_id)
         completion_mask = torch.nn.functional.pad(completion_mask, (0, pad), value=0)
-    return completion_ids, completion_mask
+    if not with_entropy:
+        return completion_ids, completion_mask
+    entropy = torch.nn.functional.pad(torch.stack(entropies, dim=1), (0, pad)) * completion_mask  # (B, L)
+    return completion_ids, completion_mask, entropy
 
 
 def sampled_accuracy(model, tokenizer, problems: list[Problem], samples_per_problem: int, max_new_tokens: int,
                      generator: torch.Generator, batch_size: int = 512, temperature: float = 1.0) -> torch.Tensor:
     """The sampled value J_q = P(reward 1) of every problem, estimated from ``samples_per_problem``
     completions at ``temperature`` (the policy's own value, not greedy accuracy).          # (Q,)"""
+    return sampled_accuracy_and_entropy(model, tokenizer, problems, samples_per_problem, max_new_tokens, generator,
+                                        batch_size, temperature)[0]
+
+
+def sampled_accuracy_and_entropy(model, tokenizer, problems: list[Problem], samples_per_problem: int,
+                                 max_new_tokens: int, generator: torch.Generator, batch_size: int = 512,
+                                 temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sampled_accuracy` and, from the same samples, the policy's mean per-token entropy
+    along its own completions (nats; the diversity measure of Yao et al.'s Figure 2).  # (Q,), (Q,)"""
     if samples_per_problem < 1:
         raise ValueError(f"samples_per_problem = {samples_per_problem}: must be ≥ 1")
     device = next(model.parameters()).device
@@ -89,15 +108,18 @@ def sampled_accuracy(model, tokenizer, problems: list[Problem], samples_per_prob
     answers = [str(p.answer) for p in problems for _ in range(samples_per_problem)]
     was_training = model.training
     model.eval()
-    rewards = []
+    rewards, entropies = [], []
     for start in range(0, len(prompts), batch_size):
         encoded = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
                             add_special_tokens=False).to(device)
-        completion_ids, completion_mask = sample_completions(
+        completion_ids, completion_mask, entropy = sample_completions(
             model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens,
-            tokenizer.eos_token_id, tokenizer.pad_token_id, generator, temperature)
+            tokenizer.eos_token_id, tokenizer.pad_token_id, generator, temperature, with_entropy=True)
+        entropies.append(entropy.sum(-1) / completion_mask.sum(-1).clamp(min=1))
         texts = tokenizer.batch_decode(completion_ids * completion_mask + tokenizer.pad_token_id * (1 - completion_mask),
                                        skip_special_tokens=True)
         rewards += correctness_reward(texts, answers[start:start + batch_size])
     model.train(was_training)
-    return torch.tensor(rewards, dtype=torch.float64).view(len(problems), samples_per_problem).mean(-1)
+    shape = (len(problems), samples_per_problem)
+    return (torch.tensor(rewards, dtype=torch.float64).view(shape).mean(-1),
+            torch.cat(entropies).double().view(shape).mean(-1))
