@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rlvr_dynamics import figure1, figure2, identity, token_theory, trajectory_theory
+from rlvr_dynamics import figure1, figure2, identity, token_theory, trajectory_theory, two_stage
 from rlvr_dynamics.params import NotebookSpec, ParameterError
 
 
@@ -25,6 +25,8 @@ _CHAPTERS = (
      token_theory.TokenConfig, token_theory.PRESETS),
     ("figure1", "Figure 1: REINFORCE on contextual bandits", figure1.Figure1Config, figure1.PRESETS),
     ("figure2", "Figure 2: GRPO on language models", figure2.Figure2Config, figure2.PRESETS),
+    ("two_stage", "Two-stage dynamics and negative-only gradients (GRPO-N)", two_stage.TwoStageConfig,
+     two_stage.PRESETS),
     ("performance", "Appendix: performance", NoParameters, {"ci": {}, "paper": {}}),
 )
 NOTEBOOKS: dict[str, NotebookSpec] = {
