@@ -8,6 +8,8 @@ same code path loads the small model saved to disk, or Qwen2.5 on a GPU machine.
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +91,20 @@ def build_model(spec: ModelSpec | str, tokenizer, seed: int, device: str | torch
     return model.to(device)
 
 
+@contextlib.contextmanager
+def _no_progress_bars():
+    """transformers' own progress bars off for the block, restored after (no global change)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(model_name_or_path: str | os.PathLike, device: str | torch.device = "cpu"):
     """``(model, tokenizer)`` from a local Hugging Face folder (``config.json``, weights, tokenizer).
 
@@ -105,7 +121,8 @@ def load_model(model_name_or_path: str | os.PathLike, device: str | torch.device
     tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left", local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+    with _no_progress_bars():  # a bar's timings on stderr would make reruns differ
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model.to(device), tokenizer
 
@@ -113,7 +130,8 @@ def load_model(model_name_or_path: str | os.PathLike, device: str | torch.device
 def save_model(model, tokenizer, folder: str | os.PathLike) -> Path:
     """Save ``model`` and ``tokenizer`` as a Hugging Face folder that :func:`load_model` reads."""
     folder = Path(folder)
-    model.save_pretrained(folder)
+    with _no_progress_bars():
+        model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
