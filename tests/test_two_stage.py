@@ -231,7 +231,6 @@ def test_intervals():
 def test_exploration_rate_formula():
     assert math.isclose(ts.exploration_rate(4, 0.2, "group", 0.5, 3), 0.2 * 1.5 * 4 / 3)
     assert math.isclose(ts.exploration_rate(4, 0.2, "none", 0.5, 1), 0.2 * 0.75 * 0.5 * 2)
-    assert math.isclose(ts.exploration_steps(0.5, 0.5, 1.0), 0.0, abs_tol=1e-15)
     with pytest.raises(ValueError):
         ts.exploration_rate(4, 0.2, "batch", 0.5, 3)
 

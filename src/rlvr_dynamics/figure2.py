@@ -10,8 +10,14 @@ step count (both of its factors near constant under Adam).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +27,7 @@ from scipy import optimize, special, stats
 
 from rlvr_dynamics.lm import grpo, model as lm_model, task as lm_task
 from rlvr_dynamics.lm.warmup import WarmupConfig, WarmupResult, supervised_warmup
-from rlvr_dynamics.params import parameter, split_list
+from rlvr_dynamics.params import parameter, project_root, split_list
 
 READINGS = {"estimate": "(a) paper's estimate: Σ η_k ‖Δ̂‖_k",
             "measured": "(b) measured: Σ η_k [Δμ_k]₊"}
@@ -171,10 +177,6 @@ def warmup_cache_key(config: Figure2Config, seed: int, device) -> str | None:
     """The key of the warmed-up checkpoint: everything that determines it (task, data size, model
     preset, warm-up settings, seed, device type, torch and transformers versions). ``None`` — not
     cached — when the model or the data come from local files (their content is not hashed)."""
-    import hashlib
-    import json
-    from importlib import metadata
-
     if config.model_name_or_path or config.dataset_path or config.warmup_target <= 0:
         return None
     fields = dict(task=config.task, digits=config.digits, problems=config.problems,
@@ -198,13 +200,6 @@ def prepare_model(config: Figure2Config, train, validation, seed: int, device, f
     what a rerun would produce). The cache entry is written to a temporary folder and renamed,
     so an interrupted warm-up leaves nothing behind.
     """
-    import json
-    import os
-    import shutil
-    import tempfile
-
-    from rlvr_dynamics.params import project_root
-
     folder = Path(folder)
     key = warmup_cache_key(config, seed, device) if cache else None
     entry = None

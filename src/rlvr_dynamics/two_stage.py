@@ -48,7 +48,7 @@ __all__ = [
     "logit_update", "logit_update_autograd", "first_order_probability_change", "group_advantages",
     "sampled_logit_update", "conditional_advantages", "expected_logit_update", "dr_grpo_expected_update",
     "gradient_gap", "entropy", "simulate", "switch_steps", "takeover_steps", "exploration_rate",
-    "exploration_steps", "exploration_onset_ratio", "TwoStageConfig", "PRESETS", "median_interval", "mean_interval", "wilson_interval",
+    "exploration_onset_ratio", "TwoStageConfig", "PRESETS", "median_interval", "mean_interval", "wilson_interval",
 ]
 
 VARIANTS = ("grpo", "grpo_n", "grpo_p")
@@ -486,13 +486,6 @@ def exploration_rate(group_size: int, step_size: float, scale: str, reward_gap: 
     if scale == "group":
         return step_size * (group_size - 1) / math.sqrt(group_size) * share
     return step_size * (1 - 1 / group_size) * reward_gap * share
-
-
-def exploration_steps(optimal_mass: float, high_mass: float, rate: float) -> float:
-    """Steps from (π_O, π_H) to π_O = π_H under du/dk = κ e^u/(1 + e^u) (π_L = 0), the integral of
-    (TS6): κ T = e^{−u₀} − 1 − u₀ with u₀ = log(π_O/π_H) (≈ π_H/π_O for a rare better action)."""
-    u0 = math.log(optimal_mass / high_mass)
-    return (math.exp(-u0) - 1 - u0) / rate
 
 
 def median_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
