@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,8 @@ class RunSettings:
     seed: int
     device: str
     output_dir: Path
+    # When validation ran (time.perf_counter): metrics.json records the run time from here; not a parameter.
+    started_at: float = field(default_factory=time.perf_counter, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

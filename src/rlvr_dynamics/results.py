@@ -11,31 +11,65 @@ import json
 import math
 import os
 import platform
+import signal
 import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, is_dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+# Keys of metrics.json that measure time, not results: left out when two runs are compared.
+TIMING_KEYS = ("run_seconds", "timings_s")
 RECORDED_PACKAGES = ("torch", "numpy", "matplotlib", "seaborn", "papermill", "transformers", "trl", "rlvr-dynamics")
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename,
     so a reader (or an interrupted run) never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return write_files_atomic({path: data})[0]
+
+
+def write_files_atomic(files: Mapping[str | os.PathLike, bytes]) -> list[Path]:
+    """Write several files as one step: all go to temporary files first, then all are renamed
+    with Ctrl-C held back, so an interrupted run leaves each file and the set whole — a figure's
+    PNG never without its SVG. (A hidden ``.NAME.*.tmp`` can survive only a hard kill mid-write.)"""
+    staged: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
+        for path, data in files.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            staged.append((temporary, path))
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.chmod(temporary, 0o644)  # mkstemp makes it private (0600); results are for everyone to read
+        with _sigint_held():
+            for temporary, path in staged:
+                os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        for temporary, _ in staged:
+            Path(temporary).unlink(missing_ok=True)
         raise
-    return path
+    return [path for _, path in staged]
+
+
+@contextmanager
+def _sigint_held():
+    """Defer SIGINT (Ctrl-C) until the block ends; a no-op off the main thread or off POSIX."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _jsonable(value: Any) -> Any:
@@ -125,16 +159,24 @@ def write_metrics(
     headline: dict[str, Any],
     claims: ClaimLog,
     figures: list[str],
+    timings: dict[str, float] | None = None,
 ) -> Path:
-    """Write ``metrics.json``: headline numbers, one entry per claim, parameters and provenance."""
+    """Write ``metrics.json``: headline numbers, one entry per claim, parameters and provenance.
+
+    ``run_seconds`` is the wall time from parameter validation (``settings.started_at``) to now
+    and ``timings_s`` the notebook's own timings of its parts: the entries that differ between
+    two executions with the same parameters (:data:`TIMING_KEYS`)."""
+    parameters = {key: value for key, value in _jsonable(settings).items() if key != "started_at"}
     payload = {
         "notebook": notebook,
         "headline": headline,
         "claims": [asdict(c) for c in claims.claims],
         "figures": figures,
-        "parameters": {**_jsonable(settings), **_jsonable(config)},
+        "parameters": {**parameters, **_jsonable(config)},
         "seed": settings.seed,
         "device": device,
+        "run_seconds": round(time.perf_counter() - settings.started_at, 1),
+        "timings_s": timings or {},
         "versions": package_versions(),
     }
     return write_json_atomic(Path(output_dir) / "metrics.json", payload)
