@@ -4,14 +4,21 @@ Layout under ``build/`` (never committed):
 
 - ``build/executed/NAME.ipynb``  the notebook executed at the book's preset, and ``NAME.key``
   the cache key it was executed under (notebook source, parameters, package versions, the
-  source of :mod:`rlvr_dynamics`);
+  source of the :mod:`rlvr_dynamics` modules it imports: :func:`code_dependencies`);
 - ``build/outputs/NAME/``        its figures (PNG + SVG) and ``metrics.json``;
-- ``build/site/``                the staged book source (config, pages, executed notebooks);
-- ``build/site/_build/html/``    the HTML book.
+- ``build/site/``                the staged book source (config, pages, executed notebooks, and
+  the reproducibility appendix generated from the ``metrics.json`` files);
+- ``build/site/_build/html/``    the HTML book, and ``build/site/_build/source.key`` the digest of
+  the staged source it was built from: an unchanged source is not rebuilt.
+
+Everything is cached: a second ``rlvr-book build`` executes nothing and rebuilds nothing, and a
+changed notebook re-executes only that notebook (its key covers its own source, its parameters,
+the package versions and the package source).
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -20,9 +27,11 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rlvr_dynamics import appendix
 from rlvr_dynamics.notebooks import NOTEBOOKS
 from rlvr_dynamics.params import NotebookSpec, project_root
 from rlvr_dynamics.results import package_versions, write_bytes_atomic
@@ -35,6 +44,7 @@ OFFLINE_ENVIRONMENT = {
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
 }
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
+PACKAGE = "rlvr_dynamics"
 
 
 def build_dir(root: Path | None = None) -> Path:
@@ -73,12 +83,53 @@ def execute_notebook(
     return output_notebook
 
 
-def source_digest(root: Path) -> str:
-    """Hash of everything an execution depends on besides its parameters."""
+def _imported_modules(tree: ast.AST) -> set[str]:
+    """Names ``rlvr_dynamics...`` imported anywhere in ``tree`` (``from P import X`` gives both
+    ``P`` and ``P.X``: X may be a submodule; names that are not modules are dropped later)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names if alias.name.split(".")[0] == PACKAGE}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == PACKAGE:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def _module_file(name: str, root: Path) -> Path | None:
+    base = root / "src" / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def code_dependencies(spec: NotebookSpec, root: Path) -> list[Path]:
+    """The package's source files a notebook executes: the modules its code cells import, and
+    theirs, transitively (with each package's ``__init__``). Editing any other module — the
+    runner, the CLI, the browser test — does not invalidate its cached execution."""
+    import jupytext
+
+    notebook = jupytext.read(root / spec.source)
+    pending = set().union(*(_imported_modules(ast.parse(cell.source)) for cell in notebook.cells
+                            if cell.cell_type == "code"))
+    seen: dict[str, Path] = {}
+    while pending:
+        name = pending.pop()
+        parts = name.split(".")
+        for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+            module = ".".join(parts[:depth])
+            path = _module_file(module, root)
+            if module not in seen and path is not None:
+                seen[module] = path
+                pending |= _imported_modules(ast.parse(path.read_text(encoding="utf-8")))
+    return sorted(set(seen.values()))
+
+
+def source_digest(spec: NotebookSpec, root: Path) -> str:
+    """Hash of the package source that an execution of ``spec`` depends on."""
     digest = hashlib.sha256()
-    for path in sorted((root / "src" / "rlvr_dynamics").rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
+    for path in code_dependencies(spec, root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -87,7 +138,7 @@ def cache_key(spec: NotebookSpec, parameters: Mapping[str, Any], root: Path) -> 
         "notebook": (root / spec.source).read_text(encoding="utf-8"),
         "parameters": dict(parameters),
         "versions": package_versions(),
-        "code": source_digest(root),
+        "code": source_digest(spec, root),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -108,7 +159,8 @@ def execute_all(preset: str = "ci", force: bool = False, names: list[str] | None
         target = build_dir(root) / "executed" / f"{name}.ipynb"
         key_file = target.with_suffix(".key")
         key = cache_key(spec, parameters, root)
-        if not force and target.is_file() and key_file.is_file() and key_file.read_text().strip() == key:
+        metrics = Path(parameters["output_dir"]) / "metrics.json"
+        if not force and is_cached(target, key_file, key) and metrics.is_file():
             log(f"[cached]   {name}: {target}")
         else:
             key_file.unlink(missing_ok=True)
@@ -120,8 +172,13 @@ def execute_all(preset: str = "ci", force: bool = False, names: list[str] | None
     return executed
 
 
+def is_cached(target: Path, key_file: Path, key: str) -> bool:
+    return target.is_file() and key_file.is_file() and key_file.read_text().strip() == key
+
+
 def stage_site(root: Path | None = None) -> Path:
-    """Copy the book's config and pages and the executed notebooks into ``build/site``."""
+    """Copy the book's config and pages and the executed notebooks into ``build/site``, and
+    generate the reproducibility appendix from ``build/outputs/*/metrics.json``."""
     root = root or project_root()
     site = build_dir(root) / "site"
     site.mkdir(parents=True, exist_ok=True)
@@ -140,7 +197,18 @@ def stage_site(root: Path | None = None) -> Path:
         if not executed.is_file():
             raise FileNotFoundError(f"{executed} is missing: run `rlvr-book execute-all` first")
         shutil.copy2(executed, notebooks / f"{name}.ipynb")
+    appendix.write_appendix(site, build_dir(root) / "outputs")
     return site
+
+
+def site_digest(site: Path) -> str:
+    """Digest of the staged book source (everything but ``_build``) and the builder's version."""
+    digest = hashlib.sha256(" ".join(metadata.version(p) for p in ("jupyter-book", "sphinx")).encode())
+    for path in sorted(site.rglob("*")):
+        relative = path.relative_to(site)
+        if path.is_file() and relative.parts[0] != "_build":
+            digest.update(relative.as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def build_book(preset: str = "ci", force: bool = False, log=print) -> Path:
@@ -148,11 +216,19 @@ def build_book(preset: str = "ci", force: bool = False, log=print) -> Path:
     root = project_root()
     execute_all(preset, force=force, log=log)
     site = stage_site(root)
+    index = site / "_build" / "html" / "index.html"
+    key_file = site / "_build" / "source.key"
+    key = site_digest(site)
+    if not force and is_cached(index, key_file, key):
+        log(f"[cached]   book: {index}")
+        return index
+    key_file.unlink(missing_ok=True)
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    # --all: an incremental strict build can pass with a page it did not re-read.
     command = [str(jupyter_book), "build", "--all", "-W", "-n", "--keep-going", str(site)]
     log("[book]     " + " ".join(command))
     subprocess.run(command, check=True, env={**os.environ, **OFFLINE_ENVIRONMENT})
-    index = site / "_build" / "html" / "index.html"
     if not index.is_file():
         raise FileNotFoundError(f"the build produced no {index}")
+    write_bytes_atomic(key_file, (key + "\n").encode())
     return index
