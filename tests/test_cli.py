@@ -9,83 +9,97 @@ from rlvr_dynamics.cli import main
 from rlvr_dynamics.notebooks import NOTEBOOKS
 
 BAD_INPUT = [
-    # (arguments after `run`, text the one-line error must contain)
-    (["no_such_notebook"], "notebook 'no_such_notebook' is unknown"),
-    (["gradient_gap", "-p", "no_such_parameter", "1"], "parameter 'no_such_parameter' is unknown"),
-    (["gradient_gap", "-p", "seed", "abc"], "parameter 'seed' = 'abc' is not a valid int"),
-    (["gradient_gap", "-p", "seed", "1.5"], "parameter 'seed' = '1.5' is not a valid int"),
-    (["gradient_gap", "-p", "seed", "-1"], "parameter 'seed' = -1 is out of range"),
-    (["gradient_gap", "-p", "vocab_size", "99"], "parameter 'vocab_size' = 99 is out of range"),
-    (["gradient_gap", "-p", "bandit_arms", "1"], "parameter 'bandit_arms' = 1 is out of range"),
-    (["gradient_gap", "-p", "theta_scale", "nan"], "parameter 'theta_scale' = nan is not finite"),
-    (["gradient_gap", "-p", "theta_scale", "inf"], "parameter 'theta_scale' = inf is not finite"),
-    (["gradient_gap", "-p", "theta_scale", "-0.5"], "parameter 'theta_scale' = -0.5 is out of range"),
-    (["gradient_gap", "-p", "theta_scale", "big"], "parameter 'theta_scale' = 'big' is not a valid float"),
-    (["gradient_gap", "--preset", "huge"], "parameter 'preset' = 'huge' is out of range"),
-    (["gradient_gap", "-p", "device", "tpu"], "parameter 'device' = 'tpu' is unknown"),
-    (["gradient_gap", "-p", "vocab_size", "12", "-p", "max_length", "12"], "parameters 'vocab_size' = 12 and 'max_length' = 12"),
-    (["gradient_gap", "-p", "preset", "ci", "--preset", "paper"], "parameter 'preset' given twice"),
+    # (kind of bad input, arguments of rlvr-book, text the one-line error must contain)
+    ("name", ["run", "no_such_notebook"], "notebook 'no_such_notebook' is unknown"),
+    ("name", ["run", "gradient_gap", "-p", "no_such_parameter", "1"], "parameter 'no_such_parameter' is unknown"),
+    ("type", ["run", "gradient_gap", "-p", "seed", "abc"], "parameter 'seed' = 'abc' is not a valid int"),
+    ("type", ["run", "gradient_gap", "-p", "seed", "1.5"], "parameter 'seed' = '1.5' is not a valid int"),
+    ("range", ["run", "gradient_gap", "-p", "seed", "-1"], "parameter 'seed' = -1 is out of range"),
+    ("range", ["run", "gradient_gap", "-p", "vocab_size", "99"], "parameter 'vocab_size' = 99 is out of range"),
+    ("range", ["run", "gradient_gap", "-p", "bandit_arms", "1"], "parameter 'bandit_arms' = 1 is out of range"),
+    ("nan", ["run", "gradient_gap", "-p", "theta_scale", "nan"], "parameter 'theta_scale' = nan is not finite"),
+    ("nan", ["run", "gradient_gap", "-p", "theta_scale", "inf"], "parameter 'theta_scale' = inf is not finite"),
+    ("range", ["run", "gradient_gap", "-p", "theta_scale", "-0.5"], "parameter 'theta_scale' = -0.5 is out of range"),
+    ("type", ["run", "gradient_gap", "-p", "theta_scale", "big"], "parameter 'theta_scale' = 'big' is not a valid float"),
+    ("preset", ["run", "gradient_gap", "--preset", "huge"], "parameter 'preset' = 'huge' is out of range"),
+    ("name", ["run", "gradient_gap", "-p", "device", "tpu"], "parameter 'device' = 'tpu' is unknown"),
+    ("inconsistent", ["run", "gradient_gap", "-p", "vocab_size", "12", "-p", "max_length", "12"], "parameters 'vocab_size' = 12 and 'max_length' = 12"),
+    ("inconsistent", ["run", "gradient_gap", "-p", "preset", "ci", "--preset", "paper"], "parameter 'preset' given twice"),
     # Figure 1 (Section 5.1): sizes, band, step size, options
-    (["figure1", "-p", "dim", "0"], "parameter 'dim' = 0 is out of range"),
-    (["figure1", "-p", "arms", "1"], "parameter 'arms' = 1 is out of range"),
-    (["figure1", "-p", "pool_size", "0"], "parameter 'pool_size' = 0 is out of range"),
-    (["figure1", "-p", "eval_size", "-5"], "parameter 'eval_size' = -5 is out of range"),
-    (["figure1", "-p", "step_size", "0"], "parameter 'step_size' = 0.0 is out of range"),
-    (["figure1", "-p", "step_size", "-0.1"], "parameter 'step_size' = -0.1 is out of range"),
-    (["figure1", "-p", "step_size", "inf"], "parameter 'step_size' = inf is not finite"),
-    (["figure1", "-p", "step_size", "nan"], "parameter 'step_size' = nan is not finite"),
-    (["figure1", "-p", "band_low", "0.9", "-p", "band_high", "0.5"], "parameter 'band'"),
-    (["figure1", "-p", "band_low", "0.5", "-p", "band_high", "0.5"], "parameter 'band'"),
-    (["figure1", "-p", "band_high", "1.5"], "parameter 'band_high' = 1.5 is out of range"),
-    (["figure1", "-p", "band_low", "-0.1"], "parameter 'band_low' = -0.1 is out of range"),
-    (["figure1", "-p", "fallback", "random"], "parameter 'fallback' = 'random' is out of range"),
-    (["figure1", "-p", "eta_reading", "both"], "parameter 'eta_reading' = 'both' is out of range"),
-    (["figure1", "-p", "dtype", "float16"], "parameter 'dtype' = 'float16' is out of range"),
-    (["figure1", "-p", "reference_steps", "5000"], "parameter 'reference_steps' = 5000 is out of range"),
-    (["figure1", "-p", "device", "cuda:x"], "parameter 'device'"),
+    ("range", ["run", "figure1", "-p", "dim", "0"], "parameter 'dim' = 0 is out of range"),
+    ("range", ["run", "figure1", "-p", "arms", "1"], "parameter 'arms' = 1 is out of range"),
+    ("range", ["run", "figure1", "-p", "pool_size", "0"], "parameter 'pool_size' = 0 is out of range"),
+    ("range", ["run", "figure1", "-p", "eval_size", "-5"], "parameter 'eval_size' = -5 is out of range"),
+    ("range", ["run", "figure1", "-p", "step_size", "0"], "parameter 'step_size' = 0.0 is out of range"),
+    ("range", ["run", "figure1", "-p", "step_size", "-0.1"], "parameter 'step_size' = -0.1 is out of range"),
+    ("nan", ["run", "figure1", "-p", "step_size", "inf"], "parameter 'step_size' = inf is not finite"),
+    ("nan", ["run", "figure1", "-p", "step_size", "nan"], "parameter 'step_size' = nan is not finite"),
+    ("inconsistent", ["run", "figure1", "-p", "band_low", "0.9", "-p", "band_high", "0.5"], "parameter 'band'"),
+    ("inconsistent", ["run", "figure1", "-p", "band_low", "0.5", "-p", "band_high", "0.5"], "parameter 'band'"),
+    ("range", ["run", "figure1", "-p", "band_high", "1.5"], "parameter 'band_high' = 1.5 is out of range"),
+    ("range", ["run", "figure1", "-p", "band_low", "-0.1"], "parameter 'band_low' = -0.1 is out of range"),
+    ("name", ["run", "figure1", "-p", "fallback", "random"], "parameter 'fallback' = 'random' is out of range"),
+    ("name", ["run", "figure1", "-p", "eta_reading", "both"], "parameter 'eta_reading' = 'both' is out of range"),
+    ("name", ["run", "figure1", "-p", "dtype", "float16"], "parameter 'dtype' = 'float16' is out of range"),
+    ("range", ["run", "figure1", "-p", "reference_steps", "5000"], "parameter 'reference_steps' = 5000 is out of range"),
+    ("name", ["run", "figure1", "-p", "device", "cuda:x"], "parameter 'device'"),
     # Figure 2 (Section 5.2): GRPO on a language model
-    (["figure2", "-p", "loss_types", "ppo"], "parameter 'loss_types' = 'ppo': 'ppo' is unknown"),
-    (["figure2", "-p", "loss_types", "grpo,cispo"], "'cispo' is unknown"),
-    (["figure2", "-p", "scale_rewards", "std"], "parameter 'scale_rewards' = 'std': 'std' is unknown"),
-    (["figure2", "-p", "learning_rates", "1e-4,2e-4,3e-4"], "parameter 'loss_types' has 2 values for 3 runs"),
-    (["figure2", "-p", "learning_rates", "fast"], "parameter 'learning_rates' = 'fast': 'fast' is not a float"),
-    (["figure2", "-p", "learning_rates", "0,3e-4"], "0.0 is out of range"),
-    (["figure2", "-p", "num_generations", "1"], "num_generations = 1: GRPO needs at least 2"),
-    (["figure2", "-p", "num_generations", "3"], "num_generations = 3 does not divide completions_per_step = 256"),
-    (["figure2", "-p", "optimizer", "lion"], "parameter 'optimizer' = 'lion' is out of range"),
-    (["figure2", "-p", "task", "calculus"], "parameter 'task' = 'calculus' is out of range"),
-    (["figure2", "-p", "model_preset", "7b"], "parameter 'model_preset' = '7b' is out of range"),
-    (["figure2", "-p", "model_name_or_path", "/no/such/model"], "parameter 'model_name_or_path' = '/no/such/model'"),
-    (["figure2", "-p", "dataset_path", "/no/such.jsonl"], "parameter 'dataset_path' = '/no/such.jsonl' is not a file"),
-    (["figure2", "-p", "validation_size", "5000"], "parameter 'validation_size' = 5000 is out of range"),
-    (["figure2", "-p", "eval_problems", "600"], "parameter 'eval_problems' = 600 is out of range"),
-    (["figure2", "-p", "warmup_target", "0.99"], "parameter 'warmup_target' = 0.99 is out of range"),
-    (["figure2", "-p", "temperature", "0"], "parameter 'temperature' = 0.0 is out of range"),
-    (["figure2", "-p", "advantage_filters", "all,sideways"], "'sideways' is unknown"),
-    (["two_stage", "-p", "reward_model", "gaussian"], "parameter 'reward_model' = 'gaussian' is out of range"),
-    (["two_stage", "-p", "scale_rewards", "batch"], "parameter 'scale_rewards' = 'batch' is out of range"),
-    (["two_stage", "-p", "high_actions", "9"], "parameter 'high_actions' = 9 is out of range"),
-    (["two_stage", "-p", "high_reward", "1.0"], "rewards must satisfy low_reward < high_reward < optimal_reward"),
-    (["two_stage", "-p", "initial_high", "0.99"], "leaves no mass for the low-reward actions"),
-    (["two_stage", "-p", "initial_optimal_grid", "0.01,0.7"], "0.7 is out of range"),
-    (["two_stage", "-p", "initial_optimal_grid", "rare"], "'rare' is not a float"),
-    (["two_stage", "-p", "group_size_grid", "2,1"], "1 is out of range"),
-    (["two_stage", "-p", "high_reward_grid", "0.3,1.2"], "1.2 is out of range"),
-    (["two_stage", "-p", "group_size", "1"], "parameter 'group_size' = 1 is out of range"),
-    (["two_stage", "-p", "step_size", "nan"], "parameter 'step_size' = nan is not finite"),
+    ("name", ["run", "figure2", "-p", "loss_types", "ppo"], "parameter 'loss_types' = 'ppo': 'ppo' is unknown"),
+    ("name", ["run", "figure2", "-p", "loss_types", "grpo,cispo"], "'cispo' is unknown"),
+    ("name", ["run", "figure2", "-p", "scale_rewards", "std"], "parameter 'scale_rewards' = 'std': 'std' is unknown"),
+    ("inconsistent", ["run", "figure2", "-p", "learning_rates", "1e-4,2e-4,3e-4"], "parameter 'loss_types' has 2 values for 3 runs"),
+    ("type", ["run", "figure2", "-p", "learning_rates", "fast"], "parameter 'learning_rates' = 'fast': 'fast' is not a float"),
+    ("range", ["run", "figure2", "-p", "learning_rates", "0,3e-4"], "0.0 is out of range"),
+    ("inconsistent", ["run", "figure2", "-p", "num_generations", "1"], "num_generations = 1: GRPO needs at least 2"),
+    ("inconsistent", ["run", "figure2", "-p", "num_generations", "3"], "num_generations = 3 does not divide completions_per_step = 256"),
+    ("name", ["run", "figure2", "-p", "optimizer", "lion"], "parameter 'optimizer' = 'lion' is out of range"),
+    ("name", ["run", "figure2", "-p", "task", "calculus"], "parameter 'task' = 'calculus' is out of range"),
+    ("name", ["run", "figure2", "-p", "model_preset", "7b"], "parameter 'model_preset' = '7b' is out of range"),
+    ("path", ["run", "figure2", "-p", "model_name_or_path", "/no/such/model"], "parameter 'model_name_or_path' = '/no/such/model'"),
+    ("path", ["run", "figure2", "-p", "dataset_path", "/no/such.jsonl"], "parameter 'dataset_path' = '/no/such.jsonl' is not a file"),
+    ("range", ["run", "figure2", "-p", "validation_size", "5000"], "parameter 'validation_size' = 5000 is out of range"),
+    ("range", ["run", "figure2", "-p", "eval_problems", "600"], "parameter 'eval_problems' = 600 is out of range"),
+    ("range", ["run", "figure2", "-p", "warmup_target", "0.99"], "parameter 'warmup_target' = 0.99 is out of range"),
+    ("range", ["run", "figure2", "-p", "temperature", "0"], "parameter 'temperature' = 0.0 is out of range"),
+    ("name", ["run", "figure2", "-p", "advantage_filters", "all,sideways"], "'sideways' is unknown"),
+    ("name", ["run", "two_stage", "-p", "reward_model", "gaussian"], "parameter 'reward_model' = 'gaussian' is out of range"),
+    ("name", ["run", "two_stage", "-p", "scale_rewards", "batch"], "parameter 'scale_rewards' = 'batch' is out of range"),
+    ("range", ["run", "two_stage", "-p", "high_actions", "9"], "parameter 'high_actions' = 9 is out of range"),
+    ("inconsistent", ["run", "two_stage", "-p", "high_reward", "1.0"], "rewards must satisfy low_reward < high_reward < optimal_reward"),
+    ("inconsistent", ["run", "two_stage", "-p", "initial_high", "0.99"], "leaves no mass for the low-reward actions"),
+    ("range", ["run", "two_stage", "-p", "initial_optimal_grid", "0.01,0.7"], "0.7 is out of range"),
+    ("type", ["run", "two_stage", "-p", "initial_optimal_grid", "rare"], "'rare' is not a float"),
+    ("range", ["run", "two_stage", "-p", "group_size_grid", "2,1"], "1 is out of range"),
+    ("range", ["run", "two_stage", "-p", "high_reward_grid", "0.3,1.2"], "1.2 is out of range"),
+    ("range", ["run", "two_stage", "-p", "group_size", "1"], "parameter 'group_size' = 1 is out of range"),
+    ("nan", ["run", "two_stage", "-p", "step_size", "nan"], "parameter 'step_size' = nan is not finite"),
     # Trajectory-level theory
-    (["trajectory_theory", "-p", "alignment", "0.02"], "parameter 'alignment' = 0.02 is out of range"),
-    (["trajectory_theory", "-p", "alignment", "0"], "parameter 'alignment' = 0.0 is out of range"),
-    (["trajectory_theory", "-p", "sweep_points", "59"], "parameter 'sweep_points' = 59 is out of range"),
-    (["trajectory_theory", "-p", "initial_value", "1.0"], "parameter 'initial_value' = 1.0 is out of range"),
-    (["trajectory_theory", "-p", "steps", "five"], "parameter 'steps' = 'five' is not a valid int"),
-    (["trajectory_theory", "-p", "bandit_seeds", "0"], "parameter 'bandit_seeds' = 0 is out of range"),
-    (["token_theory", "-p", "verifier", "parity"], "parameter 'verifier' = 'parity' is out of range"),
-    (["token_theory", "-p", "alignment", "0.05"], "parameter 'alignment' = 0.05 is out of range"),
-    (["token_theory", "-p", "vocab_size", "2"], "parameter 'vocab_size' = 2 is out of range"),
-    (["token_theory", "-p", "group_size", "1"], "parameter 'group_size' = 1 is out of range"),
-    (["token_theory", "-p", "initial_value", "nan"], "parameter 'initial_value' = nan is not finite"),
-    (["token_theory", "-p", "longest_length", "8"], "parameter 'longest_length' = 8 is out of range"),
+    ("range", ["run", "trajectory_theory", "-p", "alignment", "0.02"], "parameter 'alignment' = 0.02 is out of range"),
+    ("range", ["run", "trajectory_theory", "-p", "alignment", "0"], "parameter 'alignment' = 0.0 is out of range"),
+    ("range", ["run", "trajectory_theory", "-p", "sweep_points", "59"], "parameter 'sweep_points' = 59 is out of range"),
+    ("range", ["run", "trajectory_theory", "-p", "initial_value", "1.0"], "parameter 'initial_value' = 1.0 is out of range"),
+    ("type", ["run", "trajectory_theory", "-p", "steps", "five"], "parameter 'steps' = 'five' is not a valid int"),
+    ("range", ["run", "trajectory_theory", "-p", "bandit_seeds", "0"], "parameter 'bandit_seeds' = 0 is out of range"),
+    ("name", ["run", "token_theory", "-p", "verifier", "parity"], "parameter 'verifier' = 'parity' is out of range"),
+    ("range", ["run", "token_theory", "-p", "alignment", "0.05"], "parameter 'alignment' = 0.05 is out of range"),
+    ("range", ["run", "token_theory", "-p", "vocab_size", "2"], "parameter 'vocab_size' = 2 is out of range"),
+    ("range", ["run", "token_theory", "-p", "group_size", "1"], "parameter 'group_size' = 1 is out of range"),
+    ("nan", ["run", "token_theory", "-p", "initial_value", "nan"], "parameter 'initial_value' = nan is not finite"),
+    ("range", ["run", "token_theory", "-p", "longest_length", "8"], "parameter 'longest_length' = 8 is out of range"),
+    # NaN and infinity inside list parameters
+    ("nan", ["run", "figure2", "-p", "learning_rates", "1e-4,nan"], "parameter 'learning_rates' = '1e-4,nan': nan"),
+    ("nan", ["run", "two_stage", "-p", "initial_optimal_grid", "nan,0.02"], "parameter 'initial_optimal_grid'"),
+    # local files that are not what they claim to be
+    ("path", ["run", "figure2", "-p", "model_name_or_path", "/etc/hostname"], "is not a local model folder"),
+    ("path", ["run", "figure2", "-p", "dataset_path", "/etc"], "parameter 'dataset_path' = '/etc' is not a file"),
+    # an output folder nobody may write (not even root: /proc/1 refuses new entries)
+    ("unwritable", ["run", "gradient_gap", "--output-dir", "/proc/1/rlvr-out"], "parameter 'output_dir' = '/proc/1/rlvr-out'"),
+    # the other subcommands
+    ("name", ["execute-all", "no_such_notebook"], "notebook 'no_such_notebook' is unknown"),
+    ("preset", ["execute-all", "--preset", "big"], "argument --preset: invalid choice: 'big'"),
+    ("preset", ["build", "--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
+    ("name", ["no-such-command"], "argument command: invalid choice: 'no-such-command'"),
+    ("range", ["bench", "--baseline-runs", "0"], "--baseline-runs = 0 is out of range"),
 ]
 
 
@@ -103,10 +117,24 @@ def snapshot(folder):
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
 
 
-@pytest.mark.parametrize("arguments, message", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
-def test_bad_input_is_one_line_exit_2_and_touches_nothing(arguments, message, earlier_output, capsys):
+BAD_INPUT_KINDS = {"type", "range", "nan", "name", "preset", "path", "unwritable", "inconsistent"}
+
+
+def test_the_bad_input_table_covers_every_kind():
+    assert {kind for kind, _, _ in BAD_INPUT} == BAD_INPUT_KINDS
+    assert len(BAD_INPUT) >= 20
+    assert {arguments[0] for _, arguments, _ in BAD_INPUT} >= {"run", "execute-all", "build", "bench"}
+
+
+@pytest.mark.parametrize("kind, arguments, message", BAD_INPUT, ids=[f"{k}: {' '.join(a)}" for k, a, _ in BAD_INPUT])
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(kind, arguments, message, earlier_output, capsys):
     before = snapshot(earlier_output)
-    code = main(["run", *arguments, "--output-dir", str(earlier_output)])
+    if arguments[0] == "run" and "--output-dir" not in arguments:
+        arguments = [*arguments, "--output-dir", str(earlier_output)]
+    try:
+        code = main(arguments)
+    except SystemExit as stop:  # argparse's own errors
+        code = stop.code
     captured = capsys.readouterr()
     assert code == 2
     lines = captured.err.strip().splitlines()
@@ -176,8 +204,64 @@ def test_run_writes_figures_and_metrics_with_explicit_overrides(tmp_path, capsys
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_bench_rejects_bad_options(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["bench", "--baseline-runs", "0"])
-    assert exit_info.value.code == 2
-    assert "--baseline-runs = 0 is out of range" in capsys.readouterr().err
+def complete_outputs(folder):
+    """Every visible file in ``folder`` is whole: PNGs decode, SVGs and JSON parse."""
+    import xml.etree.ElementTree as ElementTree
+
+    from PIL import Image
+
+    names = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue  # a temporary file only a hard kill mid-write can leave; never read as a result
+        if path.suffix == ".png":
+            with Image.open(path) as image:
+                image.load()
+        elif path.suffix == ".svg":
+            ElementTree.parse(path)
+        elif path.suffix in (".json", ".ipynb"):
+            json.loads(path.read_text())
+        names.append(path.name)
+    return names
+
+
+def test_an_interrupted_run_leaves_whole_files_and_the_next_run_completes(earlier_output):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it), then a hard kill of the run
+    and its kernel, each as soon as the run has written a figure: every file left is whole, the
+    earlier metrics.json is intact, a figure never has its PNG without its SVG, no executed
+    notebook appears; a third run then completes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    earlier_metrics = (earlier_output / "metrics.json").read_bytes()
+    (earlier_output / "figure.png").unlink()  # (the fixture's placeholder is not a real PNG)
+    command = [str(Path(sys.executable).parent / "rlvr-book"), "run", "gradient_gap", "--output-dir", str(earlier_output)]
+    for signal_name in ("SIGINT", "SIGKILL"):
+        started = time.time_ns()
+        run = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+        deadline = time.monotonic() + 300
+        while (not [p for p in earlier_output.glob("*.png") if p.stat().st_mtime_ns > started]
+               and run.poll() is None and time.monotonic() < deadline):
+            time.sleep(0.01)
+        os.killpg(run.pid, getattr(signal, signal_name))
+        _, err = run.communicate(timeout=120)
+        if signal_name == "SIGINT":
+            assert run.returncode == 130, err
+            assert err.strip().splitlines()[-1].startswith("rlvr-book: gradient_gap interrupted:")
+        else:
+            assert run.returncode == -signal.SIGKILL
+        left = complete_outputs(earlier_output)
+        assert (earlier_output / "metrics.json").read_bytes() == earlier_metrics, "metrics.json replaced mid-run"
+        assert "gradient_gap.ipynb" not in left, "the executed notebook appears only when the run completed"
+        figures = {name.rsplit(".", 1)[0] for name in left if name.endswith((".png", ".svg"))}
+        assert figures and all(f"{stem}.png" in left and f"{stem}.svg" in left for stem in figures), left
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    metrics = json.loads((earlier_output / "metrics.json").read_text())
+    assert set(metrics["figures"]) <= set(complete_outputs(earlier_output))
+    assert all(claim["holds"] for claim in metrics["claims"])

@@ -20,7 +20,6 @@ Results are printed and written as JSON (default ``build/bench/bandit.json``).
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from rlvr_dynamics import bandit
+from rlvr_dynamics.cli import OneLineParser
 from rlvr_dynamics.results import package_versions, write_json_atomic
 
 STEPS = 2000
@@ -183,7 +183,7 @@ def report(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rlvr-book bench", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="rlvr-book bench", description=__doc__.splitlines()[0])
     parser.add_argument("--baseline-runs", type=int, default=4,
                         help="per-run baselines timed on this many of the 64 configurations, then scaled (default 4)")
     parser.add_argument("--full-baseline", action="store_true", help="time the per-run baselines on all 64")

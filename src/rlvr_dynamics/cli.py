@@ -14,11 +14,14 @@ from rlvr_dynamics.notebooks import NOTEBOOKS, notebook_spec
 from rlvr_dynamics.params import PRESETS, ParameterError
 
 USAGE_ERROR = 2
+INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 (argparse's own usage dump is several lines)
-        print(f"rlvr-book: error: {message}", file=sys.stderr)
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2 (its own usage dump is several lines)."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(USAGE_ERROR)
 
 
@@ -73,6 +76,10 @@ def command_run(args) -> int:
     print(f"running {spec.name} (preset {settings.preset}, seed {settings.seed}, device {settings.device}) ...")
     try:
         executed = execute_notebook(spec, values, output_dir / f"{spec.name}.ipynb")
+    except KeyboardInterrupt:  # every output is written atomically: files from before stay whole
+        print(f"rlvr-book: {spec.name} interrupted: files in {output_dir} are complete (earlier or new), "
+              "none half-written; run it again to finish", file=sys.stderr)
+        return INTERRUPTED
     except Exception as error:  # papermill reports the failing cell; keep the last line
         lines = [line for line in str(error).strip().splitlines() if line.strip()]
         print(f"rlvr-book: {spec.name} failed: {lines[-1] if lines else type(error).__name__}", file=sys.stderr)
@@ -87,6 +94,8 @@ def command_run(args) -> int:
 def command_execute_all(args) -> int:
     from rlvr_dynamics.runner import execute_all
 
+    for name in args.names:
+        notebook_spec(name)  # an unknown name is a one-line error before anything runs
     execute_all(args.preset, force=args.force, names=args.names or None)
     return 0
 
@@ -107,8 +116,8 @@ def command_build(args) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rlvr-book", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="rlvr-book", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     commands.add_parser("list", help="every notebook with its parameters, types, defaults and presets")
     run = commands.add_parser("run", help="execute one notebook with parameters (papermill)")
     run.add_argument("name", help="notebook name (see `rlvr-book list`)")

@@ -10,7 +10,6 @@ overhead of each against ``off``. Results are printed and written as JSON.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
@@ -20,12 +19,13 @@ from pathlib import Path
 import torch
 
 from rlvr_dynamics import figure2
+from rlvr_dynamics.cli import OneLineParser
 from rlvr_dynamics.lm import grpo, model as lm_model
 from rlvr_dynamics.results import package_versions, write_json_atomic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rlvr-book bench-lm", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="rlvr-book bench-lm", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=60, help="GRPO steps per tracking mode (default 60)")
     parser.add_argument("--skip", type=int, default=5, help="first steps left out of the mean (default 5)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
