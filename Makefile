@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks nbval site book-checks bench bench-lm venv lock clean
+.PHONY: book test unit notebooks nbval site book-checks browser bench bench-lm venv lock clean
 
 venv: $(STAMP)
 
@@ -25,25 +25,37 @@ $(STAMP): requirements-lock.txt pyproject.toml
 book: $(STAMP)
 	$(BIN)/rlvr-book build
 
-## test: everything CI runs — unit tests, papermill + nbval on every notebook, strict book build, HTML checks
-test: unit notebooks nbval site book-checks
+## test: everything CI runs — unit tests, papermill + nbval on every notebook (and the determinism check),
+## strict book build, HTML checks and every page in headless Chromium (skipped, saying how to install it,
+## where there is no Chromium: `make browser`)
+# Two jobs at a time (the CI machine has 2 cores and one notebook keeps ~1.6 busy): the unit tests run
+# beside the papermill pass, and the book build and its checks beside nbval.
+test: $(STAMP)
+	$(MAKE) -j2 --output-sync=target unit notebooks nbval site book-checks
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not built_book" tests
+	$(BIN)/python -m pytest -m "not built_book and not determinism" tests
 
 notebooks: $(STAMP)
 	$(BIN)/rlvr-book execute-all
 
-# Re-execute the papermill-executed notebooks and compare every output (sanitized: see tests/nbval_sanitize.cfg).
+# Re-execute the papermill-executed notebooks and compare every output (sanitized: see tests/nbval_sanitize.cfg);
+# then compare the second execution's metrics.json and figure files with the first's (determinism).
 nbval: notebooks
+	$(BIN)/python -m rlvr_dynamics.determinism record build/outputs build/determinism/first-run.json
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg build/executed/*.ipynb
+	$(BIN)/python -m pytest -m determinism tests
 
 site: notebooks
 	$(BIN)/rlvr-book build
 
 book-checks: site
 	$(BIN)/python -m pytest -m built_book tests
+
+## browser: install Debian's chromium for the browser tests (apt; root or sudo)
+browser:
+	.ci/install-browser
 
 ## bench: time the batched bandit engine against per-run loops (prints ratios; writes build/bench/bandit.json)
 bench: $(STAMP)
