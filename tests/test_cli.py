@@ -183,13 +183,17 @@ def test_list_shows_every_parameter_with_type_default_and_presets(capsys):
                     assert repr(spec.presets[preset][param.name]) in row
 
 
+# The Gradient-Gap chapter at a tiny scale, for tests that execute it for real.
+SMALL_GRADIENT_GAP = ["-p", "bandit_instances", "3", "-p", "bandit_arms", "7", "-p", "token_instances", "3",
+                      "-p", "vocab_size", "3", "-p", "max_length", "4", "-p", "mc_max_samples", "10000",
+                      "-p", "mc_repeats", "1000", "-p", "sampled_groups", "20"]
+
+
 def test_run_writes_figures_and_metrics_with_explicit_overrides(tmp_path, capsys):
     """A real papermill execution at a tiny scale: explicit parameters override the preset."""
     out = tmp_path / "run"
     arguments = ["run", "gradient_gap", "--output-dir", str(out), "-p", "device", "cpu", "-p", "seed", "3",
-                 "-p", "bandit_instances", "3", "-p", "bandit_arms", "7", "-p", "token_instances", "3",
-                 "-p", "vocab_size", "3", "-p", "max_length", "4", "-p", "mc_max_samples", "10000",
-                 "-p", "mc_repeats", "1000", "-p", "sampled_groups", "20"]
+                 *SMALL_GRADIENT_GAP]
     assert main(arguments) == 0, capsys.readouterr().err
     stdout = capsys.readouterr().out
     assert str(out / "metrics.json") in stdout
@@ -238,7 +242,8 @@ def test_an_interrupted_run_leaves_whole_files_and_the_next_run_completes(earlie
 
     earlier_metrics = (earlier_output / "metrics.json").read_bytes()
     (earlier_output / "figure.png").unlink()  # (the fixture's placeholder is not a real PNG)
-    command = [str(Path(sys.executable).parent / "rlvr-book"), "run", "gradient_gap", "--output-dir", str(earlier_output)]
+    command = [str(Path(sys.executable).parent / "rlvr-book"), "run", "gradient_gap", "--output-dir", str(earlier_output),
+               *SMALL_GRADIENT_GAP]  # ≈ 11 s to the first figure (kernel and imports), 5 s more to finish
     for signal_name in ("SIGINT", "SIGKILL"):
         started = time.time_ns()
         run = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
