@@ -246,8 +246,10 @@ def test_an_interrupted_run_leaves_whole_files_and_the_next_run_completes(earlie
                *SMALL_GRADIENT_GAP]  # ≈ 11 s to the first figure (kernel and imports), 5 s more to finish
     for signal_name in ("SIGINT", "SIGKILL"):
         started = time.time_ns()
+        # A shell without job control starts background jobs with SIGINT ignored, and children keep
+        # that: give the run the default disposition a terminal's foreground job has.
         run = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 300
         while (not [p for p in earlier_output.glob("*.png") if p.stat().st_mtime_ns > started]
                and run.poll() is None and time.monotonic() < deadline):
