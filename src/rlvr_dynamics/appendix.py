@@ -106,8 +106,8 @@ def render_appendix(metrics_by_notebook: Mapping[str, Mapping[str, Any]]) -> str
         "This page is generated when the book is built, from the `metrics.json` that every chapter writes "
         "(`rlvr_dynamics.appendix`); nothing in it is typed by hand. It lists, for each chapter, the one "
         "command that regenerates its figures with the parameters, seed and device of the run shown in the "
-        "book, the run's wall time (from parameter validation to `metrics.json`, measured in the notebook) "
-        "and the package versions, and then every claim the book checks with its worst margin.",
+        "book, the run's wall time (from parameter validation to `metrics.json`, measured in the notebook on "
+        "the machine that built the book, under that build's load) and the package versions, and then every claim the book checks with its worst margin.",
         "",
         f"**{len(metrics_by_notebook)} chapters, {n_figures} figures, {len(claims)} checked claims, "
         f"{held} of which hold.** A claim's *worst margin* is the smallest of its per-case margins, in the "
@@ -144,8 +144,11 @@ def render_appendix(metrics_by_notebook: Mapping[str, Mapping[str, Any]]) -> str
             lines += [f"| `{stem}` | {' · '.join(extensions)} |" for stem, extensions in figures[name].items()]
         else:
             lines += ["This chapter draws no figure file (its tables come from committed benchmark records)."]
+        every = ", ".join(f"`{k} = {v!r}`" for k, v in parameters.items()
+                          if k not in ("preset", "seed", "device", "output_dir"))
         lines += ["", "Parameters that differ from the preset: "
                   + (", ".join(f"`{k} = {v!r}`" for k, v in changed.items()) if changed else "none") + ".", "",
+                  f"All parameters of the run: {every or 'none besides preset, seed and device'}.", "",
                   f"Package versions: {escape_markdown(versions)}.", ""]
     lines += [
         "## Every claim checked in the book",
