@@ -9,6 +9,8 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# Notebooks executed at a time (papermill and nbval), each kernel on one thread (runner.BOOK_THREADS).
+JOBS ?= 2
 
 .PHONY: book test unit notebooks nbval site book-checks browser bench bench-lm venv lock clean
 
@@ -23,32 +25,29 @@ $(STAMP): requirements-lock.txt pyproject.toml
 
 ## book: execute every notebook with papermill (cached) at the ci preset and build the HTML book
 book: $(STAMP)
-	$(BIN)/rlvr-book build
+	$(BIN)/rlvr-book build --jobs $(JOBS)
 
 ## test: everything CI runs — unit tests, papermill + nbval on every notebook (and the determinism check),
 ## strict book build, HTML checks and every page in headless Chromium (skipped, saying how to install it,
 ## where there is no Chromium: `make browser`)
-# Two jobs at a time (the CI machine has 2 cores and one notebook keeps ~1.6 busy): the unit tests run
-# beside the papermill pass, and the book build and its checks beside nbval.
-test: $(STAMP)
-	$(MAKE) -j2 --output-sync=target unit notebooks nbval site book-checks
+test: unit notebooks nbval site book-checks
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not built_book and not determinism" tests
 
 notebooks: $(STAMP)
-	$(BIN)/rlvr-book execute-all
+	$(BIN)/rlvr-book execute-all --jobs $(JOBS)
 
 # Re-execute the papermill-executed notebooks and compare every output (sanitized: see tests/nbval_sanitize.cfg);
 # then compare the second execution's metrics.json and figure files with the first's (determinism).
 nbval: notebooks
 	$(BIN)/python -m rlvr_dynamics.determinism record build/outputs build/determinism/first-run.json
-	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg build/executed/*.ipynb
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadscope \
+		--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg build/executed/*.ipynb
 	$(BIN)/python -m pytest -m determinism tests
 
 site: notebooks
-	$(BIN)/rlvr-book build
+	$(BIN)/rlvr-book build --jobs $(JOBS)
 
 book-checks: site
 	$(BIN)/python -m pytest -m built_book tests

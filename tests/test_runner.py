@@ -125,3 +125,9 @@ def test_the_appendix_is_regenerated_from_the_metrics(project):
     metrics_path.write_text(json.dumps(metrics))
     assert build(executed, builds) == ([], 1)
     assert "a claim recorded by a newer run" in page.read_text()
+
+
+def test_execution_order_names_every_notebook_once():
+    assert sorted(runner.EXECUTION_ORDER) == sorted(NOTEBOOKS)
+    # two_stage reads the warm-up figure2 caches: it never starts before figure2
+    assert runner.EXECUTION_ORDER.index("figure2") < runner.EXECUTION_ORDER.index("two_stage")

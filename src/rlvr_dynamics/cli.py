@@ -96,7 +96,7 @@ def command_execute_all(args) -> int:
 
     for name in args.names:
         notebook_spec(name)  # an unknown name is a one-line error before anything runs
-    execute_all(args.preset, force=args.force, names=args.names or None)
+    execute_all(args.preset, force=args.force, names=args.names or None, jobs=args.jobs)
     return 0
 
 
@@ -106,7 +106,7 @@ def command_build(args) -> int:
     from rlvr_dynamics.runner import build_book
 
     try:
-        index = build_book(args.preset, force=args.force)
+        index = build_book(args.preset, force=args.force, jobs=args.jobs)
     except subprocess.CalledProcessError as error:
         print(f"rlvr-book: the strict book build failed (exit {error.returncode}): see its warnings above",
               file=sys.stderr)
@@ -131,6 +131,8 @@ def make_parser() -> argparse.ArgumentParser:
     for sub in (execute, build):
         sub.add_argument("--preset", default="ci", choices=PRESETS)
         sub.add_argument("--force", action="store_true", help="ignore the cache")
+        sub.add_argument("--jobs", type=int, default=1, choices=range(1, 17), metavar="N",
+                         help="notebooks executed at a time (1 to 16; each kernel gets one thread)")
     commands.add_parser("bench", help="time the batched bandit engine against per-run loops (see --help)",
                         add_help=False)
     commands.add_parser("bench-lm", help="time GRPO steps with and without gradient-gap tracking (see --help)",
