@@ -40,7 +40,7 @@ def changed_parameters(spec: NotebookSpec, metrics: Mapping[str, Any]) -> dict[s
     """The chapter parameters of a run whose value differs from its preset's."""
     preset = spec.presets[metrics["parameters"]["preset"]]
     return {name: value for name, value in metrics["parameters"].items()
-            if name not in COMMON_NAMES and name != "started_at" and preset.get(name) != value}
+            if name not in COMMON_NAMES and preset.get(name) != value}
 
 
 def regenerate_command(metrics: Mapping[str, Any], output_dir: str | None = None) -> str:

@@ -236,10 +236,11 @@ def check_site(
             context = browser.new_context(viewport=VIEWPORT, service_workers="block")
             context.set_default_timeout(timeout_s * 1000)
             for page_name in pages:
-                report, links[page_name], anchors = _visit(context, base, html_root, page_name, screenshot_dir,
+                redirect = _redirect_target(html_root / page_name)
+                report, links[page_name], anchors = _visit(context, base, page_name, redirect, screenshot_dir,
                                                            harmless)
                 reports.append(report)
-                if _redirect_target(html_root / page_name) is None:  # a redirect's anchors are its target's
+                if redirect is None:  # a redirect's anchors are its target's
                     ids[page_name] = anchors
         finally:
             browser.close()
@@ -254,7 +255,7 @@ def _redirect_target(path: Path) -> str | None:
     return match.group(1) if match else None
 
 
-def _visit(context, base, html_root, page_name, screenshot_dir, harmless) -> tuple[PageReport, list[str], set[str]]:
+def _visit(context, base, page_name, redirect, screenshot_dir, harmless) -> tuple[PageReport, list[str], set[str]]:
     """Open one page; return its report, the URLs it links to and its anchors."""
     report = PageReport(page_name)
     started = time.perf_counter()
@@ -295,7 +296,6 @@ def _visit(context, base, html_root, page_name, screenshot_dir, harmless) -> tup
     page.on("console", on_console)
     page.on("pageerror", on_page_error)
     try:
-        redirect = _redirect_target(html_root / page_name)
         page.goto(base + page_name, wait_until="load")
         if redirect is not None:  # index.html: a meta refresh to the first page; inspect where it lands
             page.wait_for_url(urljoin(base + page_name, redirect), wait_until="load")
