@@ -230,10 +230,11 @@ def complete_outputs(folder):
 
 
 def test_an_interrupted_run_leaves_whole_files_and_the_next_run_completes(earlier_output):
-    """Ctrl-C (SIGINT to the process group, as a terminal sends it), then a hard kill of the run
-    and its kernel, each as soon as the run has written a figure: every file left is whole, the
-    earlier metrics.json is intact, a figure never has its PNG without its SVG, no executed
-    notebook appears; a third run then completes."""
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) during start-up, then as soon
+    as the run has written a figure, then a hard kill of the run and its kernel: Ctrl-C ends with
+    exit 130 and one line, printed last, with no traceback; every file left is whole, the earlier
+    metrics.json is intact, a figure never has its PNG without its SVG, no executed notebook and
+    no temporary file appears (only SIGKILL may leave one); a fourth run then completes."""
     import signal
     import subprocess
     import sys
@@ -244,31 +245,87 @@ def test_an_interrupted_run_leaves_whole_files_and_the_next_run_completes(earlie
     (earlier_output / "figure.png").unlink()  # (the fixture's placeholder is not a real PNG)
     command = [str(Path(sys.executable).parent / "rlvr-book"), "run", "gradient_gap", "--output-dir", str(earlier_output),
                *SMALL_GRADIENT_GAP]  # ≈ 11 s to the first figure (kernel and imports), 5 s more to finish
-    for signal_name in ("SIGINT", "SIGKILL"):
+    for when, signal_name in (("start-up", "SIGINT"), ("figure", "SIGINT"), ("figure", "SIGKILL")):
         started = time.time_ns()
         # A shell without job control starts background jobs with SIGINT ignored, and children keep
         # that: give the run the default disposition a terminal's foreground job has.
         run = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        if when == "start-up":
+            time.sleep(0.5)  # importing the package and papermill takes seconds
         deadline = time.monotonic() + 300
-        while (not [p for p in earlier_output.glob("*.png") if p.stat().st_mtime_ns > started]
+        while (when == "figure" and not [p for p in earlier_output.glob("*.png") if p.stat().st_mtime_ns > started]
                and run.poll() is None and time.monotonic() < deadline):
             time.sleep(0.01)
+        assert run.poll() is None, "the run ended before it could be interrupted"
         os.killpg(run.pid, getattr(signal, signal_name))
         _, err = run.communicate(timeout=120)
         if signal_name == "SIGINT":
             assert run.returncode == 130, err
-            assert err.strip().splitlines()[-1].startswith("rlvr-book: gradient_gap interrupted:")
+            last = err.strip().splitlines()[-1]
+            expected = "rlvr-book: run gradient_gap interrupted:" if when == "start-up" else "rlvr-book: gradient_gap interrupted:"
+            assert last.startswith(expected), err
+            assert "Traceback" not in err, err
+            assert not list(earlier_output.glob(".*.tmp")), "Ctrl-C left a temporary file"
         else:
             assert run.returncode == -signal.SIGKILL
         left = complete_outputs(earlier_output)
         assert (earlier_output / "metrics.json").read_bytes() == earlier_metrics, "metrics.json replaced mid-run"
         assert "gradient_gap.ipynb" not in left, "the executed notebook appears only when the run completed"
         figures = {name.rsplit(".", 1)[0] for name in left if name.endswith((".png", ".svg"))}
-        assert figures and all(f"{stem}.png" in left and f"{stem}.svg" in left for stem in figures), left
+        assert all(f"{stem}.png" in left and f"{stem}.svg" in left for stem in figures), left
+        assert figures or when == "start-up", left
 
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     metrics = json.loads((earlier_output / "metrics.json").read_text())
     assert set(metrics["figures"]) <= set(complete_outputs(earlier_output))
     assert all(claim["holds"] for claim in metrics["claims"])
+
+
+def test_ctrl_c_during_execute_all_stops_every_kernel_and_starts_no_other(tmp_path):
+    """Two notebooks executing (``--jobs 2``), a third queued: Ctrl-C ends with exit 130 and one
+    line, printed last, with no traceback; both kernels are gone, the queued notebook never
+    starts, and no executed notebook or cache key is written."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psutil
+
+    real_root = Path(__file__).resolve().parents[1]
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("_toc.yml", "_config.yml", "pyproject.toml"):
+        shutil.copy2(real_root / name, root / name)
+    for folder in ("book", "notebooks"):
+        shutil.copytree(real_root / folder, root / folder)
+
+    def kernels():  # papermill starts each kernel in the notebooks folder of the project it runs
+        found = []
+        for process in psutil.process_iter(["cmdline", "cwd"]):
+            if process.info["cwd"] == str(root / "notebooks") and "ipykernel_launcher" in " ".join(process.info["cmdline"] or []):
+                found.append(process)
+        return found
+
+    command = [str(Path(sys.executable).parent / "rlvr-book"), "execute-all", "--jobs", "2",
+               "token_theory", "figure1", "performance"]  # run longest first: performance waits
+    run = subprocess.Popen(command, cwd=root, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while len(kernels()) < 2 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.0)  # both kernels are past start-up and executing cells
+    assert run.poll() is None and len(kernels()) == 2, "two notebooks should be executing"
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("rlvr-book: execute-all interrupted:"), err
+    assert "Traceback" not in err, err
+    assert not kernels(), "a kernel outlived rlvr-book"
+    assert "[execute]  performance" not in out and "[done]" not in out, out
+    executed = root / "build" / "executed"
+    assert not list(executed.glob("*.ipynb")) and not list(executed.glob("*.key")), list(executed.iterdir())

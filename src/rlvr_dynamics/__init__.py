@@ -13,6 +13,7 @@ Modules, one concept each:
 - :mod:`~rlvr_dynamics.plotting`   one seaborn theme; figures saved as PNG + SVG
 - :mod:`~rlvr_dynamics.runner`     papermill execution, result cache, book staging
 - :mod:`~rlvr_dynamics.cli`        the ``rlvr-book`` console script
+- :mod:`~rlvr_dynamics.interrupt`  Ctrl-C: stop the kernels, one line, exit 130
 """
 
 __version__ = "0.1.0"

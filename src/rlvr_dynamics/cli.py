@@ -1,20 +1,24 @@
 """``rlvr-book``: list the notebooks, run one with parameters, execute all, build the book.
 
 Bad input (unknown notebook or parameter, wrong type, out-of-range value, unwritable output
-folder) prints one line naming it and exits with code 2, before anything is written.
+folder) prints one line naming it and exits with code 2, before anything is written. Ctrl-C, at
+any moment, prints one line last and exits with code 130 (:mod:`rlvr_dynamics.interrupt`).
+
+The heavy modules (torch, through the notebook registry) are imported after the Ctrl-C handler
+is in place, so that even start-up is interrupted cleanly.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
-from rlvr_dynamics.notebooks import NOTEBOOKS, notebook_spec
-from rlvr_dynamics.params import PRESETS, ParameterError
+from rlvr_dynamics import interrupt
 
 USAGE_ERROR = 2
-INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
+INTERRUPTED = interrupt.INTERRUPTED
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -30,6 +34,9 @@ def _format_value(value) -> str:
 
 
 def command_list(_args) -> int:
+    from rlvr_dynamics.notebooks import NOTEBOOKS
+    from rlvr_dynamics.params import PRESETS
+
     for spec in NOTEBOOKS.values():
         print(f"{spec.name}: {spec.title}  [{spec.source}]")
         header = ("parameter", "type", "default", *PRESETS, "allowed")
@@ -47,6 +54,8 @@ def command_list(_args) -> int:
 
 
 def _collect_parameters(spec, args) -> dict:
+    from rlvr_dynamics.params import ParameterError
+
     values = {}
     for key, text in args.parameter or []:
         values[key] = spec.parameter(key).coerce(text)
@@ -63,6 +72,8 @@ def _collect_parameters(spec, args) -> dict:
 
 
 def command_run(args) -> int:
+    from rlvr_dynamics.notebooks import notebook_spec
+    from rlvr_dynamics.params import ParameterError
     from rlvr_dynamics.runner import execute_notebook
 
     spec = notebook_spec(args.name)
@@ -74,16 +85,20 @@ def command_run(args) -> int:
     except OSError as error:
         raise ParameterError(f"parameter 'output_dir' = {str(output_dir)!r} cannot be created: {error.strerror}") from None
     print(f"running {spec.name} (preset {settings.preset}, seed {settings.seed}, device {settings.device}) ...")
+    stopped = (f"{spec.name} interrupted: files in {output_dir} are complete (earlier or new), "
+               "none half-written; run it again to finish")
     try:
         executed = execute_notebook(spec, values, output_dir / f"{spec.name}.ipynb")
-    except KeyboardInterrupt:  # every output is written atomically: files from before stay whole
-        print(f"rlvr-book: {spec.name} interrupted: files in {output_dir} are complete (earlier or new), "
-              "none half-written; run it again to finish", file=sys.stderr)
-        return INTERRUPTED
+    except KeyboardInterrupt:
+        raise _Interrupted(stopped) from None
     except Exception as error:  # papermill reports the failing cell; keep the last line
+        if interrupt.requested():  # the kernel died because Ctrl-C stopped it
+            raise _Interrupted(stopped) from None
         lines = [line for line in str(error).strip().splitlines() if line.strip()]
         print(f"rlvr-book: {spec.name} failed: {lines[-1] if lines else type(error).__name__}", file=sys.stderr)
         return 1
+    if interrupt.requested():  # pressed as the run ended, and swallowed by a library on the way
+        raise _Interrupted(stopped)
     figures = sorted(p.name for p in output_dir.iterdir() if p.suffix in (".png", ".svg"))
     print(f"executed notebook: {executed}")
     print(f"metrics:           {output_dir / 'metrics.json'}")
@@ -92,6 +107,7 @@ def command_run(args) -> int:
 
 
 def command_execute_all(args) -> int:
+    from rlvr_dynamics.notebooks import notebook_spec
     from rlvr_dynamics.runner import execute_all
 
     for name in args.names:
@@ -108,6 +124,8 @@ def command_build(args) -> int:
     try:
         index = build_book(args.preset, force=args.force, jobs=args.jobs)
     except subprocess.CalledProcessError as error:
+        if interrupt.requested():
+            raise KeyboardInterrupt from None  # Ctrl-C stopped Sphinx
         print(f"rlvr-book: the strict book build failed (exit {error.returncode}): see its warnings above",
               file=sys.stderr)
         return 1
@@ -116,6 +134,8 @@ def command_build(args) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from rlvr_dynamics.params import PRESETS
+
     parser = OneLineParser(prog="rlvr-book", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     commands.add_parser("list", help="every notebook with its parameters, types, defaults and presets")
@@ -140,23 +160,55 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Interrupted(Exception):
+    """Ctrl-C ended a command; the message says what is left on disk."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The console script (``argv`` None) exits the process at once after Ctrl-C; a call with
+    ``argv`` returns 130 instead."""
+    console = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
+    previous_handler = interrupt.install()
+    try:
+        return _dispatch(argv)
+    except (Exception, KeyboardInterrupt) as error:
+        if not isinstance(error, (_Interrupted, KeyboardInterrupt)) and not interrupt.requested():
+            raise
+        command = " ".join(argv[:2] if argv[:1] == ["run"] else argv[:1])
+        message = str(error) if isinstance(error, _Interrupted) else (  # (any other error: Ctrl-C stopped a child)
+            f"{command} interrupted: every file written so far is whole; run it again to finish")
+        return interrupt.finish(f"rlvr-book: {message}", exit_process=console)
+    finally:  # the console script is done: a Ctrl-C now would only cut its exit short
+        interrupt.restore(signal.SIG_IGN if console else previous_handler)
+
+
+def _dispatch(argv: list[str]) -> int:
+    from rlvr_dynamics.params import ParameterError
+
     if argv[:1] == ["bench"]:  # its own options: rlvr-book bench --help
         from rlvr_dynamics import bench
 
+        interrupt.arm()
         return bench.main(argv[1:])
     if argv[:1] == ["bench-lm"]:
         from rlvr_dynamics.lm import bench as lm_bench
 
+        interrupt.arm()
         return lm_bench.main(argv[1:])
     args = make_parser().parse_args(argv)
+    import rlvr_dynamics.notebooks  # noqa: F401  (imports torch, which a KeyboardInterrupt would abort)
+
+    interrupt.arm()
     handlers = {"list": command_list, "run": command_run, "execute-all": command_execute_all, "build": command_build}
     try:
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
     except ParameterError as error:
         print(f"rlvr-book: error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    if interrupt.requested():
+        raise KeyboardInterrupt  # swallowed on the way out of a library
+    return code
 
 
 if __name__ == "__main__":

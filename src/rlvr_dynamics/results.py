@@ -34,38 +34,39 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def write_files_atomic(files: Mapping[str | os.PathLike, bytes]) -> list[Path]:
-    """Write several files as one step: all go to temporary files first, then all are renamed
-    with Ctrl-C held back, so an interrupted run leaves each file and the set whole — a figure's
-    PNG never without its SVG. (A hidden ``.NAME.*.tmp`` can survive only a hard kill mid-write.)"""
+    """Write several files as one step: all go to temporary files, then all are renamed, with
+    Ctrl-C (SIGINT) and ``rlvr-book``'s stop (SIGTERM) held back throughout — so a stopped run
+    leaves each file and the set whole (a figure's PNG never without its SVG) and no temporary
+    file. (A hidden ``.NAME.*.tmp`` can survive only SIGKILL mid-write.)"""
     staged: list[tuple[str, Path]] = []
-    try:
-        for path, data in files.items():
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            staged.append((temporary, path))
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.chmod(temporary, 0o644)  # mkstemp makes it private (0600); results are for everyone to read
-        with _sigint_held():
+    with _stop_signals_held():
+        try:
+            for path, data in files.items():
+                path = Path(path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                staged.append((temporary, path))
+                with os.fdopen(handle, "wb") as stream:
+                    stream.write(data)
+                    stream.flush()
+                    os.fsync(stream.fileno())
+                os.chmod(temporary, 0o644)  # mkstemp makes it private (0600); results are for everyone to read
             for temporary, path in staged:
                 os.replace(temporary, path)
-    except BaseException:
-        for temporary, _ in staged:
-            Path(temporary).unlink(missing_ok=True)
-        raise
+        except BaseException:
+            for temporary, _ in staged:
+                Path(temporary).unlink(missing_ok=True)
+            raise
     return [path for _, path in staged]
 
 
 @contextmanager
-def _sigint_held():
-    """Defer SIGINT (Ctrl-C) until the block ends; a no-op off the main thread or off POSIX."""
+def _stop_signals_held():
+    """Defer SIGINT and SIGTERM until the block ends; a no-op off the main thread or off POSIX."""
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
     finally:

@@ -34,7 +34,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rlvr_dynamics import appendix
+from rlvr_dynamics import appendix, interrupt
 from rlvr_dynamics.notebooks import NOTEBOOKS
 from rlvr_dynamics.params import NotebookSpec, project_root
 from rlvr_dynamics.results import package_versions, write_bytes_atomic
@@ -189,6 +189,8 @@ def execute_all(preset: str = "ci", force: bool = False, names: list[str] | None
         targets.append(target)
 
     def run(spec, parameters, target, key_file, key):
+        if interrupt.requested():
+            raise KeyboardInterrupt  # Ctrl-C: start no further kernel
         log(f"[execute]  {spec.name} (preset {preset}) ...")
         execute_notebook(spec, parameters, target, root)
         write_bytes_atomic(key_file, (key + "\n").encode())
@@ -196,9 +198,17 @@ def execute_all(preset: str = "ci", force: bool = False, names: list[str] | None
 
     rank = {name: i for i, name in enumerate(EXECUTION_ORDER)}
     pending.sort(key=lambda job: rank.get(job[0].name, len(rank)))
-    with _environment(BOOK_THREADS), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for future in [pool.submit(run, *job) for job in pending]:  # each job waits on its own kernel
-            future.result()
+    with _environment(BOOK_THREADS):
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+        try:
+            for future in [pool.submit(run, *job) for job in pending]:  # each job waits on its own kernel
+                future.result()
+        except BaseException:
+            # After Ctrl-C (whose handler has stopped the kernels) start nothing more and leave at once;
+            # after a failing notebook, let the others finish: their results are cached for the next run.
+            pool.shutdown(wait=not interrupt.requested(), cancel_futures=interrupt.requested())
+            raise
+        pool.shutdown()
     return targets
 
 
