@@ -251,9 +251,14 @@ def test_an_interrupted_run_leaves_whole_files_and_the_next_run_completes(earlie
         # that: give the run the default disposition a terminal's foreground job has.
         run = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        if when == "start-up":
-            time.sleep(0.5)  # importing the package and papermill takes seconds
         deadline = time.monotonic() + 300
+        if when == "start-up":  # in the middle of importing torch (where a KeyboardInterrupt once aborted)
+            maps = Path(f"/proc/{run.pid}/maps")
+            while (maps.exists() and "libtorch" not in maps.read_text(errors="replace")
+                   and run.poll() is None and time.monotonic() < deadline):
+                time.sleep(0.005)
+            if not maps.exists():
+                time.sleep(0.5)  # (no /proc: the imports take seconds)
         while (when == "figure" and not [p for p in earlier_output.glob("*.png") if p.stat().st_mtime_ns > started]
                and run.poll() is None and time.monotonic() < deadline):
             time.sleep(0.01)
