@@ -33,7 +33,7 @@ book: $(STAMP)
 test: unit notebooks nbval site book-checks
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not built_book and not determinism" tests
+	$(BIN)/python -m pytest -m "not built_book and not determinism and not reference" tests
 
 notebooks: $(STAMP)
 	$(BIN)/rlvr-book execute-all --jobs $(JOBS)
@@ -44,7 +44,7 @@ nbval: notebooks
 	$(BIN)/python -m rlvr_dynamics.determinism record build/outputs build/determinism/first-run.json
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadscope \
 		--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg build/executed/*.ipynb
-	$(BIN)/python -m pytest -m determinism tests
+	$(BIN)/python -m pytest -m "determinism or reference" tests
 
 site: notebooks
 	$(BIN)/rlvr-book build --jobs $(JOBS)

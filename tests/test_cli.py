@@ -98,6 +98,7 @@ BAD_INPUT = [
     ("name", ["execute-all", "no_such_notebook"], "notebook 'no_such_notebook' is unknown"),
     ("preset", ["execute-all", "--preset", "big"], "argument --preset: invalid choice: 'big'"),
     ("preset", ["build", "--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
+    ("name", ["re-record", "no_such_notebook"], "notebook 'no_such_notebook' is unknown"),
     ("name", ["no-such-command"], "argument command: invalid choice: 'no-such-command'"),
     ("range", ["bench", "--baseline-runs", "0"], "--baseline-runs = 0 is out of range"),
 ]
@@ -123,7 +124,7 @@ BAD_INPUT_KINDS = {"type", "range", "nan", "name", "preset", "path", "unwritable
 def test_the_bad_input_table_covers_every_kind():
     assert {kind for kind, _, _ in BAD_INPUT} == BAD_INPUT_KINDS
     assert len(BAD_INPUT) >= 20
-    assert {arguments[0] for _, arguments, _ in BAD_INPUT} >= {"run", "execute-all", "build", "bench"}
+    assert {arguments[0] for _, arguments, _ in BAD_INPUT} >= {"run", "execute-all", "build", "bench", "re-record"}
 
 
 @pytest.mark.parametrize("kind, arguments, message", BAD_INPUT, ids=[f"{k}: {' '.join(a)}" for k, a, _ in BAD_INPUT])

@@ -1,4 +1,4 @@
-"""``rlvr-book``: list the notebooks, run one with parameters, execute all, build the book.
+"""``rlvr-book``: list, run (with parameters) and execute the notebooks, build the book, re-record references.
 
 Bad input (unknown notebook or parameter, wrong type, out-of-range value, unwritable output
 folder) prints one line naming it and exits with code 2, before anything is written. Ctrl-C, at
@@ -11,6 +11,7 @@ is in place, so that even start-up is interrupted cleanly.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from pathlib import Path
@@ -133,6 +134,31 @@ def command_build(args) -> int:
     return 0
 
 
+def command_re_record(args) -> int:
+    from rlvr_dynamics import reference
+    from rlvr_dynamics.notebooks import NOTEBOOKS, notebook_spec
+    from rlvr_dynamics.params import ParameterError, project_root
+    from rlvr_dynamics.runner import book_parameters, build_dir
+
+    root = project_root()
+    names = args.names or list(NOTEBOOKS)
+    sources = {}
+    for name in names:
+        spec = notebook_spec(name)  # an unknown name is a one-line error before anything is written
+        metrics = build_dir(root) / "outputs" / name / "metrics.json"
+        if not metrics.is_file():
+            raise ParameterError(f"no book execution of {name!r} at {metrics}: run `make book` first")
+        recorded = json.loads(metrics.read_text(encoding="utf-8"))["parameters"]
+        book = book_parameters(spec, "ci", root)  # references are of the book as CI builds it
+        if any(recorded[key] != book[key] for key in ("preset", "seed", "device")):
+            raise ParameterError(f"{metrics} is not the book's ci execution (preset {recorded['preset']!r}, "
+                                 f"seed {recorded['seed']}, device {recorded['device']!r}): run `make book`")
+        sources[name] = metrics
+    for name, metrics in sources.items():
+        print(f"re-recorded {name}: {reference.record(root, name, metrics)}")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     from rlvr_dynamics.params import PRESETS
 
@@ -153,6 +179,10 @@ def make_parser() -> argparse.ArgumentParser:
         sub.add_argument("--force", action="store_true", help="ignore the cache")
         sub.add_argument("--jobs", type=int, default=1, choices=range(1, 17), metavar="N",
                          help="notebooks executed at a time (1 to 16; each kernel gets one thread)")
+    re_record = commands.add_parser(
+        "re-record", help="after a deliberate change: copy the book's figure data (build/outputs, from "
+        "`make book`) to the committed references data/reference/NAME.json")
+    re_record.add_argument("names", nargs="*", help="only these notebooks")
     commands.add_parser("bench", help="time the batched bandit engine against per-run loops (see --help)",
                         add_help=False)
     commands.add_parser("bench-lm", help="time GRPO steps with and without gradient-gap tracking (see --help)",
@@ -200,7 +230,8 @@ def _dispatch(argv: list[str]) -> int:
     import rlvr_dynamics.notebooks  # noqa: F401  (imports torch, which a KeyboardInterrupt would abort)
 
     interrupt.arm()
-    handlers = {"list": command_list, "run": command_run, "execute-all": command_execute_all, "build": command_build}
+    handlers = {"list": command_list, "run": command_run, "execute-all": command_execute_all, "build": command_build,
+                "re-record": command_re_record}
     try:
         code = handlers[args.command](args)
     except ParameterError as error:
