@@ -21,6 +21,7 @@ After a deliberate change, re-record from the book's execution (``make book`` fi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import platform
@@ -72,19 +73,21 @@ OTHER_PLATFORM = {
 
 
 def platform_signature() -> dict[str, str]:
-    """What decides whether two runs round alike: machine, CPU model, the CPU kernels torch picked
-    (AVX-512, AVX2, ...), torch and NumPy versions."""
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """What decides whether two runs round alike: machine, CPU model and instruction sets, the CPU
+    kernels torch picked (AVX-512, AVX2, ...), torch and NumPy versions."""
     import torch
 
-    return {"machine": platform.machine(), "cpu": cpu, "torch_kernels": torch.backends.cpu.get_cpu_capability(),
+    cpu, flags = platform.processor() or "", ""
+    try:  # (Linux) the model name can be generic ("AMD EPYC"): the instruction-set flags tell generations apart
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+                    if ":" in line)
+        info = {key.strip(): value.strip() for key, value in info.items()}
+        cpu = info.get("model name", cpu)
+        flags = hashlib.sha256(" ".join(sorted(info.get("flags", "").split())).encode()).hexdigest()[:16]
+    except OSError:
+        pass
+    return {"machine": platform.machine(), "cpu": cpu, "cpu_flags_sha256": flags,
+            "torch_kernels": torch.backends.cpu.get_cpu_capability(),
             "torch": metadata.version("torch"), "numpy": metadata.version("numpy")}
 
 
