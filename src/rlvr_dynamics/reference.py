@@ -12,7 +12,8 @@ the tolerance says otherwise. On the platform the reference was recorded on (mac
 torch's CPU kernels, torch and NumPy versions) the tolerance is at the level of rounding: the
 determinism check shows such runs are bit-identical. Elsewhere each notebook has a stated,
 measured tolerance (:data:`OTHER_PLATFORM`): float64 theory agrees to rounding, but float32
-training and sampled rewards follow another path once a kernel rounds differently.
+training and sampled rewards follow another path once a kernel rounds differently — so far, for
+figure2's language-model runs, that they are another draw, compared on the recording platform only.
 
 After a deliberate change, re-record from the book's execution (``make book`` first):
 
@@ -47,6 +48,7 @@ class Tolerance:
     why: str
     texts: bool = True
     findings: bool = True
+    compared: bool = True  # False: a run elsewhere is another draw; compared on the recording platform only
 
     def allows(self, value: float, reference: float) -> bool:
         return abs(value - reference) <= self.atol + self.rtol * abs(reference)
@@ -57,18 +59,21 @@ SAME_PLATFORM = Tolerance(1e-9, 1e-12, "same platform: runs are bit-identical (d
 # (ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2) against the AVX-512 reference.
 _THEORY = Tolerance(1e-6, 1e-9, "float64 theory and seeded Monte Carlo: another CPU's kernels change only "
                     "rounding (measured with AVX2 kernels: ≤ 1e-9 apart)")
-_SAMPLED_TRAINING = Tolerance(0.1, 0.05, "float32 GRPO on a language model and sampled-reward bandits: another CPU's "
-                              "kernels take another training path (measured with AVX2 kernels: accuracies 0.03 "
-                              "apart, switch times 1%); verdict texts and non-enforced findings may change",
-                              texts=False, findings=False)
 OTHER_PLATFORM = {
     "gradient_gap": _THEORY,
     "trajectory_theory": _THEORY,
     "token_theory": _THEORY,
     "figure1": _THEORY,
     "performance": _THEORY,
-    "figure2": _SAMPLED_TRAINING,
-    "two_stage": _SAMPLED_TRAINING,
+    "figure2": Tolerance(
+        0.0, 0.0, "a float32 warm-up and GRPO runs on a language model: with another CPU's kernels they are another "
+        "draw (measured with AVX2 kernels: the warm-up stops at 375 steps instead of 450, the GRPO run gains 0.14 "
+        "instead of 0.20, Spearman 0.58 instead of 0.90), as far apart as two seeds; compared on the recording "
+        "platform only", compared=False),
+    "two_stage": Tolerance(
+        0.1, 0.05, "sampled-reward bandits and a small GRPO language model: another CPU's kernels take another path "
+        "(measured with AVX2 kernels: switch times 1% apart, accuracy margins 0.03); verdict texts and "
+        "non-enforced findings may change", texts=False, findings=False),
 }
 
 
