@@ -41,7 +41,7 @@ notebooks: $(STAMP)
 # Re-execute the papermill-executed notebooks and compare every output (sanitized: see tests/nbval_sanitize.cfg);
 # then compare the second execution's metrics.json and figure files with the first's (determinism).
 nbval: notebooks
-	$(BIN)/python -m rlvr_dynamics.determinism record build/outputs build/determinism/first-run.json
+	$(BIN)/python -m rlvr_dynamics.book.determinism record build/outputs build/determinism/first-run.json
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadscope \
 		--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg build/executed/*.ipynb
 	$(BIN)/python -m pytest -m "determinism or reference" tests

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from rlvr_dynamics import browser
+from rlvr_dynamics.book import browser
 
 MISSING_BROWSER = f"no Chromium for the browser tests: {browser.INSTALL_HINT}"
 

@@ -1,0 +1,207 @@
+"""Benchmark of the batched contextual-bandit engine (``make bench`` / ``rlvr-book bench``).
+
+Times, on this machine in one run:
+
+1. **Figure-1 workload** (the chapter's main run at the paper's settings: 2000 steps, 500
+   evaluation contexts, every step recorded, float64): the batched engine against the per-run
+   NumPy loop of the definitions (:func:`rlvr_dynamics.engines.bandit.simulate_reference_numpy`).
+2. **A 64-configuration sweep** (8 seeds × 8 step sizes on the log grid 0.01 … 10, 2000 steps
+   each, summaries recorded every 100 steps): one batched tensor program, in float64 and in
+   float32, against (a) the per-run NumPy loop and (b) the same engine called once per
+   configuration — (b) separates what batching gives from what the rank-one algebra gives.
+   Per-run baselines are timed on ``baseline_runs`` configurations and scaled to 64 (their cost
+   is a sum over runs); ``--full-baseline`` times all 64 instead (≈ 7 min on 2 cores).
+3. On CUDA (when present): the same sweep on the GPU, and the largest sweep (doubling the number
+   of configurations) that finishes in 10 s.
+
+Every timed engine run is checked against the NumPy loop on the configurations both ran.
+Results are printed and written as JSON (default ``build/bench/bandit.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlvr_dynamics.engines import bandit
+from rlvr_dynamics.config import ParameterError
+from rlvr_dynamics.files import package_versions, write_json_atomic
+
+STEPS = 2000
+SWEEP_SEEDS = 8
+SWEEP_STEP_SIZES = np.geomspace(0.01, 10.0, 8)
+FIGURE1_STEP_SIZE = 0.1
+
+
+def _timed(function, *args, **kwargs):
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def _simulate(bandits, step_sizes, steps, record_every, compile=False):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bandit.EmptyBandWarning)  # the band is empty by design at the start
+        result = bandit.simulate(bandits, step_sizes, steps, record_every=record_every, compile=compile)
+    if bandits.contexts.is_cuda:
+        torch.cuda.synchronize()
+    return result
+
+
+def _sweep_problem(device, dtype, n_seeds=SWEEP_SEEDS, steps=STEPS):
+    bandits = bandit.make_bandits(bandit.BanditSpec(), range(n_seeds), steps, device=device, dtype=dtype)
+    return bandits.repeat(len(SWEEP_STEP_SIZES)), np.tile(SWEEP_STEP_SIZES, n_seeds)
+
+
+def figure1_workload(steps: int = STEPS) -> dict:
+    """The chapter's main run: engine (float64, CPU) vs the NumPy definitions loop."""
+    bandits = bandit.make_bandits(bandit.BanditSpec(), [0], steps, device="cpu", dtype=torch.float64)
+    _simulate(bandits, FIGURE1_STEP_SIZE, 20, 1)  # warm-up
+    engine_s, result = _timed(_simulate, bandits, FIGURE1_STEP_SIZE, steps, 1)
+    numpy_s, reference = _timed(bandit.simulate_reference_numpy, bandits, 0, FIGURE1_STEP_SIZE, steps)
+    error = float(np.abs(result.value[:, 0].numpy() - reference["value"]).max())
+    return {"engine_s": engine_s, "numpy_loop_s": numpy_s, "speedup": numpy_s / engine_s, "max_abs_value_difference": error}
+
+
+def sweep_workload(baseline_runs: int, steps: int = STEPS) -> dict:
+    """64 configurations: batched engine (float64 and float32) vs per-run baselines."""
+    n_configs = SWEEP_SEEDS * len(SWEEP_STEP_SIZES)
+    out = {"configurations": n_configs, "steps": steps, "evaluation_contexts": bandit.BanditSpec().eval_size}
+    batched = {}
+    for name, dtype in bandit.DTYPES.items():
+        bandits, alphas = _sweep_problem("cpu", dtype, steps=steps)
+        _simulate(bandits, alphas, 20, 100)  # warm-up
+        seconds, result = _timed(_simulate, bandits, alphas, steps, 100)
+        batched[name] = (seconds, result, bandits)
+        out[f"batched_{name}_s"] = seconds
+    try:  # torch.compile fuses the softmax passes; its one-off compilation is timed separately
+        bandits, alphas = _sweep_problem("cpu", torch.float32, steps=steps)
+        out["compile_once_s"], _ = _timed(_simulate, bandits, alphas, 20, 100, True)
+        seconds, result = _timed(_simulate, bandits, alphas, steps, 100, True)
+        batched["float32_compiled"] = (seconds, result, bandits)
+        out["batched_float32_compiled_s"] = seconds
+    except Exception as error:  # no C++ compiler, unsupported platform …
+        out["compiled_unavailable"] = f"{type(error).__name__}: {error}".splitlines()[0]
+
+    # Per-run baselines on an evenly spread subset of the configurations.
+    subset = np.linspace(0, n_configs - 1, baseline_runs).round().astype(int)
+    bandits64, alphas = batched["float64"][2], np.tile(SWEEP_STEP_SIZES, SWEEP_SEEDS)
+    numpy_s, engine_single_s = 0.0, 0.0
+    errors = {name: 0.0 for name in batched}
+    for row in subset:
+        seconds, reference = _timed(bandit.simulate_reference_numpy, bandits64, int(row), float(alphas[row]), steps)
+        numpy_s += seconds
+        single = bandit.make_bandits(bandit.BanditSpec(), [bandits64.seeds[row]], steps, dtype=torch.float64)
+        seconds, _ = _timed(_simulate, single, float(alphas[row]), steps, 100)
+        engine_single_s += seconds
+        recorded = batched["float64"][1].recorded_steps.numpy()
+        for name in errors:
+            values = batched[name][1].value[:, row].double().numpy()
+            errors[name] = max(errors[name], float(np.abs(values - reference["value"][recorded]).max()))
+    scale = n_configs / len(subset)
+    out.update({
+        "baseline_runs_timed": len(subset),
+        "numpy_loop_s": numpy_s * scale,
+        "engine_one_run_at_a_time_s": engine_single_s * scale,
+        "max_abs_value_difference_vs_numpy": errors,
+    })
+    for name in batched:
+        out[f"speedup_{name}_vs_numpy_loop"] = out["numpy_loop_s"] / out[f"batched_{name}_s"]
+        out[f"speedup_{name}_vs_engine_one_run_at_a_time"] = out["engine_one_run_at_a_time_s"] / out[f"batched_{name}_s"]
+    return out
+
+
+def cuda_workload(steps: int = STEPS, budget_s: float = 10.0) -> dict:
+    """The sweep on the GPU, and the largest sweep (configurations doubling) within ``budget_s``."""
+    out = {"device_name": torch.cuda.get_device_name()}
+    for name, dtype in bandit.DTYPES.items():
+        bandits, alphas = _sweep_problem("cuda", dtype, steps=steps)
+        _simulate(bandits, alphas, 20, 100)
+        out[f"sweep64_{name}_s"], _ = _timed(_simulate, bandits, alphas, steps, 100)
+    largest = None
+    n_seeds = SWEEP_SEEDS
+    while True:
+        bandits, alphas = _sweep_problem("cuda", torch.float32, n_seeds=n_seeds, steps=steps)
+        try:
+            seconds, _ = _timed(_simulate, bandits, alphas, steps, 100)
+        except torch.OutOfMemoryError:
+            break
+        if seconds > budget_s:
+            break
+        largest = {"configurations": n_seeds * len(SWEEP_STEP_SIZES), "seconds": seconds, "dtype": "float32"}
+        n_seeds *= 2
+    out["largest_sweep_within_10s"] = largest
+    return out
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def report(results: dict) -> str:
+    f1, sweep = results["figure1"], results["sweep"]
+    lines = [
+        f"machine: {results['machine']['processor']}, {results['machine']['cpu_count']} cores, "
+        f"torch threads {results['machine']['torch_threads']}",
+        "",
+        f"Figure-1 workload ({STEPS} steps, 500 evaluation contexts, float64, CPU)",
+        f"  batched engine          {f1['engine_s']:8.2f} s",
+        f"  per-run NumPy loop      {f1['numpy_loop_s']:8.2f} s    ratio {f1['speedup']:.1f}x"
+        f"   (max |ΔJ| {f1['max_abs_value_difference']:.1e})",
+        "",
+        f"Sweep of {sweep['configurations']} configurations (8 seeds × 8 step sizes 0.01…10, {STEPS} steps each, CPU)",
+        f"  batched engine float64  {sweep['batched_float64_s']:8.2f} s",
+        f"  batched engine float32  {sweep['batched_float32_s']:8.2f} s",
+        (f"  batched float32 + torch.compile {sweep['batched_float32_compiled_s']:6.2f} s    (compiled once in "
+         f"{sweep['compile_once_s']:.1f} s, not included)" if "batched_float32_compiled_s" in sweep
+         else f"  torch.compile unavailable: {sweep.get('compiled_unavailable')}"),
+        f"  per-run NumPy loop      {sweep['numpy_loop_s']:8.2f} s    (timed on {sweep['baseline_runs_timed']} runs, scaled)",
+        f"  engine, one run a time  {sweep['engine_one_run_at_a_time_s']:8.2f} s    (same subset, scaled)",
+        "  ratios vs NumPy loop:    " + ", ".join(f"{name} {sweep[f'speedup_{name}_vs_numpy_loop']:.1f}x"
+                                                 for name in sweep["max_abs_value_difference_vs_numpy"]),
+        "  ratios vs one-at-a-time: " + ", ".join(
+            f"{name} {sweep[f'speedup_{name}_vs_engine_one_run_at_a_time']:.1f}x"
+            for name in sweep["max_abs_value_difference_vs_numpy"]),
+        "  max |ΔJ| vs NumPy:      " + ", ".join(f"{name} {error:.1e}"
+                                               for name, error in sweep["max_abs_value_difference_vs_numpy"].items()),
+    ]
+    if results.get("cuda"):
+        cuda = results["cuda"]
+        lines += ["", f"CUDA ({cuda['device_name']})",
+                  f"  sweep of 64, float64   {cuda['sweep64_float64_s']:8.2f} s",
+                  f"  sweep of 64, float32   {cuda['sweep64_float32_s']:8.2f} s",
+                  f"  largest sweep ≤ 10 s    {cuda['largest_sweep_within_10s']}"]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``rlvr-book bench``."""
+    parser.add_argument("--baseline-runs", type=int, default=4,
+                        help="per-run baselines timed on this many of the 64 configurations, then scaled (default 4)")
+    parser.add_argument("--full-baseline", action="store_true", help="time the per-run baselines on all 64")
+    parser.add_argument("--output", default="build/bench/bandit.json", help="JSON file for the results")
+
+
+def run(args: argparse.Namespace, command: str) -> int:
+    """``rlvr-book bench``: time, print, write ``args.output``; ``command`` is recorded as typed."""
+    if not 1 <= args.baseline_runs <= 64:
+        raise ParameterError(f"--baseline-runs = {args.baseline_runs} is out of range: allowed 1 … 64")
+    baseline_runs = 64 if args.full_baseline else args.baseline_runs
+    results = {"measured_on": time.strftime("%Y-%m-%d"), "command": command,
+               "machine": machine(), "versions": package_versions(), "figure1": figure1_workload(),
+               "sweep": sweep_workload(baseline_runs)}
+    if torch.cuda.is_available():
+        results["cuda"] = cuda_workload()
+    print(report(results))
+    path = write_json_atomic(Path(args.output), results)
+    print(f"\nwritten: {path}")
+    return 0

@@ -1,0 +1,3 @@
+"""The book's machinery (the top layer): notebook parameters and registry, claim records and
+metrics, plotting, the chapter context, cached execution and the build, the generated appendix
+and result index, reference figure data, determinism, the browser check, Ctrl-C, the CLI."""

@@ -1,0 +1,251 @@
+"""``rlvr-book``: list, run (with parameters) and execute the notebooks, build the book, re-record references.
+
+Bad input (unknown notebook or parameter, wrong type, out-of-range value, unwritable output
+folder) prints one line naming it and exits with code 2, before anything is written. Ctrl-C, at
+any moment, prints one line last and exits with code 130 (:mod:`rlvr_dynamics.book.interrupt`).
+
+The heavy modules (torch, through the notebook registry) are imported after the Ctrl-C handler
+is in place, so that even start-up is interrupted cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from rlvr_dynamics.book import interrupt
+
+USAGE_ERROR = 2
+INTERRUPTED = interrupt.INTERRUPTED
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2 (its own usage dump is several lines)."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR)
+
+
+def _format_value(value) -> str:
+    return "None (preset)" if value is None else repr(value)
+
+
+def command_list(_args) -> int:
+    from rlvr_dynamics.book.registry import NOTEBOOKS
+    from rlvr_dynamics.book.params import PRESETS
+
+    for spec in NOTEBOOKS.values():
+        print(f"{spec.name}: {spec.title}  [{spec.source}]")
+        header = ("parameter", "type", "default", *PRESETS, "allowed")
+        rows = []
+        for param in spec.parameters:
+            presets = [repr(spec.presets[p][param.name]) if param.name in spec.presets[p] else "-" for p in PRESETS]
+            rows.append((param.name, param.kind, _format_value(param.default), *presets, param.describe_range()))
+        widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+        for row in (header, *rows):
+            print("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        for param in spec.parameters:
+            print(f"    {param.name}: {param.help}")
+        print()
+    return 0
+
+
+def _collect_parameters(spec, args) -> dict:
+    from rlvr_dynamics.config import ParameterError
+
+    values = {}
+    for key, text in args.parameter or []:
+        values[key] = spec.parameter(key).coerce(text)
+    if args.preset is not None:
+        if "preset" in values and values["preset"] != args.preset:
+            raise ParameterError(f"parameter 'preset' given twice: {values['preset']!r} and {args.preset!r}")
+        values["preset"] = args.preset
+    if args.output_dir is not None:
+        values["output_dir"] = args.output_dir
+    values.setdefault("output_dir", f"runs/{spec.name}-{values.get('preset', 'ci')}")
+    # Relative output folders are taken from the working directory on the command line.
+    values["output_dir"] = str(Path(values["output_dir"]).expanduser().resolve())
+    return values
+
+
+def command_run(args) -> int:
+    from rlvr_dynamics.book.registry import notebook_spec
+    from rlvr_dynamics.config import ParameterError
+    from rlvr_dynamics.book.runner import execute_notebook
+
+    spec = notebook_spec(args.name)
+    values = _collect_parameters(spec, args)
+    settings, config = spec.resolve(values, strict=True)
+    output_dir = settings.output_dir
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ParameterError(f"parameter 'output_dir' = {str(output_dir)!r} cannot be created: {error.strerror}") from None
+    print(f"running {spec.name} (preset {settings.preset}, seed {settings.seed}, device {settings.device}) ...")
+    stopped = (f"{spec.name} interrupted: files in {output_dir} are complete (earlier or new), "
+               "none half-written; run it again to finish")
+    try:
+        executed = execute_notebook(spec, values, output_dir / f"{spec.name}.ipynb")
+    except KeyboardInterrupt:
+        raise _Interrupted(stopped) from None
+    except Exception as error:  # papermill reports the failing cell; keep the last line
+        if interrupt.requested():  # the kernel died because Ctrl-C stopped it
+            raise _Interrupted(stopped) from None
+        lines = [line for line in str(error).strip().splitlines() if line.strip()]
+        print(f"rlvr-book: {spec.name} failed: {lines[-1] if lines else type(error).__name__}", file=sys.stderr)
+        return 1
+    if interrupt.requested():  # pressed as the run ended, and swallowed by a library on the way
+        raise _Interrupted(stopped)
+    figures = sorted(p.name for p in output_dir.iterdir() if p.suffix in (".png", ".svg"))
+    print(f"executed notebook: {executed}")
+    print(f"metrics:           {output_dir / 'metrics.json'}")
+    print(f"figures ({len(figures)}):      {output_dir}: {', '.join(figures)}")
+    return 0
+
+
+def command_execute_all(args) -> int:
+    from rlvr_dynamics.book.registry import notebook_spec
+    from rlvr_dynamics.book.runner import execute_all
+
+    for name in args.names:
+        notebook_spec(name)  # an unknown name is a one-line error before anything runs
+    execute_all(args.preset, force=args.force, names=args.names or None, jobs=args.jobs)
+    return 0
+
+
+def command_build(args) -> int:
+    import subprocess
+
+    from rlvr_dynamics.book.runner import build_book
+
+    try:
+        index = build_book(args.preset, force=args.force, jobs=args.jobs)
+    except subprocess.CalledProcessError as error:
+        if interrupt.requested():
+            raise KeyboardInterrupt from None  # Ctrl-C stopped Sphinx
+        print(f"rlvr-book: the strict book build failed (exit {error.returncode}): see its warnings above",
+              file=sys.stderr)
+        return 1
+    print(f"\nThe book: {index}")
+    return 0
+
+
+def command_re_record(args) -> int:
+    from rlvr_dynamics.book import reference
+    from rlvr_dynamics.book.registry import NOTEBOOKS, notebook_spec
+    from rlvr_dynamics.config import ParameterError
+    from rlvr_dynamics.files import project_root
+    from rlvr_dynamics.book.runner import book_parameters, build_dir
+
+    root = project_root()
+    names = args.names or list(NOTEBOOKS)
+    sources = {}
+    for name in names:
+        spec = notebook_spec(name)  # an unknown name is a one-line error before anything is written
+        metrics = build_dir(root) / "outputs" / name / "metrics.json"
+        if not metrics.is_file():
+            raise ParameterError(f"no book execution of {name!r} at {metrics}: run `make book` first")
+        recorded = json.loads(metrics.read_text(encoding="utf-8"))["parameters"]
+        book = book_parameters(spec, "ci", root)  # references are of the book as CI builds it
+        if any(recorded[key] != book[key] for key in ("preset", "seed", "device")):
+            raise ParameterError(f"{metrics} is not the book's ci execution (preset {recorded['preset']!r}, "
+                                 f"seed {recorded['seed']}, device {recorded['device']!r}): run `make book`")
+        sources[name] = metrics
+    for name, metrics in sources.items():
+        print(f"re-recorded {name}: {reference.record(root, name, metrics)}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from rlvr_dynamics.bench import bandit as bench_bandit, lm as bench_lm
+    from rlvr_dynamics.book.params import PRESETS
+
+    parser = OneLineParser(prog="rlvr-book", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    commands.add_parser("list", help="every notebook with its parameters, types, defaults and presets")
+    run = commands.add_parser("run", help="execute one notebook with parameters (papermill)")
+    run.add_argument("name", help="notebook name (see `rlvr-book list`)")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                     help="set a parameter (repeatable)")
+    run.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default ci)")
+    run.add_argument("--output-dir", default=None, help="output folder (default runs/NAME-PRESET)")
+    execute = commands.add_parser("execute-all", help="execute every notebook for the book (cached)")
+    execute.add_argument("names", nargs="*", help="only these notebooks")
+    build = commands.add_parser("build", help="execute (cached) and build the HTML book strictly")
+    for sub in (execute, build):
+        sub.add_argument("--preset", default="ci", choices=PRESETS)
+        sub.add_argument("--force", action="store_true", help="ignore the cache")
+        sub.add_argument("--jobs", type=int, default=1, choices=range(1, 17), metavar="N",
+                         help="notebooks executed at a time (1 to 16; each kernel gets one thread)")
+    re_record = commands.add_parser(
+        "re-record", help="after a deliberate change: copy the book's figure data (build/outputs, from "
+        "`make book`) to the committed references data/reference/NAME.json")
+    re_record.add_argument("names", nargs="*", help="only these notebooks")
+    bench_bandit.add_arguments(commands.add_parser(
+        "bench", help="time the batched bandit engine against per-run loops", description=bench_bandit.__doc__))
+    bench_lm.add_arguments(commands.add_parser(
+        "bench-lm", help="time GRPO steps with and without gradient-gap tracking",
+        description=bench_lm.__doc__.split("\n\n")[0]))
+    return parser
+
+
+def command_bench(args) -> int:
+    from rlvr_dynamics.bench import bandit as bench_bandit
+
+    return bench_bandit.run(args, args.command_line)
+
+
+def command_bench_lm(args) -> int:
+    from rlvr_dynamics.bench import lm as bench_lm
+
+    return bench_lm.run(args, args.command_line)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C ended a command; the message says what is left on disk."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script (``argv`` None) exits the process at once after Ctrl-C; a call with
+    ``argv`` returns 130 instead."""
+    console = argv is None
+    argv = sys.argv[1:] if argv is None else list(argv)
+    previous_handler = interrupt.install()
+    try:
+        return _dispatch(argv)
+    except (Exception, KeyboardInterrupt) as error:
+        if not isinstance(error, (_Interrupted, KeyboardInterrupt)) and not interrupt.requested():
+            raise
+        command = " ".join(argv[:2] if argv[:1] == ["run"] else argv[:1])
+        message = str(error) if isinstance(error, _Interrupted) else (  # (any other error: Ctrl-C stopped a child)
+            f"{command} interrupted: every file written so far is whole; run it again to finish")
+        return interrupt.finish(f"rlvr-book: {message}", exit_process=console)
+    finally:  # the console script is done: a Ctrl-C now would only cut its exit short
+        interrupt.restore(signal.SIG_IGN if console else previous_handler)
+
+
+def _dispatch(argv: list[str]) -> int:
+    from rlvr_dynamics.config import ParameterError
+
+    args = make_parser().parse_args(argv)
+    args.command_line = " ".join(["rlvr-book", *argv])  # recorded by the benchmarks
+    import rlvr_dynamics.book.registry  # noqa: F401  (imports torch, which a KeyboardInterrupt would abort)
+
+    interrupt.arm()
+    handlers = {"list": command_list, "run": command_run, "execute-all": command_execute_all, "build": command_build,
+                "re-record": command_re_record, "bench": command_bench, "bench-lm": command_bench_lm}
+    try:
+        code = handlers[args.command](args)
+    except ParameterError as error:
+        print(f"rlvr-book: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    if interrupt.requested():
+        raise KeyboardInterrupt  # swallowed on the way out of a library
+    return code
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Notebook parameters: one spec per notebook, presets, validation with one-line errors.
+
+Every notebook has a ``parameters`` cell (papermill) holding the common parameters ``preset``,
+``seed``, ``device``, ``output_dir`` and its chapter's parameters. A chapter parameter left at
+``None`` takes the preset's value; an explicit value overrides the preset. The chapter's
+parameters are the fields of a frozen dataclass (its config), declared with :func:`parameter`
+so that the help text and the allowed range live next to the field (:mod:`rlvr_dynamics.config`).
+
+:meth:`NotebookSpec.resolve` validates everything and raises :class:`ParameterError` (a
+``ValueError``) naming the parameter, the bad value and the allowed range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlvr_dynamics.config import Parameter, ParameterError
+from rlvr_dynamics.devices import DEVICE_CHOICES, resolve_device
+from rlvr_dynamics.files import project_root
+
+PRESETS = ("ci", "paper")
+
+
+COMMON_PARAMETERS = (
+    Parameter("preset", "str", "scale of the run: 'ci' (CPU-sized, the book) or 'paper' (the paper's settings)",
+              "ci", choices=PRESETS),
+    Parameter("seed", "int", "seed of every random draw (explicit torch.Generator, never global)", 0,
+              low=0, high=2**63 - 1),
+    Parameter("device", "str", "'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N'", "auto"),
+    Parameter("output_dir", "str", "folder for figures (PNG + SVG) and metrics.json; relative to the repository root",
+              ""),
+)
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """The output folder must be creatable and writable: its nearest existing ancestor is a
+    writable folder. Creates nothing."""
+    target = Path(path).expanduser()
+    probe = target
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ParameterError(f"parameter 'output_dir' = {str(path)!r}: {str(probe)!r} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ParameterError(f"parameter 'output_dir' = {str(path)!r} is not writable ({str(probe)!r} denies writing)")
+    return target
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The common parameters of a run, validated."""
+
+    preset: str
+    seed: int
+    device: str
+    output_dir: Path
+    # When validation ran (time.perf_counter): metrics.json records the run time from here; not a parameter.
+    started_at: float = field(default_factory=time.perf_counter, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    """A notebook of the book: its file, its config dataclass and the config's presets.
+
+    Attributes:
+        name: short name used by ``rlvr-book run NAME``.
+        title: the chapter title.
+        source: the jupytext MyST file, relative to the repository root.
+        config: frozen dataclass of the chapter parameters (fields declared with :func:`parameter`).
+        presets: preset name → dict of every config field's value.
+    """
+
+    name: str
+    title: str
+    source: str
+    config: type
+    presets: Mapping[str, Mapping[str, Any]]
+
+    def __post_init__(self):
+        names = {f.name for f in dataclasses.fields(self.config)}
+        for preset in PRESETS:
+            given = set(self.presets.get(preset, {}))
+            if given != names:
+                raise TypeError(f"{self.name}: preset {preset!r} must set exactly {sorted(names)}, sets {sorted(given)}")
+
+    @property
+    def parameters(self) -> tuple[Parameter, ...]:
+        chapter = tuple(dataclasses.replace(f.metadata["parameter"], name=f.name) for f in dataclasses.fields(self.config))
+        common = tuple(
+            dataclasses.replace(p, default=f"build/outputs/{self.name}") if p.name == "output_dir" else p
+            for p in COMMON_PARAMETERS
+        )
+        return common + chapter
+
+    def parameter(self, name: str) -> Parameter:
+        for param in self.parameters:
+            if param.name == name:
+                return param
+        allowed = ", ".join(p.name for p in self.parameters)
+        raise ParameterError(f"parameter '{name}' is unknown for notebook '{self.name}': allowed {allowed}")
+
+    def resolve(self, values: Mapping[str, Any], *, strict: bool = False, check_device: bool = True):
+        """Validate parameters; return ``(RunSettings, config)``.
+
+        ``values`` may be a notebook's ``locals()``: only this spec's names are read (with
+        ``strict=True`` an unknown name is an error, as on the command line). Missing common
+        parameters take their defaults; chapter parameters that are missing or ``None`` take
+        the preset's value.
+        """
+        if strict:
+            for name in values:
+                self.parameter(name)
+        get = {p.name: values.get(p.name, p.default) for p in COMMON_PARAMETERS}
+        preset = self.parameter("preset").validate(get["preset"] if get["preset"] is not None else "ci")
+        seed = self.parameter("seed").validate(get["seed"])
+        device = self.parameter("device").validate(get["device"])
+        if check_device:
+            try:
+                resolve_device(device)
+            except ValueError as error:
+                raise ParameterError(str(error).replace("\n", " ")) from None
+        elif device.split(":")[0] not in DEVICE_CHOICES:
+            raise ParameterError(f"parameter 'device' = {device!r} is unknown: allowed {DEVICE_CHOICES} or 'cuda:N'")
+        output_dir = self.parameter("output_dir").validate(get["output_dir"] or f"build/outputs/{self.name}")
+        settings = RunSettings(preset, seed, device, check_output_dir(resolve_output_dir(output_dir)))
+        chapter = {}
+        for param in self.parameters[len(COMMON_PARAMETERS):]:
+            value = values.get(param.name)
+            chapter[param.name] = param.validate(self.presets[preset][param.name] if value is None else value)
+        config = self.config(**chapter)
+        check = getattr(config, "check", None)
+        if check is not None:
+            try:
+                check()
+            except ValueError as error:
+                raise ParameterError(str(error)) from None
+        return settings, config
+
+
+def resolve_output_dir(output_dir: str | os.PathLike) -> Path:
+    """Absolute output folder: relative paths are taken from the repository root."""
+    path = Path(output_dir).expanduser()
+    return path if path.is_absolute() else project_root() / path

@@ -1,0 +1,290 @@
+"""Execute the book's notebooks with papermill, cache the results, stage and build the book.
+
+Layout under ``build/`` (never committed):
+
+- ``build/executed/NAME.ipynb``  the notebook executed at the book's preset, and ``NAME.key``
+  the cache key it was executed under (notebook source, parameters, package versions, the
+  source of the :mod:`rlvr_dynamics` modules it imports: :func:`code_dependencies`);
+- ``build/outputs/NAME/``        its figures (PNG + SVG) and ``metrics.json``;
+- ``build/site/``                the staged book source (config, pages, executed notebooks, and
+  the reproducibility appendix generated from the ``metrics.json`` files);
+- ``build/site/_build/html/``    the HTML book, and ``build/site/_build/source.key`` the digest of
+  the staged source it was built from: an unchanged source is not rebuilt.
+
+Everything is cached: a second ``rlvr-book build`` executes nothing and rebuilds nothing, and a
+changed notebook re-executes only that notebook (its key covers its own source, its parameters,
+the package versions and the package source).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rlvr_dynamics.book import appendix, interrupt
+from rlvr_dynamics.book.registry import NOTEBOOKS
+from rlvr_dynamics.book.params import NotebookSpec
+from rlvr_dynamics.files import project_root
+from rlvr_dynamics.files import package_versions, write_bytes_atomic
+
+OFFLINE_ENVIRONMENT = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+}
+# The book's executions (and nbval's, see the Makefile) give each kernel one thread: two notebooks
+# then share two cores without oversubscription, and every execution sums in the same order.
+BOOK_THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# The order in which execute_all starts notebooks: about the longest first, so that two jobs end
+# together (ci preset on 2 cores: figure2 ≈ 190 s, two_stage ≈ 120 s, token_theory ≈ 85 s, figure1
+# ≈ 50 s, the rest ≤ 20 s). two_stage reads the LM warm-up that figure2 caches in its first minute,
+# so it starts second in the other job, after token_theory. Names not listed run last.
+EXECUTION_ORDER = ("figure2", "token_theory", "two_stage", "figure1", "trajectory_theory", "gradient_gap",
+                   "performance")
+BOOK_FILES = ("_config.yml", "_toc.yml", "book")
+PACKAGE = "rlvr_dynamics"
+
+
+def build_dir(root: Path | None = None) -> Path:
+    return (root or project_root()) / "build"
+
+
+def notebook_as_ipynb(spec: NotebookSpec, destination: Path, root: Path | None = None) -> Path:
+    """Convert the jupytext MyST source of ``spec`` to an ``.ipynb`` (papermill cannot read .md)."""
+    import jupytext
+
+    notebook = jupytext.read((root or project_root()) / spec.source)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    jupytext.write(notebook, destination, fmt="ipynb")
+    return destination
+
+
+def execute_notebook(
+    spec: NotebookSpec, parameters: Mapping[str, Any], output_notebook: Path, root: Path | None = None
+) -> Path:
+    """Execute ``spec`` with papermill, injecting ``parameters``; the executed notebook appears at
+    ``output_notebook`` only once execution succeeded (written beside it, then renamed)."""
+    import papermill
+
+    root = root or project_root()
+    os.environ.update(OFFLINE_ENVIRONMENT)
+    output_notebook.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"rlvr-{spec.name}-") as scratch:
+        source = notebook_as_ipynb(spec, Path(scratch) / f"{spec.name}.ipynb", root)
+        partial = Path(scratch) / f"{spec.name}.executed.ipynb"
+        papermill.execute_notebook(
+            str(source), str(partial), parameters=dict(parameters), kernel_name="python3",
+            cwd=str(root / "notebooks"), progress_bar=False, log_output=False, report_mode=False,
+        )
+        write_bytes_atomic(output_notebook, partial.read_bytes())
+    return output_notebook
+
+
+def _imported_modules(tree: ast.AST) -> set[str]:
+    """Names ``rlvr_dynamics...`` imported anywhere in ``tree`` (``from P import X`` gives both
+    ``P`` and ``P.X``: X may be a submodule; names that are not modules are dropped later)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names if alias.name.split(".")[0] == PACKAGE}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == PACKAGE:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+@functools.lru_cache(maxsize=512)
+def _module_imports(path: str, mtime_ns: int) -> frozenset[str]:
+    """The package imports of one source file (cached per file version: every notebook shares them)."""
+    return frozenset(_imported_modules(ast.parse(Path(path).read_text(encoding="utf-8"))))
+
+
+def _module_file(name: str, root: Path) -> Path | None:
+    base = root / "src" / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def code_dependencies(spec: NotebookSpec, root: Path) -> list[Path]:
+    """The package's source files a notebook executes: the modules its code cells import, and
+    theirs, transitively (with each package's ``__init__``). Editing any other module — the
+    runner, the CLI, the browser test — does not invalidate its cached execution."""
+    import jupytext
+
+    notebook = jupytext.read(root / spec.source)
+    pending = set().union(*(_imported_modules(ast.parse(cell.source)) for cell in notebook.cells
+                            if cell.cell_type == "code"))
+    seen: dict[str, Path] = {}
+    while pending:
+        name = pending.pop()
+        parts = name.split(".")
+        for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+            module = ".".join(parts[:depth])
+            path = _module_file(module, root)
+            if module not in seen and path is not None:
+                seen[module] = path
+                pending |= _module_imports(str(path), path.stat().st_mtime_ns)
+    return sorted(set(seen.values()))
+
+
+def source_digest(spec: NotebookSpec, root: Path) -> str:
+    """Hash of the package source that an execution of ``spec`` depends on."""
+    digest = hashlib.sha256()
+    for path in code_dependencies(spec, root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def cache_key(spec: NotebookSpec, parameters: Mapping[str, Any], root: Path) -> str:
+    payload = {
+        "threads": BOOK_THREADS,
+        "notebook": (root / spec.source).read_text(encoding="utf-8"),
+        "parameters": dict(parameters),
+        "versions": package_versions(),
+        "code": source_digest(spec, root),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def book_parameters(spec: NotebookSpec, preset: str, root: Path) -> dict[str, Any]:
+    """The parameters the book executes a notebook with: the preset, seed 0, CPU, build/outputs."""
+    return {"preset": preset, "seed": 0, "device": "cpu", "output_dir": str(build_dir(root) / "outputs" / spec.name)}
+
+
+def execute_all(preset: str = "ci", force: bool = False, names: list[str] | None = None, log=print,
+                jobs: int = 1) -> list[Path]:
+    """Execute every notebook (or ``names``) for the book, skipping those whose cache key matches;
+    ``jobs`` notebooks at a time in :data:`EXECUTION_ORDER`, each kernel on one thread."""
+    root = project_root()
+    pending, targets = [], []
+    for name in names or list(NOTEBOOKS):
+        spec = NOTEBOOKS[name]
+        parameters = book_parameters(spec, preset, root)
+        spec.resolve(parameters, strict=True)
+        target = build_dir(root) / "executed" / f"{name}.ipynb"
+        key_file = target.with_suffix(".key")
+        key = cache_key(spec, parameters, root)
+        metrics = Path(parameters["output_dir"]) / "metrics.json"
+        if not force and is_cached(target, key_file, key) and metrics.is_file():
+            log(f"[cached]   {name}: {target}")
+        else:
+            key_file.unlink(missing_ok=True)
+            pending.append((spec, parameters, target, key_file, key))
+        targets.append(target)
+
+    def run(spec, parameters, target, key_file, key):
+        if interrupt.requested():
+            raise KeyboardInterrupt  # Ctrl-C: start no further kernel
+        log(f"[execute]  {spec.name} (preset {preset}) ...")
+        execute_notebook(spec, parameters, target, root)
+        write_bytes_atomic(key_file, (key + "\n").encode())
+        log(f"[done]     {spec.name}: {target}")
+
+    rank = {name: i for i, name in enumerate(EXECUTION_ORDER)}
+    pending.sort(key=lambda job: rank.get(job[0].name, len(rank)))
+    with _environment(BOOK_THREADS):
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+        try:
+            for future in [pool.submit(run, *job) for job in pending]:  # each job waits on its own kernel
+                future.result()
+        except BaseException:
+            # After Ctrl-C (whose handler has stopped the kernels) start nothing more and leave at once;
+            # after a failing notebook, let the others finish: their results are cached for the next run.
+            pool.shutdown(wait=not interrupt.requested(), cancel_futures=interrupt.requested())
+            raise
+        pool.shutdown()
+    return targets
+
+
+@contextmanager
+def _environment(variables: Mapping[str, str]):
+    """Set environment variables (inherited by the kernels started meanwhile), then restore them."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def is_cached(target: Path, key_file: Path, key: str) -> bool:
+    return target.is_file() and key_file.is_file() and key_file.read_text().strip() == key
+
+
+def stage_site(root: Path | None = None) -> Path:
+    """Copy the book's config and pages and the executed notebooks into ``build/site``, and
+    generate the reproducibility appendix from ``build/outputs/*/metrics.json``."""
+    root = root or project_root()
+    site = build_dir(root) / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    for name in BOOK_FILES:
+        source, target = root / name, site / name
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target)
+    notebooks = site / "notebooks"
+    if notebooks.exists():
+        shutil.rmtree(notebooks)
+    notebooks.mkdir()
+    for name in NOTEBOOKS:
+        executed = build_dir(root) / "executed" / f"{name}.ipynb"
+        if not executed.is_file():
+            raise FileNotFoundError(f"{executed} is missing: run `rlvr-book execute-all` first")
+        shutil.copy2(executed, notebooks / f"{name}.ipynb")
+    appendix.write_appendix(site, build_dir(root) / "outputs")
+    return site
+
+
+def site_digest(site: Path) -> str:
+    """Digest of the staged book source (everything but ``_build``) and the builder's version."""
+    digest = hashlib.sha256(" ".join(metadata.version(p) for p in ("jupyter-book", "sphinx")).encode())
+    for path in sorted(site.rglob("*")):
+        relative = path.relative_to(site)
+        if path.is_file() and relative.parts[0] != "_build":
+            digest.update(relative.as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def build_book(preset: str = "ci", force: bool = False, log=print, jobs: int = 1) -> Path:
+    """Execute (cached), stage and build the HTML book strictly; return the index page."""
+    root = project_root()
+    execute_all(preset, force=force, log=log, jobs=jobs)
+    site = stage_site(root)
+    index = site / "_build" / "html" / "index.html"
+    key_file = site / "_build" / "source.key"
+    key = site_digest(site)
+    if not force and is_cached(index, key_file, key):
+        log(f"[cached]   book: {index}")
+        return index
+    key_file.unlink(missing_ok=True)
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    # --all: an incremental strict build can pass with a page it did not re-read.
+    command = [str(jupyter_book), "build", "--all", "-W", "-n", "--keep-going", str(site)]
+    log("[book]     " + " ".join(command))
+    subprocess.run(command, check=True, env={**os.environ, **OFFLINE_ENVIRONMENT})
+    if not index.is_file():
+        raise FileNotFoundError(f"the build produced no {index}")
+    write_bytes_atomic(key_file, (key + "\n").encode())
+    return index

@@ -1,0 +1,303 @@
+"""The Gradient-Gap chapter: random instances and the three-way check of identity (10),
+the Monte-Carlo estimator of its right-hand side, and gap alignment (11) of update directions.
+
+Identity (10): ∇_θ J = J (1 − J) (g⁺ − g⁻). Three independent computations:
+
+1. **closed form**: g± from the analytic scores (x ⊗ (e_y − π) for bandits; Σ_t (e_{o_t} − π_t)
+   for token policies), then J (1 − J)(g⁺ − g⁻);
+2. **autograd**: ∇_θ of J(θ) = Σ_o π_θ(o) r(o) by backpropagation (the left-hand side);
+3. **Monte-Carlo**: from n sampled responses, Ĵ(1 − Ĵ)(ĝ⁺ − ĝ⁻) = (1/n) Σ_i (r_i − r̄) ∇log π(o_i),
+   whose mean is (1 − 1/n) ∇J; ``n/(n − 1)`` times it is unbiased.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rlvr_dynamics.theory import estimators, gaps
+from rlvr_dynamics.config import parameter
+from rlvr_dynamics.theory.policies import (
+    TokenPolicy,
+    bandit_gradient_gap,
+    bandit_log_policy,
+    bandit_policy_gradient,
+    bandit_scores,
+    random_reward,
+)
+
+DTYPE = torch.float64
+
+
+@dataclass(frozen=True)
+class GradientGapConfig:
+    """Parameters of the chapter *Problem set-up and the Gradient Gap*."""
+
+    bandit_instances: int = parameter("random linear-softmax bandits checked", "int", low=1, high=100_000)
+    bandit_dim: int = parameter("context dimension d of the bandits", "int", low=1, high=1_000)
+    bandit_arms: int = parameter("number of arms N of the bandits", "int", low=2, high=10_000)
+    token_instances: int = parameter("random token-level policies checked", "int", low=1, high=10_000)
+    vocab_size: int = parameter("token vocabulary size V, EOS included", "int", low=2, high=16)
+    max_length: int = parameter("longest response T (exact enumeration of all responses)", "int", low=1, high=12)
+    theta_scale: float = parameter("standard deviation of the random parameters θ", "float", low=1e-6, high=10.0)
+    mc_max_samples: int = parameter("largest Monte-Carlo sample size n", "int", low=10_000, high=10_000_000)
+    mc_repeats: int = parameter("independent Monte-Carlo estimates for the unbiasedness test", "int", low=1_000,
+                                high=1_000_000)
+    group_size: int = parameter("group size G of sampled GRPO / Dr. GRPO updates", "int", low=2, high=1_024)
+    sampled_groups: int = parameter("sampled groups per instance for the alignment of sampled updates", "int",
+                                    low=1, high=1_000_000)
+
+    def check(self) -> None:
+        policy = TokenPolicy(self.vocab_size, self.max_length)
+        if policy.n_responses > 200_000:
+            raise ValueError(
+                f"parameters 'vocab_size' = {self.vocab_size} and 'max_length' = {self.max_length} give "
+                f"{policy.n_responses} responses to enumerate: allowed at most 200000"
+            )
+        if self.mc_max_samples > 1_000 * self.mc_repeats * 64:
+            raise ValueError(f"parameter 'mc_max_samples' = {self.mc_max_samples} is out of range for "
+                             f"mc_repeats = {self.mc_repeats}: allowed mc_max_samples ≤ 64000·mc_repeats")
+
+
+PRESETS = {
+    "ci": dict(bandit_instances=32, bandit_dim=10, bandit_arms=100, token_instances=12, vocab_size=4,
+               max_length=5, theta_scale=1.0, mc_max_samples=100_000, mc_repeats=2_000, group_size=8,
+               sampled_groups=2_000),
+    "paper": dict(bandit_instances=500, bandit_dim=10, bandit_arms=100, token_instances=64, vocab_size=5,
+                  max_length=7, theta_scale=1.0, mc_max_samples=1_000_000, mc_repeats=20_000, group_size=8,
+                  sampled_groups=20_000),
+}
+
+
+def relative_error(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """‖estimate − reference‖ / ‖reference‖ over the last axis (flattening trailing (d, N))."""
+    estimate, reference = estimate.flatten(1), reference.flatten(1)
+    return torch.linalg.vector_norm(estimate - reference, dim=-1) / torch.linalg.vector_norm(reference, dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear-softmax bandits
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BanditInstances:
+    """n independent bandit problems: theta (n, d, N), context (n, d), reward (n, N)."""
+
+    theta: torch.Tensor
+    context: torch.Tensor
+    reward: torch.Tensor
+
+
+def random_bandits(n: int, dim: int, arms: int, theta_scale: float, generator: torch.Generator) -> BanditInstances:
+    """Section 5.1's reward on random problems: β ~ N(0, 1)^{d×N}, x ~ U[0,1]^d, the k arms with
+    the largest scores βᵀx are correct (k = 1 is the paper's argmax; k ~ U{1 … ⌈N/4⌉} varies J)."""
+    device = generator.device
+    beta = torch.randn(n, dim, arms, generator=generator, device=device, dtype=DTYPE)
+    context = torch.rand(n, dim, generator=generator, device=device, dtype=DTYPE)
+    theta = theta_scale * torch.randn(n, dim, arms, generator=generator, device=device, dtype=DTYPE)
+    scores = torch.einsum("nd,ndk->nk", context, beta)  # (n, N)
+    top_k = torch.randint(1, max(2, -(-arms // 4)) + 1, (n, 1), generator=generator, device=device)
+    ranks = scores.argsort(-1, descending=True).argsort(-1)  # rank 0 = argmax arm
+    return BanditInstances(theta, context, (ranks < top_k).to(DTYPE))
+
+
+def bandit_identity(instances: BanditInstances) -> dict[str, torch.Tensor]:
+    """Identity (10) on bandits, three computations of ∇J. Each entry (n,) or (n, d, N)."""
+    theta, context, reward = instances.theta, instances.context, instances.reward
+    log_prob = bandit_log_policy(theta, context)  # (n, N)
+    success = gaps.success_probability(log_prob, reward)  # (n,)
+    variability = success * (1 - success)
+    closed_form = variability[:, None, None] * bandit_gradient_gap(theta, context, reward)  # (n, d, N)
+    generic = gaps.policy_gradient_from_gap(log_prob, bandit_scores(theta, context), reward).unflatten(
+        -1, theta.shape[-2:]
+    )  # (n, d, N) from the dense scores and the generic eq. (8)
+    leaf = theta.detach().clone().requires_grad_(True)
+    objective = (bandit_log_policy(leaf, context).exp() * reward).sum()  # Σ_n J_n
+    (autograd,) = torch.autograd.grad(objective, leaf)
+    return {
+        "J": success,
+        "autograd": autograd,
+        "closed_form": closed_form,
+        "error_closed_form": relative_error(closed_form, autograd),
+        "error_generic": relative_error(generic, autograd),
+        "error_eq4": relative_error(bandit_policy_gradient(theta, context, reward), autograd),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Token-level policies
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenInstances:
+    """n random token-level problems on the same response set.
+
+    theta (n, D), reward (n, R) over the enumerated responses tokens (R, T), lengths (R,).
+    """
+
+    policy: TokenPolicy
+    theta: torch.Tensor
+    reward: torch.Tensor
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+
+
+def random_token_policies(policy: TokenPolicy, n: int, theta_scale: float, generator: torch.Generator) -> TokenInstances:
+    """θ ~ N(0, scale²) and a random verifier per instance (success fraction ~ U(0.1, 0.9))."""
+    device = generator.device
+    tokens, lengths = policy.enumerate_responses(device)
+    theta = theta_scale * torch.randn(n, policy.n_params, generator=generator, device=device, dtype=DTYPE)
+    fractions = 0.1 + 0.8 * torch.rand(n, generator=generator, device=device, dtype=DTYPE)
+    reward = torch.stack([random_reward(len(lengths), float(f), generator) for f in fractions])
+    return TokenInstances(policy, theta, reward, tokens, lengths)
+
+
+def token_identity(instances: TokenInstances) -> dict[str, torch.Tensor]:
+    """Identity (10) on token-level policies: closed-form scores vs autograd of J(θ)."""
+    policy, theta, reward = instances.policy, instances.theta, instances.reward
+    log_prob, score = policy.log_prob_and_score(theta, instances.tokens, instances.lengths)  # (n, R), (n, R, D)
+    closed_form = gaps.policy_gradient_from_gap(log_prob, score, reward)  # (n, D)
+    leaf = theta.detach().clone().requires_grad_(True)
+    objective = (policy.log_prob(leaf, instances.tokens, instances.lengths).exp() * reward).sum()
+    (autograd,) = torch.autograd.grad(objective, leaf)
+    return {
+        "J": gaps.success_probability(log_prob, reward),
+        "autograd": autograd,
+        "closed_form": closed_form,
+        "error_closed_form": relative_error(closed_form, autograd),
+        "error_eq4": relative_error(gaps.policy_gradient(log_prob, score, reward), autograd),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Monte-Carlo
+# ----------------------------------------------------------------------------------------------
+
+
+def sampled_responses(instances: TokenInstances, index: int, n_samples: int, generator: torch.Generator):
+    """n responses of instance ``index`` drawn autoregressively, with their scores and rewards.
+
+    Returns score (n, D), reward (n,), lengths (n,).
+    """
+    policy, theta = instances.policy, instances.theta[index]
+    tokens, lengths = policy.sample(theta, n_samples, generator)
+    _, score = policy.log_prob_and_score(theta, tokens, lengths)  # (n, D)
+    reward = instances.reward[index][policy.response_index(tokens, lengths)]
+    return score, reward, lengths
+
+
+def monte_carlo_gradient(score: torch.Tensor, reward: torch.Tensor, unbiased: bool) -> torch.Tensor:
+    """Plug-in right-hand side of (10) from samples: Ĵ(1 − Ĵ)(ĝ⁺ − ĝ⁻) = (1/n) Σ (r_i − r̄) s_i.
+
+    score (..., n, D), reward (..., n) → (..., D). Its mean is (1 − 1/n)∇J; ``unbiased`` rescales
+    by n/(n − 1). It is the group-mean-baseline (Dr. GRPO) estimator with G = n.
+    """
+    n = reward.shape[-1]
+    estimate = estimators.sampled_direction(score, reward, torch.ones_like(reward), "dr_grpo")
+    return estimate * (n / (n - 1)) if unbiased else estimate
+
+
+def monte_carlo_convergence(
+    instances: TokenInstances, index: int, exact: torch.Tensor, sample_sizes: list[int], generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """Relative error of the unbiased MC estimate against the exact ∇J at growing n (one draw each,
+    nested: the first n samples of one long stream)."""
+    score, reward, _ = sampled_responses(instances, index, max(sample_sizes), generator)
+    errors = [
+        relative_error(monte_carlo_gradient(score[:n], reward[:n], unbiased=True)[None], exact[None])[0]
+        for n in sample_sizes
+    ]
+    return {"n": torch.tensor(sample_sizes, dtype=DTYPE), "relative_error": torch.stack(errors)}
+
+
+def monte_carlo_bias_test(
+    instances: TokenInstances, index: int, exact: torch.Tensor, group: int, repeats: int, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """z-scores of the mean of ``repeats`` independent estimates (n = ``group`` each) against ∇J,
+    per parameter coordinate, for the plug-in and the n/(n − 1)-corrected estimator. (D,) each.
+
+    Coordinates whose estimates never vary (parameters no response touches) get z = 0.
+    """
+    score, reward, _ = sampled_responses(instances, index, group * repeats, generator)
+    score, reward = score.unflatten(0, (repeats, group)), reward.unflatten(0, (repeats, group))
+    result = {}
+    for name, unbiased in (("plug_in", False), ("corrected", True)):
+        estimates = monte_carlo_gradient(score, reward, unbiased)  # (repeats, D)
+        standard_error = estimates.std(0) / repeats**0.5
+        deviation = estimates.mean(0) - exact
+        result[name] = torch.where(standard_error > 0, deviation / torch.where(standard_error > 0, standard_error, 1.0), 0.0)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Gap alignment of update directions
+# ----------------------------------------------------------------------------------------------
+
+
+def exact_alignments(instances: TokenInstances, group_size: int) -> dict[str, torch.Tensor]:
+    """For each variant: Δμ = w · (g⁺ − g⁻) (eq. 11) of the population direction w = g/‖g‖, its
+    cosine with the gap, and ‖g‖ (the effective step per unit learning rate, η_k/α). (n,) each."""
+    policy = instances.policy
+    log_prob, score = policy.log_prob_and_score(instances.theta, instances.tokens, instances.lengths)
+    gap = gaps.gradient_gap(log_prob, score, instances.reward)  # (n, D)
+    gap_norm = torch.linalg.vector_norm(gap, dim=-1)
+    lengths = instances.lengths.expand_as(log_prob)
+    out = {"J": gaps.success_probability(log_prob, instances.reward), "gap_norm": gap_norm}
+    for variant in estimators.VARIANTS:
+        update = estimators.expected_direction(log_prob, score, instances.reward, lengths, variant, group_size)
+        direction, norm = estimators.normalize_direction(update)
+        alignment = gaps.gap_alignment(direction, gap)
+        out[f"{variant}_alignment"] = alignment
+        out[f"{variant}_cosine"] = alignment / gap_norm
+        out[f"{variant}_step_per_lr"] = norm
+    return out
+
+
+def sampled_alignments(
+    instances: TokenInstances, index: int, group_size: int, n_groups: int, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """Cosine between each sampled one-group update and the exact gap, per variant. (n_groups,) each;
+    NaN marks a group whose update is zero (all rewards equal under grpo / dr_grpo)."""
+    policy = instances.policy
+    log_prob, score_all = policy.log_prob_and_score(instances.theta[index], instances.tokens, instances.lengths)
+    reward_all = instances.reward[index]
+    gap = gaps.gradient_gap(log_prob, score_all, reward_all)  # (D,)
+    success = gaps.success_probability(log_prob, reward_all)
+    score, reward, lengths = sampled_responses(instances, index, group_size * n_groups, generator)
+    score = score.unflatten(0, (n_groups, group_size))
+    reward, lengths = reward.unflatten(0, (n_groups, group_size)), lengths.unflatten(0, (n_groups, group_size))
+    out = {}
+    for variant in estimators.VARIANTS:
+        update = estimators.sampled_direction(score, reward, lengths, variant, success.expand(n_groups))
+        direction, norm = estimators.normalize_direction(update)
+        cosine = gaps.gap_alignment(direction, gap) / torch.linalg.vector_norm(gap)
+        out[variant] = torch.where(norm > 0, cosine, torch.nan)
+    return out
+
+
+def most_balanced_instance(instances: TokenInstances) -> int:
+    """Index of the instance whose success rate J is closest to 1/2 (the best-conditioned one for
+    sampling checks: both regions are sampled often)."""
+    log_prob = instances.policy.log_prob(instances.theta, instances.tokens, instances.lengths)
+    return int((gaps.success_probability(log_prob, instances.reward) - 0.5).abs().argmin())
+
+
+def exact_pair_estimator_mean(instances: TokenInstances, index: int) -> torch.Tensor:
+    """E[(1/2) Σ_{i=1,2} (r_i − r̄) s_i] for n = 2 by enumerating all R² ordered pairs. (D,).
+
+    Each pair contributes π(o₁)π(o₂)·(1/4)(r₁ − r₂)(s₁ − s₂); the Monte-Carlo argument says the
+    sum is (1 − 1/2)∇J. Computed in row blocks to bound memory.
+    """
+    policy = instances.policy
+    log_prob, score = policy.log_prob_and_score(instances.theta[index], instances.tokens, instances.lengths)
+    probs, reward = log_prob.exp(), instances.reward[index]  # (R,), (R,)
+    total = torch.zeros(policy.n_params, dtype=score.dtype, device=score.device)
+    for start in range(0, len(probs), 256):
+        block = slice(start, start + 256)
+        weight = probs[block, None] * probs[None, :] * (reward[block, None] - reward[None, :]) / 4  # (b, R)
+        difference = score[block, None, :] - score[None, :, :]  # (b, R, D)
+        total += torch.einsum("br,brd->d", weight, difference)
+    return total

@@ -1,0 +1,265 @@
+"""One language-model experiment from data to GRPO runs: problems (generated or a local GSM8K
+jsonl), the model (built in code or loaded from a local folder), the supervised warm-up (cached
+by a key of everything that determines it, the ``lm`` source included) and the GRPO runs of
+:func:`rlvr_dynamics.lm.grpo.run_grpo` from one warmed-up checkpoint, in worker processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from rlvr_dynamics.config import parameter, split_list
+from rlvr_dynamics.files import cache_folder
+from rlvr_dynamics.lm import grpo, model as lm_model, task as lm_task
+from rlvr_dynamics.lm.warmup import WarmupConfig, WarmupResult, supervised_warmup
+
+
+@dataclass(frozen=True)
+class LMExperimentConfig:
+    """A language-model experiment (Section 5.2): task, model, supervised warm-up and the GRPO runs
+    from one warmed-up checkpoint. The Figure-2 chapter's parameters (with its claim threshold) and
+    the language-model comparison of the two-stage chapter."""
+
+    task: str = parameter("generated task: 'arithmetic' (a+b=) or 'word' (GSM8K format, '#### n')", "str",
+                          choices=lm_task.TASKS)
+    digits: int = parameter("digits of the numbers in generated problems", "int", low=1, high=6)
+    problems: int = parameter("generated problems (train + validation)", "int", low=16, high=10_000_000)
+    validation_size: int = parameter("held-out validation problems (the last ones)", "int", low=8, high=1_000_000)
+    dataset_path: str = parameter("local GSM8K-format jsonl to use instead of generated problems ('' : generate)",
+                                  "str")
+    model_name_or_path: str = parameter("local Hugging Face model folder ('' : a fresh Qwen2-architecture model)",
+                                        "str")
+    model_preset: str = parameter("size of the fresh model: 'ci' (≈0.14 M parameters) or 'gpu' (≈25 M)", "str",
+                                  choices=tuple(lm_model.MODEL_PRESETS))
+    warmup_target: float = parameter("supervised warm-up stops at this sampled validation accuracy (0: no warm-up)",
+                                     "float", low=0.0, high=0.95)
+    warmup_max_steps: int = parameter("most warm-up steps", "int", low=1, high=1_000_000)
+    warmup_batch_size: int = parameter("warm-up problems per step", "int", low=1, high=65_536)
+    warmup_learning_rate: float = parameter("warm-up AdamW learning rate", "float", low=1e-7, high=1.0)
+    loss_types: str = parameter("TRL loss_type of each run, comma-separated (grpo, dr_grpo, dapo, bnpo)", "str")
+    scale_rewards: str = parameter("TRL scale_rewards of each run, or one for all (group, batch, none)", "str")
+    learning_rates: str = parameter("GRPO learning rate of each run, or one for all", "str")
+    advantage_filters: str = parameter("completions that update in each run: 'all' (GRPO), 'negative' (GRPO-N) "
+                                       "or 'positive'; one or a comma list", "str")
+    optimizer: str = parameter("GRPO optimizer: 'adamw' (the paper's runs) or 'sgd'", "str",
+                               choices=tuple(grpo.OPTIMIZERS))
+    steps: int = parameter("GRPO steps of each run", "int", low=1, high=1_000_000)
+    completions_per_step: int = parameter("completions per GRPO step (prompts × num_generations)", "int", low=2,
+                                          high=1_000_000)
+    num_generations: int = parameter("G, completions per prompt (≥ 2, divides completions_per_step)", "int",
+                                     low=1, high=4096)
+    max_completion_length: int = parameter("longest completion in tokens", "int", low=1, high=32_768)
+    temperature: float = parameter("sampling temperature (training and validation)", "float", low=0.01, high=10.0)
+    per_prompt_every: int = parameter("steps between per-prompt gap measurements", "int", low=1, high=1_000_000)
+    eval_every: int = parameter("steps between validation-accuracy checks", "int", low=1, high=1_000_000)
+    eval_problems: int = parameter("validation problems in each check", "int", low=1, high=1_000_000)
+    eval_samples: int = parameter("sampled completions per validation problem", "int", low=1, high=1024)
+    workers: int = parameter("GRPO runs executed at once in separate processes (CPU threads are split)", "int",
+                             low=1, high=64)
+
+    def check(self) -> None:
+        if self.validation_size >= self.problems:
+            raise ValueError(f"parameter 'validation_size' = {self.validation_size} is out of range: allowed "
+                             f"validation_size < problems = {self.problems}")
+        if self.eval_problems > self.validation_size:
+            raise ValueError(f"parameter 'eval_problems' = {self.eval_problems} is out of range: allowed "
+                             f"eval_problems ≤ validation_size = {self.validation_size}")
+        if self.model_name_or_path and not (Path(self.model_name_or_path) / "config.json").is_file():
+            raise ValueError(f"parameter 'model_name_or_path' = {self.model_name_or_path!r} is not a local model "
+                             "folder (no config.json); nothing is downloaded")
+        if self.dataset_path and not Path(self.dataset_path).is_file():
+            raise ValueError(f"parameter 'dataset_path' = {self.dataset_path!r} is not a file: expected a "
+                             "GSM8K-format jsonl")
+        self.run_configs()  # validates the lists and every run's GRPO settings
+
+    def run_configs(self) -> list[grpo.GRPORunConfig]:
+        """One :class:`GRPORunConfig` per run (lists of length 1 are broadcast)."""
+        loss_types = split_list("loss_types", self.loss_types, str, grpo.LOSS_TYPES)
+        scales = split_list("scale_rewards", self.scale_rewards, str, grpo.SCALE_REWARDS)
+        rates = split_list("learning_rates", self.learning_rates, float)
+        filters = split_list("advantage_filters", self.advantage_filters, str, grpo.ADVANTAGE_FILTERS)
+        runs = max(len(loss_types), len(scales), len(rates), len(filters))
+        for name, values in (("loss_types", loss_types), ("scale_rewards", scales), ("learning_rates", rates),
+                             ("advantage_filters", filters)):
+            if len(values) not in (1, runs):
+                raise ValueError(f"parameter '{name}' has {len(values)} values for {runs} runs: give 1 or {runs}")
+        for rate in rates:
+            if not 0 < rate <= 1:
+                raise ValueError(f"parameter 'learning_rates' = {self.learning_rates!r}: {rate} is out of range: "
+                                 "allowed 0 < learning rate ≤ 1")
+        configs = []
+        for index in range(runs):
+            pick = lambda values: values[index if len(values) > 1 else 0]  # noqa: E731
+            config = grpo.GRPORunConfig(
+                loss_type=pick(loss_types), scale_rewards=pick(scales), learning_rate=pick(rates),
+                advantage_filter=pick(filters),
+                steps=self.steps, completions_per_step=self.completions_per_step,
+                num_generations=self.num_generations, max_completion_length=self.max_completion_length,
+                temperature=self.temperature, optimizer=self.optimizer, tracking="measured",
+                per_prompt_every=self.per_prompt_every, eval_every=self.eval_every,
+                eval_problems=self.eval_problems, eval_samples=self.eval_samples)
+            try:
+                config.check()
+            except ValueError as error:
+                raise ValueError(f"run {index + 1}: {error}") from None
+            configs.append(config)
+        return configs
+
+    def warmup_config(self) -> WarmupConfig:
+        return WarmupConfig(target_accuracy=self.warmup_target, max_steps=self.warmup_max_steps,
+                            batch_size=self.warmup_batch_size, learning_rate=self.warmup_learning_rate,
+                            eval_every=25, eval_problems=min(128, self.eval_problems), eval_samples=2,
+                            max_new_tokens=self.max_completion_length)
+
+
+_CI = dict(task="arithmetic", digits=2, problems=4500, validation_size=500, dataset_path="", model_name_or_path="",
+           model_preset="ci", warmup_target=0.35, warmup_max_steps=3000, warmup_batch_size=256,
+           warmup_learning_rate=3e-3, loss_types="grpo,dr_grpo", scale_rewards="group,none", learning_rates="3e-4",
+           advantage_filters="all", optimizer="adamw", steps=250, completions_per_step=256, num_generations=8, max_completion_length=8,
+           temperature=1.0, per_prompt_every=10, eval_every=25, eval_problems=256, eval_samples=4, workers=2)
+
+
+PRESETS = {
+    # The Figure-2 chapter's ci run: ≈ 3 min on 2 CPU cores: a 0.14 M-parameter model, two runs of 250 steps from one warm-up.
+    "ci": _CI,
+    # The GPU setting: a 25 M-parameter model on GSM8K-format word problems, three runs (two loss
+    # types, two learning rates), 1000 steps each. Qwen2.5 on GSM8K: set model_name_or_path and
+    # dataset_path (see the chapter).
+    "paper": dict(_CI, task="word", digits=2, problems=60_000, validation_size=1000, model_preset="gpu",
+                  warmup_target=0.3, warmup_max_steps=20_000, warmup_learning_rate=1e-3,
+                  loss_types="grpo,dr_grpo,grpo", scale_rewards="group,none,group",
+                  learning_rates="1e-4,1e-4,3e-4", steps=1000, completions_per_step=512, max_completion_length=32,
+                  per_prompt_every=20, eval_every=50, eval_problems=512, eval_samples=8, workers=1),
+}
+
+
+def load_problems(config: LMExperimentConfig, seed: int) -> tuple[list[lm_task.Problem], list[lm_task.Problem]]:
+    """``(train, validation)``: from ``dataset_path`` when given, else generated with ``seed``."""
+    if config.dataset_path:
+        problems = lm_task.read_gsm8k_jsonl(config.dataset_path, task="word")
+        if config.validation_size >= len(problems):
+            raise ValueError(f"parameter 'validation_size' = {config.validation_size}: the dataset "
+                             f"'{config.dataset_path}' has only {len(problems)} problems")
+    else:
+        problems = lm_task.generate_problems(config.task, config.problems, seed, config.digits)
+    return lm_task.train_validation_split(problems, config.validation_size)
+
+
+def lm_source_digest(folder: Path = Path(__file__).parent) -> str:
+    """Digest of the language-model stack's source (every module of :mod:`rlvr_dynamics.lm`, in
+    ``folder``): the code that generates the problems, builds, scores and warms up the model."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def warmup_cache_key(config: LMExperimentConfig, seed: int, device) -> str | None:
+    """The key of the warmed-up checkpoint: everything that determines it (task, data size, model
+    preset, warm-up settings, seed, device type, torch and transformers versions, and the source of
+    the ``lm`` package, so that an edit there never reuses a stale checkpoint). ``None`` — not
+    cached — when the model or the data come from local files (their content is not hashed)."""
+    if config.model_name_or_path or config.dataset_path or config.warmup_target <= 0:
+        return None
+    fields = dict(task=config.task, digits=config.digits, problems=config.problems,
+                  validation_size=config.validation_size, model_preset=config.model_preset,
+                  warmup=dataclasses.asdict(config.warmup_config()), seed=seed,
+                  device=torch.device(device).type, torch=torch.__version__,
+                  transformers=metadata.version("transformers"), lm_source=lm_source_digest())
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def prepare_model(config: LMExperimentConfig, train, validation, seed: int, device, folder: str | Path,
+                  progress: bool = False, cache: bool = True) -> tuple[Path, WarmupResult | None, int]:
+    """Load or build the model, warm it up to the target, and save it to ``folder``.
+
+    Every GRPO run then starts from this folder through :func:`lm_model.load_model` — the same
+    code that loads a real model. Returns ``(folder, warm-up result or None, parameter count)``.
+
+    With ``cache`` the warmed-up checkpoint is also kept under the cache folder
+    (:func:`rlvr_dynamics.files.cache_folder`), keyed by :func:`warmup_cache_key`, and a later call with the same
+    key copies it instead of training again (the warm-up is deterministic on CPU, so the copy is
+    what a rerun would produce). The cache entry is written to a temporary folder and renamed,
+    so an interrupted warm-up leaves nothing behind.
+    """
+    folder = Path(folder)
+    key = warmup_cache_key(config, seed, device) if cache else None
+    entry = None
+    if key is not None:
+        entry = cache_folder() / "lm-warmup" / key
+        if (entry / "warmup.json").is_file():
+            record = json.loads((entry / "warmup.json").read_text())
+            if folder.exists():
+                shutil.rmtree(folder)
+            shutil.copytree(entry / "model", folder)
+            result = WarmupResult(record["steps"], record["reached_target"], [tuple(h) for h in record["history"]])
+            return folder, result, record["parameter_count"]
+    if config.model_name_or_path:
+        model, tokenizer = lm_model.load_model(config.model_name_or_path, device)
+    else:
+        tokenizer = lm_model.byte_tokenizer()
+        model = lm_model.build_model(config.model_preset, tokenizer, seed, device)
+    result = None
+    if config.warmup_target > 0:
+        generator = torch.Generator(device=device).manual_seed(seed)
+        result = supervised_warmup(model, tokenizer, train, validation, config.warmup_config(), generator, progress)
+    lm_model.save_model(model, tokenizer, folder)
+    count = lm_model.parameter_count(model)
+    if entry is not None and result is not None:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=entry.parent))
+        try:
+            shutil.copytree(folder, staging / "model")
+            (staging / "warmup.json").write_text(json.dumps(
+                {"steps": result.steps, "reached_target": result.reached_target,
+                 "history": [list(h) for h in result.history], "parameter_count": count}))
+            os.replace(staging, entry)
+        except OSError:  # another process filled the entry first, or the disk refused: keep going uncached
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder, result, count
+
+
+def _run_one(job) -> grpo.GRPORun:
+    folder, train, validation, run_config, seed, device, threads, progress = job
+    if threads:
+        torch.set_num_threads(threads)  # this is a worker process of its own
+    model, tokenizer = lm_model.load_model(folder, device)
+    return grpo.run_grpo(model, tokenizer, train, validation, run_config, seed, device, progress)
+
+
+def run_all(config: LMExperimentConfig, folder: str | Path, train, validation, seed: int, device,
+            progress: bool = False) -> list[grpo.GRPORun]:
+    """Every run of the chapter, each from the checkpoint in ``folder``, with the same ``seed``.
+
+    With ``workers > 1`` (CPU only) the runs execute in that many spawned processes, the CPU
+    threads split between them (tiny models leave cores idle; this is ≈1.7× faster on 2 cores).
+    Each process also keeps TRL's global seeding out of the caller's interpreter.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    configs = config.run_configs()
+    workers = min(config.workers, len(configs)) if str(device) == "cpu" else 1
+    threads = max(1, torch.get_num_threads() // workers) if workers > 1 else 0
+    jobs = [(str(folder), train, validation, c, seed, str(device), threads, progress) for c in configs]
+    if workers == 1:
+        return [_run_one(job) for job in jobs]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return list(pool.map(_run_one, jobs))
+
+
+def run_label(run: grpo.GRPORun) -> str:
+    c = run.config
+    label = f"{c.loss_type} / {c.scale_rewards} / lr {c.learning_rate:g}"
+    return label if c.advantage_filter == "all" else f"{label} / {c.advantage_filter} only"

@@ -1,0 +1,84 @@
+"""The reproducibility appendix: every figure and claim of the metrics, commands that reproduce
+the recorded parameters."""
+
+import shlex
+
+import pytest
+
+from rlvr_dynamics.book import appendix, cli
+from rlvr_dynamics.book.registry import NOTEBOOKS
+from rlvr_dynamics.book.results import ClaimLog, write_metrics
+
+
+def recorded_run(tmp_path, name, overrides=None, claims=(("a claim", [0.5, 2.0]),), figures=("plot.png", "plot.svg")):
+    """metrics.json of a (pretend) run of ``name`` with ``overrides``, read back as the appendix reads it."""
+    spec = NOTEBOOKS[name]
+    values = {"preset": "ci", "seed": 7, "device": "cpu", "output_dir": str(tmp_path / name), **(overrides or {})}
+    settings, config = spec.resolve(values)
+    log = ClaimLog()
+    for claim, margins in claims:
+        log.check(claim, margins, enforced=False)
+    write_metrics(settings.output_dir, name, settings, config, "cpu", {}, log, list(figures))
+    return appendix.load_metrics(tmp_path, [name])[name]
+
+
+def resolved_from_command(command):
+    """What `rlvr-book run` would execute for ``command``: (settings, config)."""
+    words = shlex.split(command)
+    assert words[:2] == [".venv/bin/rlvr-book", "run"]
+    args = cli.make_parser().parse_args(words[1:])
+    spec = NOTEBOOKS[args.name]
+    return spec.resolve(cli._collect_parameters(spec, args), strict=True)
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("gradient_gap", {}),
+    ("figure1", {"step_size": 1.0, "fallback": "nearest", "arms": 5}),
+    ("figure2", {"learning_rates": "1e-4,3e-4", "loss_types": "dr_grpo,grpo", "temperature": 0.7}),
+    ("two_stage", {"reward_model": "bernoulli", "initial_optimal_grid": "0.01,0.05"}),
+    ("token_theory", {"preset": "paper", "verifier": "contains"}),
+])
+def test_the_command_reproduces_the_recorded_parameters(tmp_path, name, overrides):
+    metrics = recorded_run(tmp_path, name, overrides)
+    command = appendix.regenerate_command(metrics)
+    settings, config = resolved_from_command(command)
+    recorded = {k: v for k, v in metrics["parameters"].items() if k not in ("output_dir",)}
+    rerun = {"preset": settings.preset, "seed": settings.seed, "device": settings.device, **vars(config)}
+    assert rerun == recorded
+    assert appendix.changed_parameters(NOTEBOOKS[name], metrics) == {
+        k: v for k, v in overrides.items() if k != "preset"}
+
+
+def test_the_page_lists_every_figure_and_claim_with_its_chapter(tmp_path):
+    runs = {
+        "gradient_gap": recorded_run(tmp_path, "gradient_gap", claims=[("identity | holds", [0.0, 1.0]),
+                                                                       ("bound $x$ *tight*", [-0.25])]),
+        "figure1": recorded_run(tmp_path, "figure1", {"step_size": 1.0},
+                                figures=("figure1.png", "figure1.svg", "seeds.png", "seeds.svg")),
+    }
+    page = appendix.render_appendix(runs)
+    assert "**2 chapters, 3 figures, 3 checked claims, 2 of which hold.**" in page
+    for stem in ("plot", "figure1", "seeds"):
+        assert f"| `{stem}` | PNG · SVG |" in page
+    table = page[page.index(":::{list-table}"):]
+    rows = [row.split("\n  - ") for row in table.split("\n* - ")[2:]]  # after the header row
+    assert len(rows) == 3
+    assert rows[0] == ["{doc}`gradient_gap <../notebooks/gradient_gap>`", "identity \\| holds", "yes", "0", "2", "no"]
+    assert rows[1][1:] == ["bound \\$x\\$ \\*tight\\*", "**no**", "-0.25", "1", "no"]
+    assert rows[2][:4] == ["{doc}`figure1 <../notebooks/figure1>`", "a claim", "yes", "0.5"]
+    assert rows[2][-1].startswith("no\n:::")
+    assert "-p step_size 1.0" in page and "Parameters that differ from the preset: `step_size = 1.0`." in page
+    assert "seed 7, device `cpu`" in page and "run time " in page
+    listed = page[page.index("### Figure 1"):].split("All parameters of the run: ", 1)[1].split("\n", 1)[0]
+    for name, value in runs["figure1"]["parameters"].items():
+        if name not in ("preset", "seed", "device", "output_dir"):
+            assert f"`{name} = {value!r}`" in listed
+
+
+def test_missing_metrics_is_an_error_naming_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="figure1/metrics.json is missing"):
+        appendix.load_metrics(tmp_path, ["figure1"])
+
+
+def test_escaping_keeps_text_as_typed():
+    assert appendix.escape_markdown("a|b $x$ *y* [z] <w> \\") == "a\\|b \\$x\\$ \\*y\\* \\[z\\] \\<w\\> \\\\"

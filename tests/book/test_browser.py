@@ -1,0 +1,112 @@
+"""The browser check fails where a reader would see a broken page (tiny hand-written sites).
+
+Each site is served on 127.0.0.1 and opened in headless Chromium by :mod:`rlvr_dynamics.book.browser`,
+the same code that checks every page of the built book (tests/test_built_book.py). A clean site
+passes; a page pointing at a CDN, a missing image, a broken link or anchor, raw TeX, a script
+error each make it fail.
+"""
+
+import base64
+
+import pytest
+
+from rlvr_dynamics.book import browser
+
+# A 2×2 red PNG: a real image the browser decodes.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==")
+CLEAN = {
+    "index.html": '<html><body><h1 id="top">Home</h1><img src="pic.png" alt="pic">'
+                  '<a href="other.html#section">other</a> <a href="#top">top</a>'
+                  '<a href="https://example.org/paper">a link elsewhere is not a request</a></body></html>',
+    "other.html": '<html><body><h2 id="section">Section</h2><a href="index.html">home</a></body></html>',
+}
+BROKEN = {
+    "a page pointing at a CDN": (
+        {"index.html": '<html><head><script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js">'
+                       '</script></head><body><p><span class="math notranslate nohighlight">\\(x^2\\)</span></p>'
+                       '</body></html>'},
+        ["request leaving 127.0.0.1 (blocked): https://cdn.jsdelivr.net/", "maths elements not typeset"]),
+    "a missing image": (
+        {"index.html": '<html><body><img src="_images/figure1.png" alt="missing"></body></html>'},
+        ["image not loaded: _images/figure1.png", "HTTP 404 for _images/figure1.png"]),
+    "a broken link": (
+        {"index.html": '<html><body><a href="notebooks/nowhere.html">gone</a></body></html>'},
+        ["broken link notebooks/nowhere.html: notebooks/nowhere.html does not exist"]),
+    "a broken anchor": (
+        {"index.html": '<html><body><a href="other.html#no-such-section">moved</a></body></html>',
+         "other.html": '<html><body><h2 id="section">Section</h2></body></html>'},
+        ["broken anchor other.html#no-such-section"]),
+    "raw TeX left in the text": (
+        {"index.html": '<html><body><p>the gap $\\boldsymbol g^+ - \\boldsymbol g^-$ unrendered</p></body></html>'},
+        ["raw TeX in the text"]),
+    "a script error": (
+        {"index.html": '<html><body><script>undefinedFunction()</script></body></html>'},
+        ["page error: ReferenceError: undefinedFunction is not defined"]),
+    "a console error": (
+        {"index.html": '<html><body><script>console.error("theme failed")</script></body></html>'},
+        ["console error: theme failed"]),
+}
+
+
+def make_site(folder, pages):
+    folder.mkdir()
+    for name, html in pages.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(html, encoding="utf-8")
+    (folder / "pic.png").write_bytes(PNG)
+    return folder
+
+
+HARMLESS_PAGE = "harmless.html"  # raises only the error KNOWN_HARMLESS_ERRORS names
+
+
+def case_page(case):
+    return "case-" + case.replace(" ", "-") + ".html"
+
+
+@pytest.fixture(scope="module")
+def checked_site(tmp_path_factory, chromium):
+    """One site: the clean pages plus one page per broken case (links between case pages are
+    relative to the site root, as in the book). One browser session checks them all."""
+    folder = tmp_path_factory.mktemp("browser")
+    known = next(iter(browser.KNOWN_HARMLESS_ERRORS))
+    pages = {**CLEAN, HARMLESS_PAGE: f'<html><body><script>throw new SyntaxError("{known}")</script></body></html>'}
+    for case, (case_pages, _) in BROKEN.items():
+        pages[case_page(case)] = case_pages["index.html"]
+        pages.update({name: html for name, html in case_pages.items() if name != "index.html"})
+    site = make_site(folder / "site", pages)
+    report = browser.check_site(site, screenshot_dir=folder / "shots", chromium=chromium)
+    return {page.page: page for page in report.pages}, report
+
+
+def test_a_clean_page_passes_and_gets_a_screenshot(checked_site):
+    pages, _ = checked_site
+    for name in CLEAN:
+        assert pages[name].problems == [], name
+        assert pages[name].screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pages["index.html"].images == 1 and pages["index.html"].links == 3
+
+
+def test_the_check_fails_on_each_broken_page(checked_site):
+    """(One test for all cases, so that a machine without Chromium prints one skip line.)"""
+    _, report = checked_site
+    undetected = []
+    for case, (_, expected) in BROKEN.items():
+        problems = "\n".join(p for p in report.problems if p.startswith(case_page(case) + ":"))
+        undetected += [f"{case}: expected {fragment!r} among:\n{problems or '(no problem reported)'}"
+                       for fragment in expected if fragment not in problems]
+    assert undetected == [], "\n".join(undetected)
+
+
+def test_known_harmless_errors_are_named_and_only_those_are_ignored(checked_site):
+    pages, _ = checked_site
+    known = next(iter(browser.KNOWN_HARMLESS_ERRORS))
+    assert pages[HARMLESS_PAGE].problems == []
+    assert any(known in ignored for ignored in pages[HARMLESS_PAGE].ignored)
+    assert pages[case_page("a console error")].problems == ["console error: theme failed"]
+
+
+def test_site_pages_leave_out_asset_folders(tmp_path):
+    site = make_site(tmp_path / "site", {**CLEAN, "_static/x.html": "<html></html>", "book/a.html": "<html></html>"})
+    assert browser.site_pages(site) == ["book/a.html", "index.html", "other.html"]

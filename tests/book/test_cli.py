@@ -1,0 +1,337 @@
+"""The rlvr-book command line: listing, bad input (one line, exit 2, outputs untouched), a real run."""
+
+import json
+import os
+
+import pytest
+
+from rlvr_dynamics.book.cli import main
+from rlvr_dynamics.book.registry import NOTEBOOKS
+
+BAD_INPUT = [
+    # (kind of bad input, arguments of rlvr-book, text the one-line error must contain)
+    ("name", ["run", "no_such_notebook"], "notebook 'no_such_notebook' is unknown"),
+    ("name", ["run", "gradient_gap", "-p", "no_such_parameter", "1"], "parameter 'no_such_parameter' is unknown"),
+    ("type", ["run", "gradient_gap", "-p", "seed", "abc"], "parameter 'seed' = 'abc' is not a valid int"),
+    ("type", ["run", "gradient_gap", "-p", "seed", "1.5"], "parameter 'seed' = '1.5' is not a valid int"),
+    ("range", ["run", "gradient_gap", "-p", "seed", "-1"], "parameter 'seed' = -1 is out of range"),
+    ("range", ["run", "gradient_gap", "-p", "vocab_size", "99"], "parameter 'vocab_size' = 99 is out of range"),
+    ("range", ["run", "gradient_gap", "-p", "bandit_arms", "1"], "parameter 'bandit_arms' = 1 is out of range"),
+    ("nan", ["run", "gradient_gap", "-p", "theta_scale", "nan"], "parameter 'theta_scale' = nan is not finite"),
+    ("nan", ["run", "gradient_gap", "-p", "theta_scale", "inf"], "parameter 'theta_scale' = inf is not finite"),
+    ("range", ["run", "gradient_gap", "-p", "theta_scale", "-0.5"], "parameter 'theta_scale' = -0.5 is out of range"),
+    ("type", ["run", "gradient_gap", "-p", "theta_scale", "big"], "parameter 'theta_scale' = 'big' is not a valid float"),
+    ("preset", ["run", "gradient_gap", "--preset", "huge"], "parameter 'preset' = 'huge' is out of range"),
+    ("name", ["run", "gradient_gap", "-p", "device", "tpu"], "parameter 'device' = 'tpu' is unknown"),
+    ("inconsistent", ["run", "gradient_gap", "-p", "vocab_size", "12", "-p", "max_length", "12"], "parameters 'vocab_size' = 12 and 'max_length' = 12"),
+    ("inconsistent", ["run", "gradient_gap", "-p", "preset", "ci", "--preset", "paper"], "parameter 'preset' given twice"),
+    # Figure 1 (Section 5.1): sizes, band, step size, options
+    ("range", ["run", "figure1", "-p", "dim", "0"], "parameter 'dim' = 0 is out of range"),
+    ("range", ["run", "figure1", "-p", "arms", "1"], "parameter 'arms' = 1 is out of range"),
+    ("range", ["run", "figure1", "-p", "pool_size", "0"], "parameter 'pool_size' = 0 is out of range"),
+    ("range", ["run", "figure1", "-p", "eval_size", "-5"], "parameter 'eval_size' = -5 is out of range"),
+    ("range", ["run", "figure1", "-p", "step_size", "0"], "parameter 'step_size' = 0.0 is out of range"),
+    ("range", ["run", "figure1", "-p", "step_size", "-0.1"], "parameter 'step_size' = -0.1 is out of range"),
+    ("nan", ["run", "figure1", "-p", "step_size", "inf"], "parameter 'step_size' = inf is not finite"),
+    ("nan", ["run", "figure1", "-p", "step_size", "nan"], "parameter 'step_size' = nan is not finite"),
+    ("inconsistent", ["run", "figure1", "-p", "band_low", "0.9", "-p", "band_high", "0.5"], "parameter 'band'"),
+    ("inconsistent", ["run", "figure1", "-p", "band_low", "0.5", "-p", "band_high", "0.5"], "parameter 'band'"),
+    ("range", ["run", "figure1", "-p", "band_high", "1.5"], "parameter 'band_high' = 1.5 is out of range"),
+    ("range", ["run", "figure1", "-p", "band_low", "-0.1"], "parameter 'band_low' = -0.1 is out of range"),
+    ("name", ["run", "figure1", "-p", "fallback", "random"], "parameter 'fallback' = 'random' is out of range"),
+    ("name", ["run", "figure1", "-p", "eta_reading", "both"], "parameter 'eta_reading' = 'both' is out of range"),
+    ("name", ["run", "figure1", "-p", "dtype", "float16"], "parameter 'dtype' = 'float16' is out of range"),
+    ("range", ["run", "figure1", "-p", "reference_steps", "5000"], "parameter 'reference_steps' = 5000 is out of range"),
+    ("name", ["run", "figure1", "-p", "device", "cuda:x"], "parameter 'device'"),
+    # Figure 2 (Section 5.2): GRPO on a language model
+    ("name", ["run", "figure2", "-p", "loss_types", "ppo"], "parameter 'loss_types' = 'ppo': 'ppo' is unknown"),
+    ("name", ["run", "figure2", "-p", "loss_types", "grpo,cispo"], "'cispo' is unknown"),
+    ("name", ["run", "figure2", "-p", "scale_rewards", "std"], "parameter 'scale_rewards' = 'std': 'std' is unknown"),
+    ("inconsistent", ["run", "figure2", "-p", "learning_rates", "1e-4,2e-4,3e-4"], "parameter 'loss_types' has 2 values for 3 runs"),
+    ("type", ["run", "figure2", "-p", "learning_rates", "fast"], "parameter 'learning_rates' = 'fast': 'fast' is not a float"),
+    ("range", ["run", "figure2", "-p", "learning_rates", "0,3e-4"], "0.0 is out of range"),
+    ("inconsistent", ["run", "figure2", "-p", "num_generations", "1"], "num_generations = 1: GRPO needs at least 2"),
+    ("inconsistent", ["run", "figure2", "-p", "num_generations", "3"], "num_generations = 3 does not divide completions_per_step = 256"),
+    ("name", ["run", "figure2", "-p", "optimizer", "lion"], "parameter 'optimizer' = 'lion' is out of range"),
+    ("name", ["run", "figure2", "-p", "task", "calculus"], "parameter 'task' = 'calculus' is out of range"),
+    ("name", ["run", "figure2", "-p", "model_preset", "7b"], "parameter 'model_preset' = '7b' is out of range"),
+    ("path", ["run", "figure2", "-p", "model_name_or_path", "/no/such/model"], "parameter 'model_name_or_path' = '/no/such/model'"),
+    ("path", ["run", "figure2", "-p", "dataset_path", "/no/such.jsonl"], "parameter 'dataset_path' = '/no/such.jsonl' is not a file"),
+    ("range", ["run", "figure2", "-p", "validation_size", "5000"], "parameter 'validation_size' = 5000 is out of range"),
+    ("range", ["run", "figure2", "-p", "eval_problems", "600"], "parameter 'eval_problems' = 600 is out of range"),
+    ("range", ["run", "figure2", "-p", "warmup_target", "0.99"], "parameter 'warmup_target' = 0.99 is out of range"),
+    ("range", ["run", "figure2", "-p", "temperature", "0"], "parameter 'temperature' = 0.0 is out of range"),
+    ("name", ["run", "figure2", "-p", "advantage_filters", "all,sideways"], "'sideways' is unknown"),
+    ("name", ["run", "two_stage", "-p", "reward_model", "gaussian"], "parameter 'reward_model' = 'gaussian' is out of range"),
+    ("name", ["run", "two_stage", "-p", "scale_rewards", "batch"], "parameter 'scale_rewards' = 'batch' is out of range"),
+    ("range", ["run", "two_stage", "-p", "high_actions", "9"], "parameter 'high_actions' = 9 is out of range"),
+    ("inconsistent", ["run", "two_stage", "-p", "high_reward", "1.0"], "rewards must satisfy low_reward < high_reward < optimal_reward"),
+    ("inconsistent", ["run", "two_stage", "-p", "initial_high", "0.99"], "leaves no mass for the low-reward actions"),
+    ("range", ["run", "two_stage", "-p", "initial_optimal_grid", "0.01,0.7"], "0.7 is out of range"),
+    ("type", ["run", "two_stage", "-p", "initial_optimal_grid", "rare"], "'rare' is not a float"),
+    ("range", ["run", "two_stage", "-p", "group_size_grid", "2,1"], "1 is out of range"),
+    ("range", ["run", "two_stage", "-p", "high_reward_grid", "0.3,1.2"], "1.2 is out of range"),
+    ("range", ["run", "two_stage", "-p", "group_size", "1"], "parameter 'group_size' = 1 is out of range"),
+    ("nan", ["run", "two_stage", "-p", "step_size", "nan"], "parameter 'step_size' = nan is not finite"),
+    # Trajectory-level theory
+    ("range", ["run", "trajectory_theory", "-p", "alignment", "0.02"], "parameter 'alignment' = 0.02 is out of range"),
+    ("range", ["run", "trajectory_theory", "-p", "alignment", "0"], "parameter 'alignment' = 0.0 is out of range"),
+    ("range", ["run", "trajectory_theory", "-p", "sweep_points", "59"], "parameter 'sweep_points' = 59 is out of range"),
+    ("range", ["run", "trajectory_theory", "-p", "initial_value", "1.0"], "parameter 'initial_value' = 1.0 is out of range"),
+    ("type", ["run", "trajectory_theory", "-p", "steps", "five"], "parameter 'steps' = 'five' is not a valid int"),
+    ("range", ["run", "trajectory_theory", "-p", "bandit_seeds", "0"], "parameter 'bandit_seeds' = 0 is out of range"),
+    ("name", ["run", "token_theory", "-p", "verifier", "parity"], "parameter 'verifier' = 'parity' is out of range"),
+    ("range", ["run", "token_theory", "-p", "alignment", "0.05"], "parameter 'alignment' = 0.05 is out of range"),
+    ("range", ["run", "token_theory", "-p", "vocab_size", "2"], "parameter 'vocab_size' = 2 is out of range"),
+    ("range", ["run", "token_theory", "-p", "group_size", "1"], "parameter 'group_size' = 1 is out of range"),
+    ("nan", ["run", "token_theory", "-p", "initial_value", "nan"], "parameter 'initial_value' = nan is not finite"),
+    ("range", ["run", "token_theory", "-p", "longest_length", "8"], "parameter 'longest_length' = 8 is out of range"),
+    # NaN and infinity inside list parameters
+    ("nan", ["run", "figure2", "-p", "learning_rates", "1e-4,nan"], "parameter 'learning_rates' = '1e-4,nan': nan"),
+    ("nan", ["run", "two_stage", "-p", "initial_optimal_grid", "nan,0.02"], "parameter 'initial_optimal_grid'"),
+    # local files that are not what they claim to be
+    ("path", ["run", "figure2", "-p", "model_name_or_path", "/etc/hostname"], "is not a local model folder"),
+    ("path", ["run", "figure2", "-p", "dataset_path", "/etc"], "parameter 'dataset_path' = '/etc' is not a file"),
+    # an output folder nobody may write (not even root: /proc/1 refuses new entries)
+    ("unwritable", ["run", "gradient_gap", "--output-dir", "/proc/1/rlvr-out"], "parameter 'output_dir' = '/proc/1/rlvr-out'"),
+    # the other subcommands
+    ("name", ["execute-all", "no_such_notebook"], "notebook 'no_such_notebook' is unknown"),
+    ("preset", ["execute-all", "--preset", "big"], "argument --preset: invalid choice: 'big'"),
+    ("preset", ["build", "--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
+    ("name", ["re-record", "no_such_notebook"], "notebook 'no_such_notebook' is unknown"),
+    ("name", ["no-such-command"], "argument command: invalid choice: 'no-such-command'"),
+    ("range", ["bench", "--baseline-runs", "0"], "--baseline-runs = 0 is out of range"),
+]
+
+
+@pytest.fixture
+def earlier_output(tmp_path):
+    """An output folder holding the results of an earlier run."""
+    folder = tmp_path / "earlier"
+    folder.mkdir()
+    (folder / "metrics.json").write_text('{"earlier": true}\n')
+    (folder / "figure.png").write_bytes(b"\x89PNG earlier")
+    return folder
+
+
+def snapshot(folder):
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+BAD_INPUT_KINDS = {"type", "range", "nan", "name", "preset", "path", "unwritable", "inconsistent"}
+
+
+def test_the_bad_input_table_covers_every_kind():
+    assert {kind for kind, _, _ in BAD_INPUT} == BAD_INPUT_KINDS
+    assert len(BAD_INPUT) >= 20
+    assert {arguments[0] for _, arguments, _ in BAD_INPUT} >= {"run", "execute-all", "build", "bench", "re-record"}
+
+
+@pytest.mark.parametrize("kind, arguments, message", BAD_INPUT, ids=[f"{k}: {' '.join(a)}" for k, a, _ in BAD_INPUT])
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(kind, arguments, message, earlier_output, capsys):
+    before = snapshot(earlier_output)
+    if arguments[0] == "run" and "--output-dir" not in arguments:
+        arguments = [*arguments, "--output-dir", str(earlier_output)]
+    try:
+        code = main(arguments)
+    except SystemExit as stop:  # argparse's own errors
+        code = stop.code
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert message in lines[0]
+    assert captured.out == ""
+    assert snapshot(earlier_output) == before
+
+
+def test_output_dir_below_a_file_is_rejected(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code = main(["run", "gradient_gap", "--output-dir", str(blocker / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "parameter 'output_dir'" in err[0]
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere: permission bits do not apply")
+def test_unwritable_output_dir_is_rejected(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code = main(["run", "gradient_gap", "--output-dir", str(locked / "out")])
+    assert code == 2 and "not writable" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2_with_one_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["run"])
+    assert stop.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_list_shows_every_parameter_with_type_default_and_presets(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    for spec in NOTEBOOKS.values():
+        assert f"{spec.name}: {spec.title}" in out
+        section = lines[next(i for i, line in enumerate(lines) if line.startswith(f"{spec.name}: ")):]
+        for param in spec.parameters:  # the first row of that name within this notebook's section
+            row = next(line for line in section if line.strip().startswith(param.name + " "))
+            assert param.kind in row
+            for preset in ("ci", "paper"):
+                if param.name in spec.presets[preset]:
+                    assert repr(spec.presets[preset][param.name]) in row
+
+
+# The Gradient-Gap chapter at a tiny scale, for tests that execute it for real.
+SMALL_GRADIENT_GAP = ["-p", "bandit_instances", "3", "-p", "bandit_arms", "7", "-p", "token_instances", "3",
+                      "-p", "vocab_size", "3", "-p", "max_length", "4", "-p", "mc_max_samples", "10000",
+                      "-p", "mc_repeats", "1000", "-p", "sampled_groups", "20"]
+
+
+def test_run_writes_figures_and_metrics_with_explicit_overrides(tmp_path, capsys):
+    """A real papermill execution at a tiny scale: explicit parameters override the preset."""
+    out = tmp_path / "run"
+    arguments = ["run", "gradient_gap", "--output-dir", str(out), "-p", "device", "cpu", "-p", "seed", "3",
+                 *SMALL_GRADIENT_GAP]
+    assert main(arguments) == 0, capsys.readouterr().err
+    stdout = capsys.readouterr().out
+    assert str(out / "metrics.json") in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["parameters"]["bandit_arms"] == 7 and metrics["parameters"]["bandit_dim"] == 10  # preset value
+    assert metrics["seed"] == 3 and metrics["device"] == "cpu"
+    assert metrics["claims"] and all(claim["holds"] for claim in metrics["claims"])
+    for figure in metrics["figures"]:
+        assert (out / figure).stat().st_size > 1000
+    assert {f.rsplit(".", 1)[1] for f in metrics["figures"]} == {"png", "svg"}
+    assert (out / "gradient_gap.ipynb").is_file()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def complete_outputs(folder):
+    """Every visible file in ``folder`` is whole: PNGs decode, SVGs and JSON parse."""
+    import xml.etree.ElementTree as ElementTree
+
+    from PIL import Image
+
+    names = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue  # a temporary file only a hard kill mid-write can leave; never read as a result
+        if path.suffix == ".png":
+            with Image.open(path) as image:
+                image.load()
+        elif path.suffix == ".svg":
+            ElementTree.parse(path)
+        elif path.suffix in (".json", ".ipynb"):
+            json.loads(path.read_text())
+        names.append(path.name)
+    return names
+
+
+def test_an_interrupted_run_leaves_whole_files_and_the_next_run_completes(earlier_output):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) during start-up, then as soon
+    as the run has written a figure, then a hard kill of the run and its kernel: Ctrl-C ends with
+    exit 130 and one line, printed last, with no traceback; every file left is whole, the earlier
+    metrics.json is intact, a figure never has its PNG without its SVG, no executed notebook and
+    no temporary file appears (only SIGKILL may leave one); a fourth run then completes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    earlier_metrics = (earlier_output / "metrics.json").read_bytes()
+    (earlier_output / "figure.png").unlink()  # (the fixture's placeholder is not a real PNG)
+    command = [str(Path(sys.executable).parent / "rlvr-book"), "run", "gradient_gap", "--output-dir", str(earlier_output),
+               *SMALL_GRADIENT_GAP]  # ≈ 11 s to the first figure (kernel and imports), 5 s more to finish
+    for when, signal_name in (("start-up", "SIGINT"), ("figure", "SIGINT"), ("figure", "SIGKILL")):
+        started = time.time_ns()
+        # A shell without job control starts background jobs with SIGINT ignored, and children keep
+        # that: give the run the default disposition a terminal's foreground job has.
+        run = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.monotonic() + 300
+        if when == "start-up":  # in the middle of importing torch (where a KeyboardInterrupt once aborted)
+            maps = Path(f"/proc/{run.pid}/maps")
+            while (maps.exists() and "libtorch" not in maps.read_text(errors="replace")
+                   and run.poll() is None and time.monotonic() < deadline):
+                time.sleep(0.005)
+            if not maps.exists():
+                time.sleep(0.5)  # (no /proc: the imports take seconds)
+        while (when == "figure" and not [p for p in earlier_output.glob("*.png") if p.stat().st_mtime_ns > started]
+               and run.poll() is None and time.monotonic() < deadline):
+            time.sleep(0.01)
+        assert run.poll() is None, "the run ended before it could be interrupted"
+        os.killpg(run.pid, getattr(signal, signal_name))
+        _, err = run.communicate(timeout=120)
+        if signal_name == "SIGINT":
+            assert run.returncode == 130, err
+            last = err.strip().splitlines()[-1]
+            expected = "rlvr-book: run gradient_gap interrupted:" if when == "start-up" else "rlvr-book: gradient_gap interrupted:"
+            assert last.startswith(expected), err
+            assert "Traceback" not in err, err
+            assert not list(earlier_output.glob(".*.tmp")), "Ctrl-C left a temporary file"
+        else:
+            assert run.returncode == -signal.SIGKILL
+        left = complete_outputs(earlier_output)
+        assert (earlier_output / "metrics.json").read_bytes() == earlier_metrics, "metrics.json replaced mid-run"
+        assert "gradient_gap.ipynb" not in left, "the executed notebook appears only when the run completed"
+        figures = {name.rsplit(".", 1)[0] for name in left if name.endswith((".png", ".svg"))}
+        assert all(f"{stem}.png" in left and f"{stem}.svg" in left for stem in figures), left
+        assert figures or when == "start-up", left
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    metrics = json.loads((earlier_output / "metrics.json").read_text())
+    assert set(metrics["figures"]) <= set(complete_outputs(earlier_output))
+    assert all(claim["holds"] for claim in metrics["claims"])
+
+
+def test_ctrl_c_during_execute_all_stops_every_kernel_and_starts_no_other(tmp_path):
+    """Two notebooks executing (``--jobs 2``), a third queued: Ctrl-C ends with exit 130 and one
+    line, printed last, with no traceback; both kernels are gone, the queued notebook never
+    starts, and no executed notebook or cache key is written."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psutil
+
+    real_root = Path(__file__).resolve().parents[2]
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("_toc.yml", "_config.yml", "pyproject.toml"):
+        shutil.copy2(real_root / name, root / name)
+    for folder in ("book", "notebooks"):
+        shutil.copytree(real_root / folder, root / folder)
+
+    def kernels():  # papermill starts each kernel in the notebooks folder of the project it runs
+        found = []
+        for process in psutil.process_iter(["cmdline", "cwd"]):
+            if process.info["cwd"] == str(root / "notebooks") and "ipykernel_launcher" in " ".join(process.info["cmdline"] or []):
+                found.append(process)
+        return found
+
+    command = [str(Path(sys.executable).parent / "rlvr-book"), "execute-all", "--jobs", "2",
+               "token_theory", "figure1", "performance"]  # run longest first: performance waits
+    run = subprocess.Popen(command, cwd=root, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while len(kernels()) < 2 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.0)  # both kernels are past start-up and executing cells
+    assert run.poll() is None and len(kernels()) == 2, "two notebooks should be executing"
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("rlvr-book: execute-all interrupted:"), err
+    assert "Traceback" not in err, err
+    assert not kernels(), "a kernel outlived rlvr-book"
+    assert "[execute]  performance" not in out and "[done]" not in out, out
+    executed = root / "build" / "executed"
+    assert not list(executed.glob("*.ipynb")) and not list(executed.glob("*.key")), list(executed.iterdir())

@@ -1,0 +1,136 @@
+"""Caching of executions and of the book build (with a fake papermill and a fake Sphinx: these
+tests are about what gets re-run, not about running it)."""
+
+import json
+import shutil
+import subprocess
+
+import nbformat
+import pytest
+
+from rlvr_dynamics.book import runner
+from rlvr_dynamics.book.appendix import escape_markdown
+from rlvr_dynamics.book.registry import NOTEBOOKS
+from rlvr_dynamics.book.results import ClaimLog, write_metrics
+
+REAL_ROOT = runner.project_root()
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A copy of the project's sources in tmp_path, with papermill and jupyter-book replaced by
+    fakes that record what they were asked to do."""
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("_toc.yml", "_config.yml", "pyproject.toml"):
+        shutil.copy2(REAL_ROOT / name, root / name)
+    for folder in ("book", "notebooks", "src/rlvr_dynamics"):
+        shutil.copytree(REAL_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    executed, builds = [], []
+
+    def fake_execute(spec, parameters, output_notebook, root=None):
+        settings, config = spec.resolve(parameters)
+        claims = ClaimLog()
+        claims.check(f"{spec.name} holds", [1.0])
+        write_metrics(settings.output_dir, spec.name, settings, config, "cpu", {}, claims, [f"{spec.name}.png"])
+        output_notebook.parent.mkdir(parents=True, exist_ok=True)
+        source = (root / spec.source).read_text()  # the executed notebook carries its source
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(source)]), output_notebook)
+        executed.append(spec.name)
+        return output_notebook
+
+    def fake_sphinx(command, check, env):
+        html = root / "build" / "site" / "_build" / "html"
+        html.mkdir(parents=True, exist_ok=True)
+        (html / "index.html").write_text("<html></html>")
+        builds.append(command)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(runner, "project_root", lambda: root)
+    monkeypatch.setattr(runner, "execute_notebook", fake_execute)
+    monkeypatch.setattr(runner.subprocess, "run", fake_sphinx)
+    return root, executed, builds
+
+
+def build(executed, builds):
+    """(the notebooks executed, in book order; the number of Sphinx builds)"""
+    executed.clear()
+    builds.clear()
+    runner.build_book(log=lambda line: None)
+    return [name for name in NOTEBOOKS if name in executed], len(builds)
+
+
+def test_a_second_build_executes_and_rebuilds_nothing(project):
+    root, executed, builds = project
+    assert build(executed, builds) == (list(NOTEBOOKS), 1)
+    assert build(executed, builds) == ([], 0)
+
+
+def test_a_changed_notebook_re_executes_only_itself(project):
+    root, executed, builds = project
+    build(executed, builds)
+    source = root / "notebooks" / "figure1.md"
+    source.write_text(source.read_text() + "\nOne more sentence.\n")
+    assert build(executed, builds) == (["figure1"], 1)
+    assert build(executed, builds) == ([], 0)
+
+
+def test_a_changed_page_rebuilds_the_book_but_executes_nothing(project):
+    root, executed, builds = project
+    build(executed, builds)
+    page = root / "book" / "notation.md"
+    page.write_text(page.read_text() + "\nA new remark.\n")
+    assert build(executed, builds) == ([], 1)
+
+
+def edit(path):
+    path.write_text(path.read_text() + "\n# a comment changes the code digest\n")
+
+
+def test_lost_outputs_or_changed_code_re_execute(project):
+    root, executed, builds = project
+    build(executed, builds)
+    (root / "build" / "outputs" / "two_stage" / "metrics.json").unlink()
+    assert build(executed, builds) == (["two_stage"], 1)
+    edit(root / "src" / "rlvr_dynamics" / "engines" / "token_training.py")  # imported by the token-level chapter only
+    assert build(executed, builds)[0] == ["token_theory"]
+    edit(root / "src" / "rlvr_dynamics" / "engines" / "bandit.py")  # imported, through the notebook registry, by all
+    assert build(executed, builds)[0] == list(NOTEBOOKS)
+
+
+def test_code_no_notebook_imports_executes_nothing(project):
+    root, executed, builds = project
+    build(executed, builds)
+    for module in ("book/browser.py", "book/appendix.py", "book/cli.py", "book/runner.py", "book/determinism.py",
+                   "bench/lm.py", "bench/bandit.py"):
+        edit(root / "src" / "rlvr_dynamics" / module)
+    assert build(executed, builds) == ([], 0)
+
+
+def test_code_dependencies_follow_imports_transitively():
+    spec = NOTEBOOKS["figure2"]
+    files = {p.relative_to(REAL_ROOT).as_posix() for p in runner.code_dependencies(spec, REAL_ROOT)}
+    package = "src/rlvr_dynamics/"
+    assert {package + f for f in ("__init__.py", "chapters/figure2.py", "lm/grpo.py", "lm/warmup.py", "lm/experiment.py",
+                                  "book/registry.py", "book/params.py", "book/results.py", "book/plotting.py",
+                                  "config.py", "files.py")} <= files
+    assert not {package + f for f in ("book/runner.py", "book/cli.py", "book/browser.py", "bench/lm.py")} & files
+
+
+def test_the_appendix_is_regenerated_from_the_metrics(project):
+    root, executed, builds = project
+    build(executed, builds)
+    page = root / "build" / "site" / "book" / "reproducibility.md"
+    assert all(escape_markdown(f"{name} holds") in page.read_text() for name in NOTEBOOKS)
+    metrics_path = root / "build" / "outputs" / "figure1" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["claims"][0]["claim"] = "a claim recorded by a newer run"
+    metrics_path.write_text(json.dumps(metrics))
+    assert build(executed, builds) == ([], 1)
+    assert "a claim recorded by a newer run" in page.read_text()
+
+
+def test_execution_order_names_every_notebook_once():
+    assert sorted(runner.EXECUTION_ORDER) == sorted(NOTEBOOKS)
+    # two_stage reads the warm-up figure2 caches: it never starts before figure2
+    assert runner.EXECUTION_ORDER.index("figure2") < runner.EXECUTION_ORDER.index("two_stage")

@@ -1,0 +1,139 @@
+"""Tests of rlvr_dynamics.lm.grpo: the gap quantities by hand, the group-direction identity, and GRPO
+through TRL with tracking."""
+
+import math
+from dataclasses import replace
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from rlvr_dynamics.lm import grpo, model as lm_model
+
+
+def test_reward_scale_factors_by_hand():
+    rewards = torch.tensor([[1.0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]])
+    group_std = torch.tensor([0.5, 1 / math.sqrt(3), 0.0])  # unbiased: J(1−J)·G/(G−1), square-rooted
+    group_std = torch.tensor([math.sqrt(0.25 * 0.75 * 4 / 3), math.sqrt(0.25 * 4 / 3), 0.0])
+    cov = torch.tensor([0.1875, 0.25, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(grpo.reward_scale_factors(rewards, "none"), cov)
+    torch.testing.assert_close(grpo.reward_scale_factors(rewards, "group"), cov / (group_std.double() + 1e-4))
+    batch_std = rewards.double().flatten().std()
+    torch.testing.assert_close(grpo.reward_scale_factors(rewards, "batch"), cov / (batch_std + 1e-4))
+    with pytest.raises(ValueError, match="scale_rewards 'std' is unknown"):
+        grpo.reward_scale_factors(rewards, "std")
+
+
+def test_length_factor_by_hand():
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    assert grpo.length_factor(mask, "grpo", 8) == pytest.approx((1 / 2 + 1 / 4) / 2)
+    assert grpo.length_factor(mask, "dr_grpo", 8) == pytest.approx(1 / 8)
+    assert grpo.length_factor(mask, "dapo", 8) == grpo.length_factor(mask, "bnpo", 8) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="loss_type 'ppo' is unknown"):
+        grpo.length_factor(mask, "ppo", 8)
+
+
+def test_outcome_weights_by_hand():
+    rewards = torch.tensor([1.0, 0, 0, 1, 1, 1, 0, 0, 0])
+    groups = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])  # prompt 0 mixed (1 of 3), 1 all right, 2 all wrong
+    w_plus, w_minus, mixed = grpo.outcome_weights(rewards, groups)
+    assert mixed.tolist() == [0]
+    assert w_plus.tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert w_minus.tolist() == [0, 0.5, 0.5, 0, 0, 0, 0, 0, 0]
+    rewards = torch.tensor([1.0, 0, 1, 1, 0, 0])
+    groups = torch.tensor([0, 0, 0, 1, 1, 1])
+    w_plus, w_minus, mixed = grpo.outcome_weights(rewards, groups)
+    assert w_plus.tolist() == pytest.approx([0.25, 0, 0.25, 0.5, 0, 0])  # (1/2 per row)/2 prompts; (1/1)/2
+    assert w_minus.tolist() == pytest.approx([0, 0.5, 0, 0, 0.25, 0.25])
+
+
+@pytest.mark.parametrize("scale", grpo.SCALE_REWARDS)
+def test_group_direction_identity(sample_batch, tiny_model, tokenizer, scale):
+    prompts = ["12+30="] * 6
+    encoded, ids, mask = sample_batch(tiny_model, tokenizer, prompts, seed=1)
+    rewards = torch.tensor([1.0, 0, 0, 1, 0, 0])  # any labelling with both outcomes: the identity is algebra
+    left, right = grpo.group_identity_sides(tiny_model, encoded["input_ids"], encoded["attention_mask"], ids, mask,
+                                            rewards, scale)
+    assert float((left - right).norm() / right.norm()) < 1e-5
+    with pytest.raises(ValueError, match="both a correct and an incorrect"):
+        grpo.group_identity_sides(tiny_model, encoded["input_ids"], encoded["attention_mask"], ids, mask,
+                                  torch.ones(6), scale)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(num_generations=1), "num_generations = 1: GRPO needs at least 2"),
+    (dict(num_generations=3), "num_generations = 3 does not divide completions_per_step = 256"),
+    (dict(loss_type="ppo"), "loss_type 'ppo' is unknown"),
+    (dict(scale_rewards="std"), "scale_rewards 'std' is unknown"),
+    (dict(optimizer="lion"), "optimizer 'lion' is unknown"),
+    (dict(tracking="all"), "tracking 'all' is unknown"),
+    (dict(steps=0), "steps = 0: must be ≥ 1"),
+    (dict(lr_warmup_steps=-1), "lr_warmup_steps = -1"),
+    (dict(learning_rate=0.0), "learning_rate and temperature must be > 0"),
+    (dict(advantage_filter="sideways"), "advantage_filter 'sideways' is unknown"),
+])
+def test_run_config_rejects_bad_settings(change, message):
+    with pytest.raises(ValueError, match=message):
+        replace(grpo.GRPORunConfig(), **change).check()
+
+
+def _short_run(folder, arithmetic, **change):
+    train, validation = arithmetic
+    config = replace(grpo.GRPORunConfig(steps=4, completions_per_step=32, num_generations=4, max_completion_length=4,
+                                        per_prompt_every=2, eval_every=2, eval_problems=16, eval_samples=2), **change)
+    model, tokenizer = lm_model.load_model(folder)
+    return grpo.run_grpo(model, tokenizer, train, validation, config, seed=3)
+
+
+def test_grpo_run_records_every_step_and_the_gap_readings_agree(warm_folder, arithmetic):
+    run = _short_run(warm_folder, arithmetic)
+    steps = run.steps
+    assert steps["step"].tolist() == [1, 2, 3, 4]
+    assert run.evals["step"].tolist() == [0, 2, 4]
+    for column in ("grad_norm", "gap_estimate", "gap_norm", "g_plus_norm", "g_minus_norm", "step_length",
+                   "alignment", "alignment_cosine", "gradient_gap_cosine", "seconds"):
+        assert steps[column].notna().all(), column
+    assert steps["prompt_alignment_mean"].notna().tolist() == [False, True, False, True]
+    # (a) inverts the batch relation, so it lands near the measured ‖g⁺ − g⁻‖ (not equal: token normalization).
+    assert ((steps["gap_estimate"] / steps["gap_norm"]).between(0.5, 2)).all()
+    assert (steps["alignment_cosine"].abs() <= 1 + 1e-9).all() and (steps["gradient_gap_cosine"] > 0.5).all()
+    assert np.allclose(steps["alignment"], steps["alignment_cosine"] * steps["gap_norm"])
+    # The step length is the size of the actual update: AdamW's first step moves each weight by ≈ lr.
+    cumulative = run.cumulative()
+    assert cumulative["step"].tolist() == [0, 2, 4] and (cumulative.iloc[0][["estimate", "measured"]] == 0).all()
+    assert (cumulative["estimate"].diff().dropna() > 0).all()
+
+
+def test_grpo_run_is_deterministic_and_tracking_does_not_change_training(warm_folder, arithmetic):
+    measured = _short_run(warm_folder, arithmetic, steps=3)
+    again = _short_run(warm_folder, arithmetic, steps=3)
+    untracked = _short_run(warm_folder, arithmetic, steps=3, tracking="off")
+    columns = ["reward", "grad_norm", "gap_norm", "alignment"]
+    pd.testing.assert_frame_equal(measured.steps[columns], again.steps[columns])
+    assert measured.steps["reward"].tolist() == untracked.steps["reward"].tolist()
+    pd.testing.assert_frame_equal(measured.evals, untracked.evals)
+    assert "gap_estimate" not in untracked.steps and "gap_norm" not in untracked.steps
+
+
+@pytest.mark.parametrize("loss_type, scale", [("dr_grpo", "none"), ("dapo", "batch"), ("bnpo", "group")])
+def test_every_loss_type_and_scaling_runs(warm_folder, arithmetic, loss_type, scale):
+    run = _short_run(warm_folder, arithmetic, steps=2, loss_type=loss_type, scale_rewards=scale, tracking="estimate")
+    assert run.steps["gap_estimate"].notna().all() and run.meta["config"]["loss_type"] == loss_type
+
+
+@pytest.mark.parametrize("advantage_filter", grpo.ADVANTAGE_FILTERS)
+def test_advantage_filter_keeps_only_its_sign_and_evaluates_entropy(warm_folder, arithmetic, advantage_filter):
+    """GRPO-N ("negative") trains on negative advantages only; "positive" on positive ones."""
+    run = _short_run(warm_folder, arithmetic, steps=3, advantage_filter=advantage_filter)
+    steps = run.steps
+    mixed = steps["mixed_prompts"] > 0
+    assert mixed.any()
+    if advantage_filter == "negative":
+        assert (steps["advantage_max"] <= 0).all() and (steps.loc[mixed, "advantage_min"] < 0).all()
+        assert steps["gap_estimate"].isna().all()  # (a) assumes every completion updates
+    elif advantage_filter == "positive":
+        assert (steps["advantage_min"] >= 0).all() and (steps.loc[mixed, "advantage_max"] > 0).all()
+    else:
+        assert (steps.loc[mixed, "advantage_min"] < 0).all() and (steps.loc[mixed, "advantage_max"] > 0).all()
+        assert steps["gap_estimate"].notna().all()
+    assert (steps["updating_fraction"] <= 1).all()
+    assert run.evals["entropy"].between(0, math.log(258)).all()

@@ -1,0 +1,68 @@
+"""Tests of rlvr_dynamics.lm.scoring: padded log-probabilities, seeded sampling and entropy."""
+
+import math
+import pytest
+import torch
+from rlvr_dynamics.lm import scoring, task as lm_task
+
+
+
+
+def test_padded_batch_log_probs_match_each_prompt_alone(sample_batch, tiny_model, tokenizer):
+    prompts = ["1+2=", "123+456=", "Q: Ava has 3 pens.\nA: "]
+    encoded, ids, mask = sample_batch(tiny_model, tokenizer, prompts)
+    with torch.no_grad():
+        batched = scoring.completion_token_log_probs(tiny_model, encoded["input_ids"], encoded["attention_mask"], ids,
+                                                     mask)
+        for row, prompt in enumerate(prompts):
+            alone = tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
+            length = int(mask[row].sum())
+            single = scoring.completion_token_log_probs(tiny_model, alone["input_ids"], alone["attention_mask"],
+                                                        ids[row:row + 1, :length], mask[row:row + 1, :length])
+            torch.testing.assert_close(batched[row, :length], single[0], rtol=1e-5, atol=1e-5)
+            assert torch.all(batched[row, length:] == 0)
+            # TRL scores with input_ids + attention_mask only (no position ids): rotary positions are
+            # relative, so the left padding does not change the completion's log-probs either.
+            full_ids = torch.cat([encoded["input_ids"][row:row + 1], ids[row:row + 1]], 1)
+            full_mask = torch.cat([encoded["attention_mask"][row:row + 1], mask[row:row + 1]], 1)
+            logits = tiny_model(input_ids=full_ids, attention_mask=full_mask).logits[0, -ids.shape[1] - 1:-1]
+            trl_style = torch.log_softmax(logits, -1).gather(-1, ids[row].unsqueeze(-1)).squeeze(-1)
+            torch.testing.assert_close(trl_style[:length], single[0], rtol=1e-5, atol=1e-5)
+
+
+def test_sequence_log_prob_equals_a_token_by_token_loop(sample_batch, tiny_model, tokenizer):
+    encoded, ids, mask = sample_batch(tiny_model, tokenizer, ["5+5="])
+    with torch.no_grad():
+        total = scoring.sequence_log_probs(tiny_model, encoded["input_ids"], encoded["attention_mask"], ids, mask)
+        context, expected = encoded["input_ids"][0].tolist(), 0.0
+        for token in ids[0, :int(mask[0].sum())].tolist():
+            logits = tiny_model(torch.tensor([context])).logits[0, -1].double()
+            expected += float(torch.log_softmax(logits, -1)[token])
+            context.append(token)
+    assert math.isclose(float(total), expected, rel_tol=1e-5)
+
+
+def test_sampling_is_seeded_and_masks_after_the_first_eos(sample_batch, tiny_model, tokenizer):
+    prompts = ["1+1="] * 64
+    _, ids, mask = sample_batch(tiny_model, tokenizer, prompts, seed=7, length=5)
+    _, ids_again, _ = sample_batch(tiny_model, tokenizer, prompts, seed=7, length=5)
+    assert torch.equal(ids, ids_again)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    for row, row_mask in zip(ids.tolist(), mask.tolist()):
+        if eos in row:
+            end = row.index(eos)
+            assert row_mask == [1] * (end + 1) + [0] * (len(row) - end - 1)
+            assert all(t == pad for t in row[end + 1:])
+        else:
+            assert row_mask == [1] * len(row)  # truncated: every token counts
+    with pytest.raises(ValueError, match="temperature"):
+        scoring.sample_completions(tiny_model, ids, mask, 2, eos, pad, torch.Generator(), temperature=0)
+
+
+def test_sampled_entropy_is_the_mean_token_entropy(tiny_model, tokenizer):
+    problems = lm_task.generate_problems("arithmetic", 4, seed=1, digits=1)
+    accuracy, entropy = scoring.sampled_accuracy_and_entropy(tiny_model, tokenizer, problems, 2, 3,
+                                                             torch.Generator().manual_seed(0))
+    again = scoring.sampled_accuracy(tiny_model, tokenizer, problems, 2, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(accuracy, again) and entropy.shape == (4,)
+    assert (entropy > 0).all() and (entropy <= math.log(258) + 1e-9).all()
