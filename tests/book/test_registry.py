@@ -5,8 +5,8 @@ import ast
 import jupytext
 import pytest
 
-from rlvr_dynamics.book.registry import NOTEBOOKS, notebook_spec, resolve_parameters
 from rlvr_dynamics.book.params import COMMON_PARAMETERS, PRESETS
+from rlvr_dynamics.book.registry import NOTEBOOKS, notebook_spec, resolve_parameters
 from rlvr_dynamics.config import ParameterError
 from rlvr_dynamics.files import project_root
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import warnings
+
 import numpy as np
 import pytest
 import torch
+
 from rlvr_dynamics.chapters import figure1
 from rlvr_dynamics.engines import bandit
 from rlvr_dynamics.engines.bandit import BanditSpec, EmptyBandWarning, make_bandits, simulate
-from _helpers import F64, assert_close, t
 
+from _helpers import F64, assert_close, t
 
 TINY = BanditSpec(dim=4, arms=6, pool_size=5, eval_size=7, init_scale=1.0)
 

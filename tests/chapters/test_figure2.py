@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import special
+
 from rlvr_dynamics.chapters import figure2
 from rlvr_dynamics.lm import grpo
 

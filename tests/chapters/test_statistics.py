@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pytest
-from rlvr_dynamics.chapters import token_theory as tt
+
 from rlvr_dynamics.chapters import statistics
+from rlvr_dynamics.chapters import token_theory as tt
 
 
 def test_lengths_grid_and_slope_interval_of_exact_power_laws():

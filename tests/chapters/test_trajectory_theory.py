@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pytest
 import torch
-from rlvr_dynamics.chapters import trajectory_theory as theory
+
 from rlvr_dynamics.chapters import statistics
+from rlvr_dynamics.chapters import trajectory_theory as theory
+
 from _helpers import F64
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from rlvr_dynamics.chapters import two_stage as ts
 
+from rlvr_dynamics.chapters import two_stage as ts
 
 F64 = torch.float64
 

@@ -8,16 +8,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+
 import numpy as np
 import pytest
 import torch
-from rlvr_dynamics.chapters import figure1
-from rlvr_dynamics.theory import bounds
-from rlvr_dynamics.engines.bandit import BanditSpec, EmptyBandWarning, make_bandits, simulate
-from rlvr_dynamics.theory.policies import bandit_gradient_gap, bandit_log_policy
-from _helpers import F64, assert_close, t
-from rlvr_dynamics.engines import bandit
 
+from rlvr_dynamics.chapters import figure1
+from rlvr_dynamics.engines import bandit
+from rlvr_dynamics.engines.bandit import BanditSpec, EmptyBandWarning, make_bandits, simulate
+from rlvr_dynamics.theory import bounds
+from rlvr_dynamics.theory.policies import bandit_gradient_gap, bandit_log_policy
+
+from _helpers import F64, assert_close, t
 
 TINY = BanditSpec(dim=4, arms=6, pool_size=5, eval_size=7, init_scale=1.0)
 
@@ -192,7 +194,7 @@ def test_one_step_equals_autograd(seed, alpha):
     assert_close(result.step_size, t([alpha]))
 
     # Gap alignment Δμ_x(0) = ⟨∇J/‖∇J‖, gap_x⟩ at every evaluation context.
-    gaps_eval = torch.stack([autograd_gap(theta0, x, y) for x, y in zip(eval_x, eval_best)])  # (E, d, N)
+    gaps_eval = torch.stack([autograd_gap(theta0, x, y) for x, y in zip(eval_x, eval_best, strict=True)])  # (E, d, N)
     assert_close(gaps_eval, bandit_gradient_gap(theta0, eval_x, one_hot(eval_best, TINY.arms)), rtol=1e-10)
     alignment = torch.einsum("dn,edn->e", grad / grad_norm, gaps_eval)
     positive = alignment.clamp_min(0)

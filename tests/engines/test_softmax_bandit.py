@@ -4,13 +4,14 @@ the gradient gap, entropy and the batched simulation.
 """
 
 import math
+
 import numpy as np
 import pytest
 import torch
-from rlvr_dynamics.chapters import two_stage as ts
-from rlvr_dynamics.theory import logit_dynamics
-from rlvr_dynamics.engines import softmax_bandit
 
+from rlvr_dynamics.chapters import two_stage as ts
+from rlvr_dynamics.engines import softmax_bandit
+from rlvr_dynamics.theory import logit_dynamics
 
 F64 = torch.float64
 

@@ -5,13 +5,14 @@ and the Theorem-2 instance.
 from __future__ import annotations
 
 import math
+
 import pytest
 import torch
-from rlvr_dynamics.engines import three_response
-from rlvr_dynamics.theory import gaps
-from rlvr_dynamics.theory import bounds
-from _helpers import F64, assert_close, t
 
+from rlvr_dynamics.engines import three_response
+from rlvr_dynamics.theory import bounds, gaps
+
+from _helpers import F64, assert_close, t
 
 STATES = torch.tensor([[0.0, 0.0, 0.3], [1.0, -2.0, 0.5], [-3.0, 1.0, 1.2], [2.0, 0.4, -0.4]], dtype=F64)
 

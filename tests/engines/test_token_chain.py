@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from rlvr_dynamics.theory import estimators, gaps, markov
-from rlvr_dynamics.theory.policies import TokenPolicy
-from rlvr_dynamics.theory import bounds
-from rlvr_dynamics.engines import token_chain
-from _helpers import F64, assert_close, t
 
+from rlvr_dynamics.engines import token_chain
+from rlvr_dynamics.theory import bounds, estimators, gaps, markov
+from rlvr_dynamics.theory.policies import TokenPolicy
+
+from _helpers import F64, assert_close, t
 
 V = 4
 

@@ -5,14 +5,15 @@ bigram chain, replayed by hand, seeded, and raising J.
 from __future__ import annotations
 
 import math
+
 import pytest
 import torch
-from rlvr_dynamics.theory import estimators, markov
-from rlvr_dynamics.engines import token_training
-from rlvr_dynamics.theory.policies import TokenPolicy
-from rlvr_dynamics.engines import token_chain
-from _helpers import F64, assert_close, t
 
+from rlvr_dynamics.engines import token_chain, token_training
+from rlvr_dynamics.theory import estimators, markov
+from rlvr_dynamics.theory.policies import TokenPolicy
+
+from _helpers import F64, assert_close, t
 
 V = 4
 

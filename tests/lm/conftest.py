@@ -3,7 +3,10 @@ warmed-up checkpoint."""
 
 import pytest
 import torch
-from rlvr_dynamics.lm import scoring, model as lm_model, task as lm_task
+
+from rlvr_dynamics.lm import model as lm_model
+from rlvr_dynamics.lm import scoring
+from rlvr_dynamics.lm import task as lm_task
 from rlvr_dynamics.lm.warmup import WarmupConfig, supervised_warmup
 
 

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from rlvr_dynamics import files
-from rlvr_dynamics.lm import experiment, model as lm_model, task as lm_task
+from rlvr_dynamics.lm import experiment
+from rlvr_dynamics.lm import model as lm_model
+from rlvr_dynamics.lm import task as lm_task
 
 
 def _config(**change):
@@ -50,7 +52,7 @@ def test_experiment_reads_a_local_jsonl_and_a_local_model_folder(tmp_path, tiny_
     folder, warmup, count = experiment.prepare_model(config, train, validation, 0, "cpu", tmp_path / "start")
     assert warmup is None and count == lm_model.parameter_count(tiny_model)
     loaded, _ = lm_model.load_model(folder)
-    assert all(torch.equal(p, q) for p, q in zip(loaded.parameters(), tiny_model.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(loaded.parameters(), tiny_model.parameters(), strict=True))
     with pytest.raises(ValueError, match="has only 40 problems"):
         experiment.load_problems(replace(config, validation_size=40, problems=100_000), seed=0)
 

@@ -3,11 +3,14 @@ through TRL with tracking."""
 
 import math
 from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from rlvr_dynamics.lm import grpo, model as lm_model
+
+from rlvr_dynamics.lm import grpo
+from rlvr_dynamics.lm import model as lm_model
 
 
 def test_reward_scale_factors_by_hand():

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from rlvr_dynamics.lm import model as lm_model
 
 
@@ -20,7 +21,7 @@ def test_build_model_is_seeded_and_leaves_the_global_rng_alone(tokenizer):
     a, b = (lm_model.build_model("ci", tokenizer, seed=5) for _ in range(2))
     c = lm_model.build_model("ci", tokenizer, seed=6)
     assert torch.equal(torch.random.get_rng_state(), state)
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert not torch.equal(next(a.parameters()), next(c.parameters()))
     assert a.config.model_type == "qwen2" and 100_000 < lm_model.parameter_count(a) < 200_000
     with pytest.raises(ValueError, match="model preset 'huge' is unknown"):

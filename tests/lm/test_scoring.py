@@ -1,11 +1,12 @@
 """Tests of rlvr_dynamics.lm.scoring: padded log-probabilities, seeded sampling and entropy."""
 
 import math
+
 import pytest
 import torch
-from rlvr_dynamics.lm import scoring, task as lm_task
 
-
+from rlvr_dynamics.lm import scoring
+from rlvr_dynamics.lm import task as lm_task
 
 
 def test_padded_batch_log_probs_match_each_prompt_alone(sample_batch, tiny_model, tokenizer):
@@ -48,7 +49,7 @@ def test_sampling_is_seeded_and_masks_after_the_first_eos(sample_batch, tiny_mod
     _, ids_again, _ = sample_batch(tiny_model, tokenizer, prompts, seed=7, length=5)
     assert torch.equal(ids, ids_again)
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    for row, row_mask in zip(ids.tolist(), mask.tolist()):
+    for row, row_mask in zip(ids.tolist(), mask.tolist(), strict=True):
         if eos in row:
             end = row.index(eos)
             assert row_mask == [1] * (end + 1) + [0] * (len(row) - end - 1)

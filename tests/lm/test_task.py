@@ -2,7 +2,9 @@
 
 import json
 from fractions import Fraction
+
 import pytest
+
 from rlvr_dynamics.lm import task as lm_task
 
 

@@ -5,13 +5,15 @@ Assumption 1 (which hold and are approached), and the bounds of Section 4 by han
 from __future__ import annotations
 
 import math
+
 import pytest
 import torch
+
+from rlvr_dynamics.engines import token_chain
 from rlvr_dynamics.theory import bounds
 from rlvr_dynamics.theory.policies import bandit_log_policy, bandit_scores
-from _helpers import F64, assert_close, t
-from rlvr_dynamics.engines import token_chain
 
+from _helpers import F64, assert_close, t
 
 # ----------------------------------------------------------------------------------------------
 # Theorem 1 bounds and Assumption 1 constants

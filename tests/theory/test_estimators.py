@@ -5,12 +5,15 @@ sampled. float64 throughout.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pytest
 import torch
+
 from rlvr_dynamics.chapters import gradient_gap
 from rlvr_dynamics.theory import estimators, gaps
 from rlvr_dynamics.theory.policies import TokenPolicy
+
 from _helpers import F64, assert_close, t
 
 

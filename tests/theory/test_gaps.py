@@ -8,14 +8,16 @@ Everything is float64.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pytest
 import torch
-from rlvr_dynamics.theory import gaps
-from rlvr_dynamics.chapters.gradient_gap import random_token_policies
-from rlvr_dynamics.theory.policies import TokenPolicy, bandit_log_policy, bandit_scores
-from _helpers import F64, assert_close, t
 
+from rlvr_dynamics.chapters.gradient_gap import random_token_policies
+from rlvr_dynamics.theory import gaps
+from rlvr_dynamics.theory.policies import TokenPolicy, bandit_log_policy, bandit_scores
+
+from _helpers import F64, assert_close, t
 
 INF = math.inf
 

@@ -3,8 +3,10 @@ linearisation and the exploration rate (TS6).
 """
 
 import math
+
 import pytest
 import torch
+
 from rlvr_dynamics.theory import logit_dynamics
 
 F64 = torch.float64

@@ -7,13 +7,15 @@ float64, small V and T, explicit generators.
 from __future__ import annotations
 
 import math
+
 import pytest
 import torch
+
+from rlvr_dynamics.engines import token_chain
 from rlvr_dynamics.theory import estimators, gaps, markov
 from rlvr_dynamics.theory.policies import EOS, TokenPolicy, contains_token_reward
-from rlvr_dynamics.engines import token_chain
-from _helpers import F64, assert_close, t
 
+from _helpers import F64, assert_close, t
 
 V = 4
 LOG2 = math.log(2.0)
@@ -159,7 +161,7 @@ VERIFIER_CASES = [
 
 def test_verifier_reward_by_hand():
     for tokens, length, answer, expected in VERIFIER_CASES:
-        for kind, value in zip(markov.VERIFIERS, expected):
+        for kind, value in zip(markov.VERIFIERS, expected, strict=True):
             verifier = markov.Verifier(kind, V, answer_token=answer)
             reward = verifier.reward(torch.tensor([tokens]), torch.tensor([length]))
             assert reward.dtype == F64
@@ -188,7 +190,7 @@ def _reference_reward(kind, body, answer):
 def test_verifier_reward_matches_python_reference_on_every_response():
     policy = bigram(6)
     tokens, lengths = policy.enumerate_responses()
-    bodies = [row[: int(ell) - 1].tolist() for row, ell in zip(tokens, lengths)]
+    bodies = [row[: int(ell) - 1].tolist() for row, ell in zip(tokens, lengths, strict=True)]
     for kind in markov.VERIFIERS:
         for answer in (1, 3):
             reward = markov.Verifier(kind, V, answer_token=answer).reward(tokens, lengths)

@@ -25,9 +25,8 @@ from rlvr_dynamics.theory.policies import (
     contains_token_reward,
     random_reward,
 )
+
 from _helpers import F64, assert_close, t
-
-
 
 # ----------------------------------------------------------------------------------------------
 # Bandit
@@ -76,7 +75,7 @@ def test_bandit_scores_equal_autograd_jacobian():
     scores = bandit_scores(theta, context)  # (n, N, d·N)
     assert scores.shape == (3, 5, 20)
     for i in range(3):
-        jac = torch.autograd.functional.jacobian(lambda th: bandit_log_policy(th, context[i]), theta[i])  # (N, d, N)
+        jac = torch.autograd.functional.jacobian(lambda th, i=i: bandit_log_policy(th, context[i]), theta[i])  # (N, d, N)
         assert_close(scores[i], jac.flatten(-2))
 
 
@@ -146,11 +145,11 @@ def test_enumerate_responses_lists_each_response_once(vocab, length):
     assert lengths.shape == (policy.n_responses,)
     assert tokens.dtype == lengths.dtype == torch.long
     expected = itertools_responses(vocab, length)
-    listed = [tuple(row[: int(ell)].tolist()) for row, ell in zip(tokens, lengths)]
+    listed = [tuple(row[: int(ell)].tolist()) for row, ell in zip(tokens, lengths, strict=True)]
     assert len(set(listed)) == len(listed)  # no duplicates
     assert sorted(listed) == sorted(expected)  # every response
     assert listed == expected  # and in the documented order (by length, then lexicographic)
-    for row, ell in zip(tokens, lengths):
+    for row, ell in zip(tokens, lengths, strict=True):
         ell = int(ell)
         assert 1 <= ell <= length
         assert row[ell - 1] == EOS  # the response ends with EOS
@@ -217,7 +216,7 @@ def test_log_prob_matches_manual_numpy_computation():
     W = theta[: (v + 1) * v].numpy().reshape(v + 1, v)
     B = theta[(v + 1) * v :].numpy().reshape(T, v)
     expected = []
-    for row, ell in zip(tokens.tolist(), lengths.tolist()):
+    for row, ell in zip(tokens.tolist(), lengths.tolist(), strict=True):
         prev, total = v, 0.0  # BOS is row V
         for step in range(ell):
             logits = W[prev] + B[step]

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlvr_dynamics.engines import bandit
 from rlvr_dynamics.config import ParameterError
+from rlvr_dynamics.engines import bandit
 from rlvr_dynamics.files import package_versions, write_json_atomic
 
 STEPS = 2000
@@ -94,7 +94,7 @@ def sweep_workload(baseline_runs: int, steps: int = STEPS) -> dict:
     subset = np.linspace(0, n_configs - 1, baseline_runs).round().astype(int)
     bandits64, alphas = batched["float64"][2], np.tile(SWEEP_STEP_SIZES, SWEEP_SEEDS)
     numpy_s, engine_single_s = 0.0, 0.0
-    errors = {name: 0.0 for name in batched}
+    errors = dict.fromkeys(batched, 0.0)
     for row in subset:
         seconds, reference = _timed(bandit.simulate_reference_numpy, bandits64, int(row), float(alphas[row]), steps)
         numpy_s += seconds

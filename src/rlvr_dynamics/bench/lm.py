@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from rlvr_dynamics.lm import experiment, grpo, model as lm_model
 from rlvr_dynamics.files import package_versions, write_json_atomic
+from rlvr_dynamics.lm import experiment, grpo
+from rlvr_dynamics.lm import model as lm_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rlvr_dynamics.book.registry import NOTEBOOKS
 from rlvr_dynamics.book.params import COMMON_PARAMETERS, NotebookSpec
+from rlvr_dynamics.book.registry import NOTEBOOKS
 from rlvr_dynamics.files import write_bytes_atomic
 
 APPENDIX_PAGE = "book/reproducibility.md"

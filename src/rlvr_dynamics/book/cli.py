@@ -35,8 +35,8 @@ def _format_value(value) -> str:
 
 
 def command_list(_args) -> int:
-    from rlvr_dynamics.book.registry import NOTEBOOKS
     from rlvr_dynamics.book.params import PRESETS
+    from rlvr_dynamics.book.registry import NOTEBOOKS
 
     for spec in NOTEBOOKS.values():
         print(f"{spec.name}: {spec.title}  [{spec.source}]")
@@ -47,7 +47,7 @@ def command_list(_args) -> int:
             rows.append((param.name, param.kind, _format_value(param.default), *presets, param.describe_range()))
         widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
         for row in (header, *rows):
-            print("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+            print("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         for param in spec.parameters:
             print(f"    {param.name}: {param.help}")
         print()
@@ -74,8 +74,8 @@ def _collect_parameters(spec, args) -> dict:
 
 def command_run(args) -> int:
     from rlvr_dynamics.book.registry import notebook_spec
-    from rlvr_dynamics.config import ParameterError
     from rlvr_dynamics.book.runner import execute_notebook
+    from rlvr_dynamics.config import ParameterError
 
     spec = notebook_spec(args.name)
     values = _collect_parameters(spec, args)
@@ -137,9 +137,9 @@ def command_build(args) -> int:
 def command_re_record(args) -> int:
     from rlvr_dynamics.book import reference
     from rlvr_dynamics.book.registry import NOTEBOOKS, notebook_spec
+    from rlvr_dynamics.book.runner import book_parameters, build_dir
     from rlvr_dynamics.config import ParameterError
     from rlvr_dynamics.files import project_root
-    from rlvr_dynamics.book.runner import book_parameters, build_dir
 
     root = project_root()
     names = args.names or list(NOTEBOOKS)
@@ -161,7 +161,8 @@ def command_re_record(args) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from rlvr_dynamics.bench import bandit as bench_bandit, lm as bench_lm
+    from rlvr_dynamics.bench import bandit as bench_bandit
+    from rlvr_dynamics.bench import lm as bench_lm
     from rlvr_dynamics.book.params import PRESETS
 
     parser = OneLineParser(prog="rlvr-book", description=__doc__.splitlines()[0])

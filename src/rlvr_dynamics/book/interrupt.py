@@ -21,6 +21,7 @@ the one line last and exits with 130.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -95,10 +96,8 @@ def stop_children(wait: bool = True, grace_s: float = CHILD_GRACE_S) -> int:
     if wait:
         _, alive = psutil.wait_procs(children, timeout=grace_s)
         for child in alive:
-            try:
+            with contextlib.suppress(psutil.Error):  # it ended meanwhile
                 child.kill()
-            except psutil.Error:
-                pass
         psutil.wait_procs(alive, timeout=grace_s)
     return len(children)
 

@@ -74,8 +74,11 @@ class NotebookSpec:
         name: short name used by ``rlvr-book run NAME``.
         title: the chapter title.
         source: the jupytext MyST file, relative to the repository root.
-        config: frozen dataclass of the chapter parameters (fields declared with :func:`parameter`).
+        config: frozen dataclass of the chapter parameters (fields declared with
+            :func:`rlvr_dynamics.config.parameter`).
         presets: preset name → dict of every config field's value.
+        findings_measured_at: the presets at whose settings the chapter's empirical findings were
+            measured (:meth:`enforces_findings`).
     """
 
     name: str
@@ -83,6 +86,7 @@ class NotebookSpec:
     source: str
     config: type
     presets: Mapping[str, Mapping[str, Any]]
+    findings_measured_at: tuple[str, ...] = ("ci",)
 
     def __post_init__(self):
         names = {f.name for f in dataclasses.fields(self.config)}
@@ -90,6 +94,16 @@ class NotebookSpec:
             given = set(self.presets.get(preset, {}))
             if given != names:
                 raise TypeError(f"{self.name}: preset {preset!r} must set exactly {sorted(names)}, sets {sorted(given)}")
+        unknown = set(self.findings_measured_at) - set(PRESETS)
+        if unknown:
+            raise TypeError(f"{self.name}: findings_measured_at names unknown presets {sorted(unknown)}")
+
+    def enforces_findings(self, config: Any) -> bool:
+        """The book's one rule for empirical findings: a finding the prose states is enforced (a
+        broken one fails the run) when the run's config is that of a preset at which the findings
+        were measured, and only recorded otherwise. Facts — identities, theorems, implementation
+        checks — are enforced under every parameter."""
+        return any(config == self.config(**self.presets[preset]) for preset in self.findings_measured_at)
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:

@@ -17,23 +17,24 @@ from rlvr_dynamics.chapters import (
 )
 from rlvr_dynamics.config import ParameterError
 
-# name, chapter title, config dataclass, presets; the source is notebooks/NAME.md and the chapter's
-# module chapters/NAME.py. Book order.
+# name, chapter title, config dataclass, presets, the presets at which the chapter's empirical findings
+# were measured (default: ci); the source is notebooks/NAME.md and the chapter's module chapters/NAME.py.
+# Book order.
 _CHAPTERS = (
     ("gradient_gap", "Problem set-up and the Gradient Gap", gradient_gap.GradientGapConfig, gradient_gap.PRESETS),
     ("trajectory_theory", "Trajectory-level theory: Lemma 1, Theorems 1–2, Corollary 1",
      trajectory_theory.TrajectoryConfig, trajectory_theory.PRESETS),
     ("token_theory", "Token-level theory: response length, Theorems 3–4 and length normalization",
      token_theory.TokenConfig, token_theory.PRESETS),
-    ("figure1", "Figure 1: REINFORCE on contextual bandits", figure1.Figure1Config, figure1.PRESETS),
+    ("figure1", "Figure 1: REINFORCE on contextual bandits", figure1.Figure1Config, figure1.PRESETS, ("ci", "paper")),
     ("figure2", "Figure 2: GRPO on language models", figure2.Figure2Config, figure2.PRESETS),
     ("two_stage", "Two-stage dynamics and negative-only gradients (GRPO-N)", two_stage.TwoStageConfig,
      two_stage.PRESETS),
     ("performance", "Appendix: performance", performance.PerformanceConfig, performance.PRESETS),
 )
 NOTEBOOKS: dict[str, NotebookSpec] = {
-    name: NotebookSpec(name=name, title=title, source=f"notebooks/{name}.md", config=config, presets=presets)
-    for name, title, config, presets in _CHAPTERS
+    name: NotebookSpec(name, title, f"notebooks/{name}.md", config, presets, *measured_at)
+    for name, title, config, presets, *measured_at in _CHAPTERS
 }
 
 

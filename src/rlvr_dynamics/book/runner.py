@@ -35,10 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from rlvr_dynamics.book import appendix, interrupt
-from rlvr_dynamics.book.registry import NOTEBOOKS
 from rlvr_dynamics.book.params import NotebookSpec
-from rlvr_dynamics.files import project_root
-from rlvr_dynamics.files import package_versions, write_bytes_atomic
+from rlvr_dynamics.book.registry import NOTEBOOKS
+from rlvr_dynamics.files import package_versions, project_root, write_bytes_atomic
 
 OFFLINE_ENVIRONMENT = {
     "HF_HUB_OFFLINE": "1",

@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from rlvr_dynamics.config import parameter
 from rlvr_dynamics.engines import bandit
 from rlvr_dynamics.theory import bounds
-from rlvr_dynamics.config import parameter
 
 CONVERGED_LEVEL = 0.9
 """A context has *converged* when J_x(K) ≥ 0.9 and is *stuck* when J_x(K) ≤ 0.1."""

@@ -12,12 +12,16 @@ Identity (10): ∇_θ J = J (1 − J) (g⁺ − g⁻). Three independent computa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 import torch
+from scipy import stats
 
-from rlvr_dynamics.theory import estimators, gaps
 from rlvr_dynamics.config import parameter
+from rlvr_dynamics.theory import DTYPE, estimators, gaps
 from rlvr_dynamics.theory.policies import (
     TokenPolicy,
     bandit_gradient_gap,
@@ -26,8 +30,6 @@ from rlvr_dynamics.theory.policies import (
     bandit_scores,
     random_reward,
 )
-
-DTYPE = torch.float64
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,8 @@ class TokenInstances:
     lengths: torch.Tensor
 
 
-def random_token_policies(policy: TokenPolicy, n: int, theta_scale: float, generator: torch.Generator) -> TokenInstances:
+def random_token_policies(policy: TokenPolicy, n: int, theta_scale: float,
+                          generator: torch.Generator) -> TokenInstances:
     """θ ~ N(0, scale²) and a random verifier per instance (success fraction ~ U(0.1, 0.9))."""
     device = generator.device
     tokens, lengths = policy.enumerate_responses(device)
@@ -228,7 +231,8 @@ def monte_carlo_bias_test(
         estimates = monte_carlo_gradient(score, reward, unbiased)  # (repeats, D)
         standard_error = estimates.std(0) / repeats**0.5
         deviation = estimates.mean(0) - exact
-        result[name] = torch.where(standard_error > 0, deviation / torch.where(standard_error > 0, standard_error, 1.0), 0.0)
+        safe_error = torch.where(standard_error > 0, standard_error, 1.0)
+        result[name] = torch.where(standard_error > 0, deviation / safe_error, 0.0)
     return result
 
 
@@ -301,3 +305,256 @@ def exact_pair_estimator_mean(instances: TokenInstances, index: int) -> torch.Te
         difference = score[block, None, :] - score[None, :, :]  # (b, R, D)
         total += torch.einsum("br,brd->d", weight, difference)
     return total
+
+
+# ----------------------------------------------------------------------------------------------
+# The chapter's checks: margins (≥ 0 when the claim holds), headline numbers, tables and summaries
+# ----------------------------------------------------------------------------------------------
+
+IDENTITY_TOLERANCE = 1e-10
+"""Largest relative error of a float64 closed form against autograd that counts as equal."""
+MASS_TOLERANCE = 1e-12
+"""Largest |Σ_o π(o) − 1| over the enumerated responses."""
+MC_SLOPE_RANGE = (-0.65, -0.35)
+"""The fitted log-log slope of the Monte-Carlo error must lie here (theory: −½)."""
+MC_STREAMS = 8
+"""Independent sample streams whose relative errors are averaged in the convergence check."""
+MC_FAMILY_LEVEL = 1e-3
+"""Family-wise level of the Bonferroni-corrected z test of unbiasedness."""
+VARIANT_NAMES = {"reinforce": "REINFORCE", "grpo": "GRPO", "dr_grpo": "Dr. GRPO"}
+
+
+def token_scores(instances: TokenInstances) -> tuple[torch.Tensor, torch.Tensor]:
+    """log π (n, R) and the scores (n, R, D) of every enumerated response of every instance."""
+    return instances.policy.log_prob_and_score(instances.theta, instances.tokens, instances.lengths)
+
+
+def total_mass_margins(instances: TokenInstances) -> torch.Tensor:
+    """MASS_TOLERANCE − |Σ_o π(o) − 1| per instance: the enumeration lists every response. (n,)"""
+    log_prob, _ = token_scores(instances)
+    return MASS_TOLERANCE - (log_prob.exp().sum(-1) - 1).abs()
+
+
+def describe_instances(instances: TokenInstances, config: GradientGapConfig) -> str:
+    """The sizes of the chapter's two policy families, and how far Σπ is from 1."""
+    policy = instances.policy
+    log_prob, _ = token_scores(instances)
+    return "\n".join([
+        f"token policy: V={policy.vocab_size}, T={policy.max_length}, R={policy.n_responses} responses, "
+        f"D={policy.n_params} parameters",
+        f"bandits: d={config.bandit_dim}, N={config.bandit_arms}, D={config.bandit_dim * config.bandit_arms}",
+        f"max |Σπ − 1| = {float((log_prob.exp().sum(-1) - 1).abs().max()):.0e}",
+    ])
+
+
+def identity_margins(bandit: dict[str, torch.Tensor], token: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Identity (10), closed form against autograd, per check: IDENTITY_TOLERANCE − relative error. (n,) each."""
+    return {
+        "bandits, O(dN) closed form x⊗(π⁺−π⁻)": IDENTITY_TOLERANCE - bandit["error_closed_form"],
+        "bandits, generic eq. (8) on dense scores": IDENTITY_TOLERANCE - bandit["error_generic"],
+        "token-level policies, closed-form scores": IDENTITY_TOLERANCE - token["error_closed_form"],
+    }
+
+
+def eq4_margins(bandit: dict[str, torch.Tensor], token: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Eq. (4) with the exact baseline against autograd, bandits then token policies. (n_b + n_t,)"""
+    return IDENTITY_TOLERANCE - torch.cat([bandit["error_eq4"], token["error_eq4"]])
+
+
+def score_identity_margins(instances: TokenInstances) -> torch.Tensor:
+    """Step 2 of the proof of (10), J g⁺ + (1 − J) g⁻ = 0: IDENTITY_TOLERANCE − ‖J g⁺ + (1 − J) g⁻‖/‖g⁺‖. (n,)"""
+    log_prob, score = token_scores(instances)
+    g_plus, g_minus = gaps.conditional_score_means(log_prob, score, instances.reward)
+    success = gaps.success_probability(log_prob, instances.reward)[:, None]  # (n, 1)
+    residual = torch.linalg.vector_norm(success * g_plus + (1 - success) * g_minus, dim=-1)
+    return IDENTITY_TOLERANCE - residual / torch.linalg.vector_norm(g_plus, dim=-1)
+
+
+def identity_headline(bandit: dict[str, torch.Tensor], token: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The worst relative error of the closed forms, per family."""
+    return {
+        "identity_worst_relative_error_bandit": float(torch.cat([bandit["error_closed_form"],
+                                                                 bandit["error_generic"]]).max()),
+        "identity_worst_relative_error_token": float(token["error_closed_form"].max()),
+    }
+
+
+def identity_summary(bandit: dict[str, torch.Tensor], token: dict[str, torch.Tensor]) -> str:
+    """The range of J and the order of magnitude of the worst relative error, per family."""
+    def below(value: float) -> str:
+        return f"below 1e-{-math.floor(math.log10(max(value, 1e-300)))}"
+
+    worst = identity_headline(bandit, token)
+    return "\n".join([
+        f"success rates J: bandits {float(bandit['J'].min()):.3f} … {float(bandit['J'].max()):.3f}, "
+        f"token policies {float(token['J'].min()):.3f} … {float(token['J'].max()):.3f}",
+        f"worst relative error, {len(bandit['J'])} bandits: {below(worst['identity_worst_relative_error_bandit'])}",
+        f"worst relative error, {len(token['J'])} token policies: "
+        f"{below(worst['identity_worst_relative_error_token'])}",
+    ])
+
+
+@dataclass(frozen=True)
+class MonteCarloStudy:
+    """Check 3 of identity (10) on one instance: the exact n = 2 mean, the n^(−1/2) convergence of
+    the corrected estimate, and the z test of unbiasedness (and of the plug-in's bias)."""
+
+    index: int
+    value: float
+    exact_pair_error: float  # ‖E[plug-in at n = 2] − ½∇J‖/‖∇J‖, by enumeration of every pair
+    sizes: list[int]
+    relative_error: torch.Tensor  # (len(sizes),), mean over MC_STREAMS streams
+    slope: float
+    slope_stderr: float
+    group: int
+    repeats: int
+    z_corrected: torch.Tensor  # (D,)
+    z_plug_in: torch.Tensor  # (D,)
+    z_critical: float
+
+    def pair_margins(self) -> list[float]:
+        return [IDENTITY_TOLERANCE - self.exact_pair_error]
+
+    def slope_margins(self) -> list[float]:
+        return [self.slope - MC_SLOPE_RANGE[0], MC_SLOPE_RANGE[1] - self.slope]
+
+    def unbiased_margins(self) -> list[float]:
+        return [self.z_critical - float(self.z_corrected.abs().max())]
+
+    def bias_detected_margins(self) -> list[float]:
+        return [float(self.z_plug_in.abs().max()) - self.z_critical]
+
+    def headline(self) -> dict[str, object]:
+        return dict(mc_slope=self.slope, mc_slope_interval=[self.slope - 2 * self.slope_stderr,
+                                                            self.slope + 2 * self.slope_stderr],
+                    mc_max_abs_z_corrected=float(self.z_corrected.abs().max()),
+                    mc_max_abs_z_plug_in=float(self.z_plug_in.abs().max()), mc_z_critical=self.z_critical)
+
+    def summary(self) -> str:
+        low, high = self.headline()["mc_slope_interval"]
+        return "\n".join([
+            f"instance {self.index}: J = {self.value:.3f}",
+            f"relative error at n = {self.sizes[0]} … {self.sizes[-1]}: "
+            + ", ".join(f"{e:.3f}" for e in self.relative_error.tolist()),
+            f"fitted log-log slope {self.slope:.3f} (±2 s.e.: {low:.3f} … {high:.3f}); theory −0.5",
+            f"{self.repeats} estimates at n = {self.group}, {int((self.z_corrected != 0).sum())} parameters: "
+            f"max |z| corrected {float(self.z_corrected.abs().max()):.2f}, plug-in "
+            f"{float(self.z_plug_in.abs().max()):.2f}, bound {self.z_critical:.2f}",
+        ])
+
+
+def monte_carlo_study(instances: TokenInstances, autograd: torch.Tensor, max_samples: int, repeats: int,
+                      generator: torch.Generator) -> MonteCarloStudy:
+    """Check 3 on the instance whose J is closest to ½ (both regions sampled often). ``autograd``
+    (n, D) is ∇J of every instance; draws from ``generator``: the convergence streams, then the
+    ``repeats`` groups of n = 2 of the z test."""
+    index = most_balanced_instance(instances)
+    exact = autograd[index]
+    pair_mean = exact_pair_estimator_mean(instances, index)
+    pair_error = float(torch.linalg.vector_norm(pair_mean - 0.5 * exact) / torch.linalg.vector_norm(exact))
+    sizes = np.unique(np.logspace(2, math.log10(max_samples), 7).astype(int)).tolist()
+    curves = [monte_carlo_convergence(instances, index, exact, sizes, generator)["relative_error"]
+              for _ in range(MC_STREAMS)]
+    relative = torch.stack(curves).mean(0)  # (len(sizes),)
+    fit = stats.linregress(np.log(sizes), np.log(relative.cpu().numpy()))
+    group = 2  # where the plug-in's bias (1 − 1/n)∇J is largest
+    z_scores = monte_carlo_bias_test(instances, index, exact, group, repeats, generator)
+    active = int((z_scores["corrected"] != 0).sum())
+    z_critical = float(stats.norm.ppf(1 - MC_FAMILY_LEVEL / (2 * active)))
+    log_prob = instances.policy.log_prob(instances.theta, instances.tokens, instances.lengths)
+    value = float(gaps.success_probability(log_prob, instances.reward)[index])
+    return MonteCarloStudy(index, value, pair_error, sizes, relative, fit.slope, fit.stderr, group, repeats,
+                           z_scores["corrected"], z_scores["plug_in"], z_critical)
+
+
+def unit_cosine_margins(exact: dict[str, torch.Tensor], variant: str) -> torch.Tensor:
+    """The population direction of ``variant`` is the gap's: IDENTITY_TOLERANCE − |cosine − 1|. (n,)"""
+    return IDENTITY_TOLERANCE - (exact[f"{variant}_cosine"] - 1).abs()
+
+
+def reinforce_step_margins(exact: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Eq. (20), REINFORCE form: η/α = J(1 − J)‖g⁺ − g⁻‖. IDENTITY_TOLERANCE − |ratio − 1|. (n,)"""
+    value = exact["J"]
+    return IDENTITY_TOLERANCE - (exact["reinforce_step_per_lr"] / (value * (1 - value) * exact["gap_norm"]) - 1).abs()
+
+
+def bandit_grpo_margins(instances: BanditInstances) -> torch.Tensor:
+    """GRPO on bandits (|o| = 1): cosine 1 with the gap and ‖g_GRPO‖ = √(J(1 − J))‖g⁺ − g⁻‖. (2n,)"""
+    log_prob = bandit_log_policy(instances.theta, instances.context)  # (n, N)
+    score = bandit_scores(instances.theta, instances.context)  # (n, N, dN)
+    update = estimators.expected_direction(log_prob, score, instances.reward, torch.ones_like(log_prob), "grpo")
+    gap = gaps.gradient_gap(log_prob, score, instances.reward)
+    value = gaps.success_probability(log_prob, instances.reward)
+    direction, norm = estimators.normalize_direction(update)
+    gap_norm = torch.linalg.vector_norm(gap, dim=-1)
+    return torch.cat([IDENTITY_TOLERANCE - (gaps.gap_alignment(direction, gap) / gap_norm - 1).abs(),
+                      IDENTITY_TOLERANCE - (norm / ((value * (1 - value)).sqrt() * gap_norm) - 1).abs()])
+
+
+def grpo_tilt_margins(exact: dict[str, torch.Tensor]) -> torch.Tensor:
+    """GRPO's population direction with varying lengths: 0 < cosine < 1 − 1e-6. min of both sides. (n,)"""
+    cosine = exact["grpo_cosine"]
+    return torch.minimum(cosine, 1 - 1e-6 - cosine)
+
+
+def sampled_alignment_cosines(instances: TokenInstances, group_size: int, n_groups: int,
+                              generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """:func:`sampled_alignments` of every instance in turn: variant → (instances, groups) cosines."""
+    per_instance = [sampled_alignments(instances, index, group_size, n_groups, generator)
+                    for index in range(len(instances.theta))]
+    return {variant: torch.stack([cosines[variant] for cosines in per_instance]) for variant in estimators.VARIANTS}
+
+
+def alignment_table(exact: dict[str, torch.Tensor], sampled: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """Per variant: the exact cosine (min over instances), the mean sampled cosine, P(Δμ > 0 | an
+    update) and P(no update)."""
+    rows = []
+    for variant in ("reinforce", "grpo", "dr_grpo"):
+        cosine = sampled[variant]
+        updated = ~cosine.isnan()
+        rows.append({
+            "variant": VARIANT_NAMES[variant],
+            "exact cosine (min over instances)": float(exact[f"{variant}_cosine"].min()),
+            "sampled cosine (mean)": float(cosine[updated].mean()),
+            "P(Δμ > 0 | update)": float((cosine[updated] > 0).double().mean()),
+            "P(no update)": float((~updated).double().mean()),
+        })
+    return pd.DataFrame(rows).set_index("variant")
+
+
+def alignment_headline(exact: dict[str, torch.Tensor], table: pd.DataFrame) -> dict[str, object]:
+    """The table, GRPO's smallest exact cosine, and GRPO's effective step over REINFORCE's at the largest J."""
+    top = int(exact["J"].argmax())
+    return {"alignment": table.to_dict(orient="index"), "grpo_exact_cosine_min": float(exact["grpo_cosine"].min()),
+            "grpo_over_reinforce_step_at_max_J": float(exact["grpo_step_per_lr"][top]
+                                                       / exact["reinforce_step_per_lr"][top]),
+            "max_J": float(exact["J"][top])}
+
+
+def identity_frames(bandit: dict[str, torch.Tensor], token: dict[str, torch.Tensor]
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For the figure: every coordinate of both sides of (10) (family, autograd, closed form), and the
+    relative error of every instance per check."""
+    scatter = pd.concat([
+        pd.DataFrame({"autograd ∇J": result["autograd"].flatten().cpu(),
+                      "J(1−J)(g⁺−g⁻), closed form": result["closed_form"].flatten().cpu(), "family": family})
+        for family, result in (("bandits", bandit), ("token policies", token))
+    ])
+    errors = pd.concat([
+        pd.DataFrame({"relative error": bandit["error_closed_form"].cpu(), "check": "bandit, O(dN) form"}),
+        pd.DataFrame({"relative error": bandit["error_generic"].cpu(), "check": "bandit, dense scores"}),
+        pd.DataFrame({"relative error": token["error_closed_form"].cpu(), "check": "token policies"}),
+    ])
+    return scatter, errors
+
+
+def alignment_frames(exact: dict[str, torch.Tensor], sampled: dict[str, torch.Tensor]
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For the figure: the cosine of every sampled update that moved (variant, cosine), and the
+    effective step per unit α and gap norm of every exact update (J, η/α, variant)."""
+    variants = ("reinforce", "grpo", "dr_grpo")
+    cosines = pd.concat([pd.DataFrame({"cosine with the gap": sampled[v][~sampled[v].isnan()].cpu(),
+                                       "variant": VARIANT_NAMES[v]}) for v in variants])
+    steps = pd.concat([pd.DataFrame({"J": exact["J"].cpu(), "η/α": exact[f"{v}_step_per_lr"].cpu()
+                                     / exact["gap_norm"].cpu(), "variant": VARIANT_NAMES[v]}) for v in variants])
+    return cosines, steps

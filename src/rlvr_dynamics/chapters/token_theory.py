@@ -13,6 +13,7 @@ import torch
 
 from rlvr_dynamics.config import parameter
 from rlvr_dynamics.theory import DTYPE, markov
+
 LEARNING_RATES = (1.0, 10.0, 100.0, 1000.0)  # the fixed learning rates of the sampled training
 
 

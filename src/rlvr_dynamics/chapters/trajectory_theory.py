@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlvr_dynamics.theory.bounds import CURVATURE
 from rlvr_dynamics.config import parameter
+from rlvr_dynamics.theory.bounds import CURVATURE
 
 SWEEP_RANGE = (1e-4, 1.0)
 PHASES = ("converges", "stagnates", "collapses")

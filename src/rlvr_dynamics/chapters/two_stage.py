@@ -19,6 +19,7 @@ from rlvr_dynamics.engines.softmax_bandit import REWARD_MODELS, SoftmaxBandit
 from rlvr_dynamics.lm import experiment
 from rlvr_dynamics.theory.logit_dynamics import SCALES
 
+
 def switch_steps(high_mass: torch.Tensor, steps: torch.Tensor, drop: float = 0.1) -> np.ndarray:
     """End of the exploitation stage: the step at which the explored high-reward mass π_H peaks,
     counted once π_H has fallen to (1 − drop) × its running maximum. NaN (censored) when it never

@@ -231,7 +231,7 @@ def make_bandits(spec: BanditSpec, seeds: Sequence[int], steps: int, device: str
         theta0 = spec.init_scale * torch.randn(spec.dim, spec.arms, generator=generator, dtype=torch.float64)
         uniforms = torch.rand(steps, generator=generator, dtype=torch.float64)
         rows.append((beta, contexts, theta0, uniforms))
-    beta, contexts, theta0, uniforms = (torch.stack(t) for t in zip(*rows))
+    beta, contexts, theta0, uniforms = (torch.stack(t) for t in zip(*rows, strict=True))
     best_arm = torch.bmm(contexts, beta).argmax(-1)  # (B, P + E): reward 1 for the argmax arm only
     if dtype not in DTYPES.values():
         raise ValueError(f"parameter 'dtype' = {dtype!r} is unknown: allowed {', '.join(DTYPES)}")

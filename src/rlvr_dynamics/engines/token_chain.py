@@ -143,10 +143,7 @@ def simulate(policy: TokenPolicy, verifier: markov.Verifier, theta: torch.Tensor
         else:
             hessian = markov.log_odds_hessian(policy, theta, verifier)
             candidates = overshoot_candidates(gap, hessian, alignment)  # (B, 2, D)
-        if rule == "overshoot":
-            delta_mu = alignment
-        else:
-            delta_mu = (direction * gap).sum(-1)
+        delta_mu = alignment if rule == "overshoot" else (direction * gap).sum(-1)
         if step_rule == "theorem3":
             eta = theorem3_step_bound(delta_mu, result.log_failure, policy.max_length, psi1)
         else:

@@ -20,7 +20,9 @@ import torch
 
 from rlvr_dynamics.config import parameter, split_list
 from rlvr_dynamics.files import cache_folder
-from rlvr_dynamics.lm import grpo, model as lm_model, task as lm_task
+from rlvr_dynamics.lm import grpo
+from rlvr_dynamics.lm import model as lm_model
+from rlvr_dynamics.lm import task as lm_task
 from rlvr_dynamics.lm.warmup import WarmupConfig, WarmupResult, supervised_warmup
 
 
@@ -99,7 +101,7 @@ class LMExperimentConfig:
                                  "allowed 0 < learning rate ≤ 1")
         configs = []
         for index in range(runs):
-            pick = lambda values: values[index if len(values) > 1 else 0]  # noqa: E731
+            pick = lambda values, index=index: values[index if len(values) > 1 else 0]  # noqa: E731
             config = grpo.GRPORunConfig(
                 loss_type=pick(loss_types), scale_rewards=pick(scales), learning_rate=pick(rates),
                 advantage_filter=pick(filters),

@@ -159,7 +159,7 @@ def group_identity_sides(model, prompt_ids, prompt_mask, completion_ids, complet
 
 def _flat(tensors, params) -> torch.Tensor:
     return torch.cat([(t if t is not None else torch.zeros_like(p)).reshape(-1).double()
-                      for t, p in zip(tensors, params)])
+                      for t, p in zip(tensors, params, strict=True)])
 
 
 def outcome_weights(rewards: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -9,7 +9,6 @@ same code path loads the small model saved to disk, or Qwen2.5 on a GPU machine.
 from __future__ import annotations
 
 import contextlib
-
 import os
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,0 +1,132 @@
+"""The chapter context: what every notebook sets up first and writes last.
+
+A notebook's first code cell is ``chapter = Chapter.start("NAME", locals())``: it validates the
+parameters (a ``ValueError`` naming any bad one), resolves the device, creates the output folder,
+sets the plotting theme and keeps the run's claim log, headline numbers, figures and timings. The
+notebook then checks claims — :meth:`Chapter.check` for facts (always enforced),
+:meth:`Chapter.finding` for the empirical findings its prose states (enforced by the one rule of
+:meth:`~rlvr_dynamics.book.params.NotebookSpec.enforces_findings`), :meth:`Chapter.record` for
+observations that are never enforced — and its last cell is ``chapter.finish()``: it writes
+``metrics.json``, shows the claims and fails the run if an enforced claim does not hold.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rlvr_dynamics.book.params import NotebookSpec, RunSettings
+from rlvr_dynamics.book.plotting import save_figure, set_theme
+from rlvr_dynamics.book.registry import notebook_spec
+from rlvr_dynamics.book.results import Claim, ClaimLog, write_metrics
+from rlvr_dynamics.devices import resolve_device
+
+QUIET_ENVIRONMENT = {
+    "HF_HUB_OFFLINE": "1",  # never reach for the network
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # no timing bars in the outputs nbval compares
+    "TRANSFORMERS_VERBOSITY": "error",
+}
+
+
+@dataclass
+class Chapter:
+    """One execution of a chapter notebook.
+
+    Attributes:
+        spec: the notebook's registry entry.
+        settings: the validated common parameters (preset, seed, device, output folder).
+        config: the chapter's validated config.
+        device: the torch device the run uses.
+        claims: every claim checked so far.
+        headline: the chapter's headline numbers (``metrics.json``: ``headline``).
+        figures: the files of every figure saved so far.
+        timings: the notebook's own timings of its parts, in seconds (``metrics.json``: ``timings_s``).
+    """
+
+    spec: NotebookSpec
+    settings: RunSettings
+    config: Any
+    device: torch.device
+    claims: ClaimLog = field(default_factory=ClaimLog)
+    headline: dict[str, Any] = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, name: str, values: Mapping[str, Any]) -> Chapter:
+        """Validate the notebook's parameters (its ``locals()``) and set the run up."""
+        for variable, value in QUIET_ENVIRONMENT.items():
+            os.environ.setdefault(variable, value)
+        # tqdm.auto warns "IProgress not found" once, at whichever cell first imports it: silence it so
+        # that reruns print the same outputs.
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        spec = notebook_spec(name)
+        settings, config = spec.resolve(values)
+        device = resolve_device(settings.device)
+        settings.output_dir.mkdir(parents=True, exist_ok=True)
+        set_theme()
+        chapter = cls(spec, settings, config, device)
+        print(f"preset={settings.preset} seed={settings.seed} device={device.type} "
+              f"findings enforced: {chapter.findings_enforced}")
+        return chapter
+
+    @property
+    def findings_enforced(self) -> bool:
+        """Whether this run's empirical findings are enforced (the book's one rule)."""
+        return self.spec.enforces_findings(self.config)
+
+    def generator(self, offset: int | None = None, device: str | torch.device | None = None) -> torch.Generator:
+        """An explicitly seeded stream (never the global RNG) on ``device`` (default: the run's):
+        seeded with the run's seed, or with ``seed · 1000 + offset`` for one stream per experiment."""
+        seed = self.settings.seed if offset is None else self.settings.seed * 1_000 + offset
+        return torch.Generator(device=self.device if device is None else device).manual_seed(seed)
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Time the block into :attr:`timings` [``name``] (seconds; left out when runs are compared)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = time.perf_counter() - start
+
+    def check(self, claim: str, margins, detail: str = "") -> Claim:
+        """A fact (identity, theorem, implementation check): enforced under every parameter.
+        ``margins`` has one entry per case, each ≥ 0 when the claim holds."""
+        return self.claims.check(claim, margins, detail)
+
+    def finding(self, claim: str, margins, detail: str = "") -> Claim:
+        """An empirical finding the prose states: enforced where it was measured
+        (:attr:`findings_enforced`), recorded elsewhere."""
+        return self.claims.check(claim, margins, detail, enforced=self.findings_enforced)
+
+    def record(self, claim: str, margins, detail: str = "") -> Claim:
+        """An observation the prose reports but does not claim: recorded, never enforced."""
+        return self.claims.check(claim, margins, detail, enforced=False)
+
+    def show(self, fig, name: str) -> None:
+        """Save ``fig`` as ``name``.png and .svg in the output folder, record it, and display it."""
+        import matplotlib.pyplot as plt
+
+        self.figures += save_figure(fig, self.settings.output_dir, name)
+        plt.show()
+
+    def finish(self) -> None:
+        """Write ``metrics.json``, show the claims, and fail the run if an enforced claim is broken."""
+        import pandas as pd
+        from IPython.display import display
+
+        write_metrics(self.settings.output_dir, self.spec.name, self.settings, self.config, str(self.device),
+                      self.headline, self.claims, self.figures, self.timings)
+        with pd.option_context("display.max_colwidth", 90, "display.float_format", "{:.3g}".format):
+            display(self.claims.table())
+        self.claims.assert_all()
