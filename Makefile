@@ -12,7 +12,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Notebooks executed at a time (papermill and nbval), each kernel on one thread (runner.BOOK_THREADS).
 JOBS ?= 2
 
-.PHONY: book test unit notebooks nbval site book-checks browser bench bench-lm venv lock clean
+.PHONY: book test lint unit notebooks nbval site book-checks browser bench bench-lm venv lock clean
 
 venv: $(STAMP)
 
@@ -27,10 +27,15 @@ $(STAMP): requirements-lock.txt pyproject.toml
 book: $(STAMP)
 	$(BIN)/rlvr-book build --jobs $(JOBS)
 
-## test: everything CI runs — unit tests, papermill + nbval on every notebook (and the determinism check),
+## test: everything CI runs — the architecture and lint checks, unit tests, papermill + nbval on every notebook (and the determinism check),
 ## strict book build, HTML checks and every page in headless Chromium (skipped, saying how to install it,
 ## where there is no Chromium: `make browser`)
-test: unit notebooks nbval site book-checks
+test: lint unit notebooks nbval site book-checks
+
+## lint: the package's layers (import-linter contracts in pyproject.toml) and ruff
+lint: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check src tests
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not built_book and not determinism and not reference" tests

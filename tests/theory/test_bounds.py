@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from rlvr_dynamics.engines import token_chain
+from rlvr_dynamics.engines import three_response, token_chain
 from rlvr_dynamics.theory import bounds
 from rlvr_dynamics.theory.policies import bandit_log_policy, bandit_scores
 
@@ -145,7 +145,8 @@ def test_theorem4_window_and_largest_alignment_by_hand():
     assert low == pytest.approx(0.12, rel=1e-14)
     assert high == pytest.approx(1 / (2 * math.sqrt(10)), rel=1e-14)
     assert bounds.theorem4_largest_alignment(4) == pytest.approx(math.sqrt(10) / 240, rel=1e-14)
-    assert bounds.theorem4_window(0.01, 4, smoothness=1.0, score_bound=2.0)[0] == pytest.approx(120 * 0.01 / 20, rel=1e-14)
+    low = bounds.theorem4_window(0.01, 4, smoothness=1.0, score_bound=2.0)[0]
+    assert low == pytest.approx(120 * 0.01 / 20, rel=1e-14)
 
 
 def test_log_odds_change_bound_by_hand():
@@ -164,3 +165,49 @@ def test_effective_and_safe_steps_by_hand():
     assert_close(bounds.safe_step(alignment, value, psi1), 0.3 * 0.8 / 4)
     with pytest.raises(ValueError):
         bounds.effective_step("ppo", alignment, value, psi1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Lemma 1's remainder and Corollary 1
+# ----------------------------------------------------------------------------------------------
+
+
+def test_lemma1_remainder_bound_by_hand():
+    # softmax constants: L_o + 8G_o² = 0.5 + 8·2 = 16.5
+    assert_close(bounds.lemma1_remainder_bound(t([0.1, 2.0])), t([0.165, 66.0]), rtol=1e-14)
+    assert_close(bounds.lemma1_remainder_bound(t(0.5), smoothness=t(1.0), score_bound=t(0.5)), t(0.75))
+
+
+def test_lemma1_remainder_bounds_the_three_response_log_odds_and_a_too_small_constant_does_not():
+    logits = three_response.instance_logits(torch.tensor([0.2, 0.6]))
+    runs = three_response.simulate(logits, 30, "gap", t([0.3, 0.8]))
+    residual = (runs.log_odds_change - runs.alignment * runs.step).abs()
+    assert bool((residual <= bounds.lemma1_remainder_bound(runs.step) + 1e-12).all())
+    # the constant cannot be dropped: without it the remainder is not bounded at these steps
+    assert bool((residual > 1e-3 * runs.step**2).any())
+
+
+def test_corollary1_step_and_bound_by_hand():
+    # Δμ = 1: min{1/(2·16.5), 1/(2√0.5)} = 1/33
+    assert bounds.corollary1_step(1.0) == pytest.approx(1 / 33, rel=1e-15)
+    # a huge uniform gap: the 1/(2√L_o) cap binds
+    assert bounds.corollary1_step(1e3) == pytest.approx(1 / (2 * math.sqrt(0.5)), rel=1e-15)
+    # log(1 − J_K) ≤ log((1 − J₀)/J₀) − ½ΔμηK; J₀ = ½, Δμ = 2, η = 0.1, K = 0, 5 → 0, −0.5
+    steps = torch.arange(0, 10, 5, dtype=F64)
+    assert_close(bounds.corollary1_log_failure_bound(t(0.0), 2.0, 0.1, steps), t([0.0, -0.5]), atol=1e-15)
+
+
+def test_corollary1_holds_on_the_uniform_gap_and_fails_above_its_rate():
+    """On the three-response softmax the gap direction has Δμ ≥ √(3/2) at every step (a uniform gap):
+    at the corollary's step, 1 − J_K stays below the bound; a bound with twice the rate is broken."""
+    uniform_gap = math.sqrt(1.5)
+    eta = bounds.corollary1_step(uniform_gap)
+    runs = three_response.simulate(three_response.instance_logits(torch.tensor([0.1, 0.5, 0.9])), 400, "gap",
+                                   torch.full((3,), eta, dtype=F64))
+    assert bool((runs.alignment >= uniform_gap - 1e-12).all())
+    steps = torch.arange(401, dtype=F64)[:, None]
+    log_failure = -torch.nn.functional.softplus(runs.log_odds)
+    assert bool((log_failure <= bounds.corollary1_log_failure_bound(runs.log_odds[0], uniform_gap, eta, steps)
+                 + 1e-12).all())
+    too_fast = bounds.corollary1_log_failure_bound(runs.log_odds[0], uniform_gap, 4 * eta, steps)
+    assert bool((log_failure > too_fast).any())

@@ -77,6 +77,13 @@ def bandit_smoothness_bound(context_norm: torch.Tensor) -> torch.Tensor:
     return context_norm**2 / 2
 
 
+def lemma1_remainder_bound(step: torch.Tensor, smoothness: torch.Tensor | float = SMOOTHNESS,
+                           score_bound: torch.Tensor | float = SCORE_BOUND) -> torch.Tensor:
+    """Lemma 1, inequality (16): |f(θ_{k+1}) − f(θ_k) − Δμ_k η_k| ≤ (L_o + 8G_o²) η_k², the bound on
+    the second-order remainder of one step of the log-odds f = log J/(1 − J). Broadcasts."""
+    return (smoothness + 8 * torch.as_tensor(score_bound) ** 2) * step**2
+
+
 def corollary1_step(alignment: float, smoothness: float = SMOOTHNESS, score_bound: float = SCORE_BOUND) -> float:
     """Corollary 1's largest constant step: min{Δμ/(2(L_o + 8G_o²)), 1/(2√L_o)} for a uniform gap Δμ."""
     return min(alignment / (2 * (smoothness + 8 * score_bound**2)), 1 / (2 * math.sqrt(smoothness)))
