@@ -120,12 +120,15 @@ class Chapter:
         self.figures += save_figure(fig, self.settings.output_dir, name)
         plt.show()
 
-    def finish(self) -> None:
-        """Write ``metrics.json``, show the claims, and fail the run if an enforced claim is broken."""
+    def finish(self, device: str | None = None) -> None:
+        """Write ``metrics.json``, show the claims, and fail the run if an enforced claim is broken.
+        ``device`` is what ``metrics.json`` records as the device used (default: the run's; ``"n/a"``
+        for a page that computes nothing)."""
         import pandas as pd
         from IPython.display import display
 
-        write_metrics(self.settings.output_dir, self.spec.name, self.settings, self.config, str(self.device),
+        write_metrics(self.settings.output_dir, self.spec.name, self.settings, self.config,
+                      str(self.device) if device is None else device,
                       self.headline, self.claims, self.figures, self.timings)
         with pd.option_context("display.max_colwidth", 90, "display.float_format", "{:.3g}".format):
             display(self.claims.table())

@@ -6,8 +6,9 @@ Layout under ``build/`` (never committed):
   the cache key it was executed under (notebook source, parameters, package versions, the
   source of the :mod:`rlvr_dynamics` modules it imports: :func:`code_dependencies`);
 - ``build/outputs/NAME/``        its figures (PNG + SVG) and ``metrics.json``;
-- ``build/site/``                the staged book source (config, pages, executed notebooks, and
-  the reproducibility appendix generated from the ``metrics.json`` files);
+- ``build/site/``                the staged book source (config, pages, executed notebooks, the
+  reproducibility appendix generated from the ``metrics.json`` files, and the page *Where each
+  result lives* generated from :mod:`rlvr_dynamics.book.result_index`);
 - ``build/site/_build/html/``    the HTML book, and ``build/site/_build/source.key`` the digest of
   the staged source it was built from: an unchanged source is not rebuilt.
 
@@ -34,7 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rlvr_dynamics.book import appendix, interrupt
+from rlvr_dynamics.book import appendix, interrupt, result_index
 from rlvr_dynamics.book.params import NotebookSpec
 from rlvr_dynamics.book.registry import NOTEBOOKS
 from rlvr_dynamics.files import package_versions, project_root, write_bytes_atomic
@@ -253,6 +254,7 @@ def stage_site(root: Path | None = None) -> Path:
             raise FileNotFoundError(f"{executed} is missing: run `rlvr-book execute-all` first")
         shutil.copy2(executed, notebooks / f"{name}.ipynb")
     appendix.write_appendix(site, build_dir(root) / "outputs")
+    result_index.write_page(site, root)
     return site
 
 

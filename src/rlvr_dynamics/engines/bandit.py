@@ -379,7 +379,7 @@ def _choose_training_contexts(pool_value: torch.Tensor, uniforms: torch.Tensor, 
 def simulate(bandits: ContextualBandits, step_sizes, steps: int, band: Sequence[float] = (0.2, 0.8),
              fallback: str = "pool", record_every: int = 1, progress: bool = False,
              compile: bool = False, update: str = "reinforce") -> BanditTrajectories:
-    """Run exact REINFORCE on every row of ``bandits`` for ``steps`` steps.
+    """Section 5.1: run exact REINFORCE on every row of ``bandits`` for ``steps`` steps.
 
     Args:
         bandits: B problems (:func:`make_bandits`, possibly ``.repeat``-ed for a step-size grid).

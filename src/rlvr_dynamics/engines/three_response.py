@@ -75,7 +75,8 @@ def negative_variance(logits: torch.Tensor, direction: torch.Tensor) -> torch.Te
 
 
 def direction(logits: torch.Tensor, rule: str, alignment: torch.Tensor | None = None) -> torch.Tensor:
-    """The unit update direction w_k of a rule (module docstring). logits (..., 3); alignment (...)
+    """Theorem 2's construction (rule ``"overshoot"``) and the other rules: the unit update direction
+    w_k of a rule (module docstring). logits (..., 3); alignment (...)
     is the target Δμ for ``"overshoot"`` and ``"benign"`` (0 < Δμ ≤ ‖g⁺ − g⁻‖) → (..., 3)."""
     if rule not in DIRECTION_RULES:
         raise ValueError(f"parameter 'direction' = {rule!r} is unknown: allowed {', '.join(map(repr, DIRECTION_RULES))}")

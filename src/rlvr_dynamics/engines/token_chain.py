@@ -78,7 +78,7 @@ def make_instances(vocab_size: int, max_length: int, verifier_kind: str, initial
 
 
 def overshoot_candidates(gap: torch.Tensor, hessian: torch.Tensor, alignment: torch.Tensor) -> torch.Tensor:
-    """The two Theorem-4 directions cos φ ĝ ± sin φ n (module docstring). gap (B, D), hessian
+    """Theorem 4's adversary: the two directions cos φ ĝ ± sin φ n (module docstring). gap (B, D), hessian
     (B, D, D), alignment (B,) → (B, 2, D)."""
     gap_norm = torch.linalg.vector_norm(gap, dim=-1, keepdim=True)
     unit_gap = gap / gap_norm

@@ -36,7 +36,7 @@ def expected_direction(
     variant: str,
     group_size: int | None = None,
 ) -> torch.Tensor:
-    """The population update g(π) of each variant (unnormalised). Shape (..., D).
+    """Eqs. (4), (5) and Dr. GRPO: the population update g(π) of each variant (unnormalised). Shape (..., D).
 
     - reinforce: Σ_o π(o) (r − J) ∇log π(o) = ∇J, eq. (4);
     - grpo: Σ_o π(o) (r − J)/σ · ∇log π(o)/|o| with σ = √(J(1−J)), eq. (5); zero when σ = 0;
@@ -105,7 +105,7 @@ def sampled_direction(
 
 
 def normalize_direction(update: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split an update g into the unit direction w = g/‖g‖ and its norm ‖g‖ (so η_k = α‖g‖).
+    """Eq. (3): split an update g into the unit direction w = g/‖g‖ and its norm ‖g‖ (so η_k = α‖g‖).
 
     update (..., D) → w (..., D), norm (...); w = 0 where g = 0.
     """

@@ -69,7 +69,7 @@ def log_odds(log_prob: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
 
 
 def conditional_log_policy(log_prob: torch.Tensor, reward: torch.Tensor, positive: bool) -> torch.Tensor:
-    """log π⁺_θ(o | q) (``positive=True``, eq. 7a) or log π⁻_θ(o | q) (eq. 7b). Shape (..., R).
+    """Eq. (7): log π⁺_θ(o | q) (``positive=True``, 7a) or log π⁻_θ(o | q) (7b). Shape (..., R).
 
     −inf outside the region; an empty region gives −inf everywhere (π± undefined).
     """

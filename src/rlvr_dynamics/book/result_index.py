@@ -1,0 +1,234 @@
+"""Where each result lives: one table mapping every result the book states — its number in the
+paper (or the book's own name for it) and the label under which a chapter states it — to the
+function that implements it and the test that fails when it is wrong.
+
+The table is the one home of that mapping: ``tests/book/test_result_index.py`` checks that every
+function and test exists, that every label is defined in its chapter and that every docstring opens
+with the result's number; the book renders it as the page *Where each result lives*
+(:func:`render_page`, generated when the book is staged), whose cross-references the strict build
+resolves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PAGE = "book/result_index.md"
+TESTS = "tests/"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One result the book states.
+
+    Attributes:
+        number: the paper's number for it ("eq. (10)", "Theorem 1(b)"; "Yao et al. Lemma 1" for the
+            companion paper; "book" for a result of the book's own).
+        mark: the text the implementation's docstring opens with (its first line contains it).
+        statement: one line saying what it is.
+        chapter: the notebook that states and checks it.
+        label: the MyST label of its statement in that notebook (an equation or a theorem-like box),
+            or "" when the chapter states it in prose.
+        implementation: dotted path of the function (or constant's owner) that implements it.
+        test: the test that fails when the implementation is wrong, as ``path::name`` below tests/.
+    """
+
+    number: str
+    mark: str
+    statement: str
+    chapter: str
+    label: str
+    implementation: str
+    test: str
+
+
+RESULTS: tuple[Result, ...] = (
+    # --- Section 2–3.1: the set-up and the Gradient Gap (chapter gradient_gap)
+    Result("eq. (2)", "(2)", "success rate J = E[r*], one prompt", "gradient_gap", "gg-objective",
+           "rlvr_dynamics.theory.gaps.success_probability",
+           "theory/test_gaps.py::TestTwoArmByHand::test_success_probability"),
+    Result("eq. (3)", "(3)", "generic update θ ← θ + η_k w_k: direction and effective step", "gradient_gap",
+           "gg-update", "rlvr_dynamics.theory.estimators.normalize_direction",
+           "theory/test_estimators.py::test_normalize_direction"),
+    Result("eq. (4)", "(4)", "REINFORCE: the policy gradient with the exact baseline", "gradient_gap",
+           "gg-reinforce", "rlvr_dynamics.theory.gaps.policy_gradient",
+           "theory/test_estimators.py::test_reinforce_two_arm_by_hand"),
+    Result("eq. (5)", "(5)", "GRPO's population update (std and length normalization)", "gradient_gap", "gg-grpo",
+           "rlvr_dynamics.theory.estimators.expected_direction",
+           "theory/test_estimators.py::test_grpo_general_lengths_against_numpy"),
+    Result("eqs. (6)–(7)", "(7)", "the partition and the conditional policies π±", "gradient_gap",
+           "gg-conditional", "rlvr_dynamics.theory.gaps.conditional_log_policy",
+           "theory/test_gaps.py::TestTwoArmByHand::test_conditional_log_policy"),
+    Result("eq. (8)", "(8)", "the conditional score means g⁺, g⁻", "gradient_gap", "gg-gpm",
+           "rlvr_dynamics.theory.gaps.conditional_score_means",
+           "theory/test_gaps.py::TestTwoArmByHand::test_conditional_score_means"),
+    Result("eq. (9)", "(9)", "the Gradient Gap g⁺ − g⁻", "gradient_gap", "gg-def-gap",
+           "rlvr_dynamics.theory.gaps.gradient_gap", "theory/test_gaps.py::TestTwoArmByHand::test_gradient_gap"),
+    Result("eq. (10)", "(10)", "the Gradient-Gap identity ∇J = J(1 − J)(g⁺ − g⁻)", "gradient_gap",
+           "gg-prop-identity", "rlvr_dynamics.theory.gaps.policy_gradient_from_gap",
+           "theory/test_gaps.py::test_identity_on_random_token_policies"),
+    Result("eq. (11)", "(11)", "the gap alignment Δμ = w · (g⁺ − g⁻)", "gradient_gap", "gg-alignment",
+           "rlvr_dynamics.theory.gaps.gap_alignment", "theory/test_gaps.py::TestTwoArmByHand::test_gap_alignment"),
+    Result("book", "Plug-in", "the sampled right-hand side of (10) and its n/(n − 1) correction", "gradient_gap",
+           "", "rlvr_dynamics.chapters.gradient_gap.monte_carlo_gradient",
+           "chapters/test_gradient_gap.py::test_monte_carlo_gradient_is_plug_in_identity"),
+    Result("book", "E[(1/2)", "the exact mean of the n = 2 plug-in estimate, (1 − 1/2)∇J", "gradient_gap", "",
+           "rlvr_dynamics.chapters.gradient_gap.exact_pair_estimator_mean",
+           "chapters/test_gradient_gap.py::test_monte_carlo_study_is_seeded_and_holds_on_a_small_instance"),
+    # --- Section 3: trajectory-level theory (chapter trajectory_theory)
+    Result("Assumption 1(a), eq. (12)", "(12)", "score bound G_o = √2‖x‖ of the linear-softmax bandit",
+           "trajectory_theory", "tt-constants", "rlvr_dynamics.theory.bounds.bandit_score_bound",
+           "theory/test_bounds.py::test_bandit_score_bound_holds_and_is_approached"),
+    Result("Assumption 1(b), eq. (13)", "(13)", "smoothness L_o = ‖x‖²/2 of the linear-softmax bandit",
+           "trajectory_theory", "tt-constants", "rlvr_dynamics.theory.bounds.bandit_smoothness_bound",
+           "theory/test_bounds.py::test_bandit_smoothness_bound_holds_and_is_approached"),
+    Result("Lemma 1, eq. (16)", "Lemma 1", "one step moves the log-odds by Δμη up to (L_o + 8G_o²)η²",
+           "trajectory_theory", "tt-lemma1", "rlvr_dynamics.theory.bounds.lemma1_remainder_bound",
+           "theory/test_bounds.py::test_lemma1_remainder_bounds_the_three_response_log_odds_and_a_too_small_constant_does_not"),
+    Result("Theorem 1(b), eq. (15a)", "(15a)", "the largest step of Theorem 1(b), [Δμ]₊/(2(L_o + 8G_o²))",
+           "trajectory_theory", "tt-theorem1", "rlvr_dynamics.theory.bounds.convergence_step_bound",
+           "theory/test_bounds.py::test_convergence_step_bound"),
+    Result("Theorem 1(b), eq. (15b)", "(15b)", "J(K) ≥ J₀/(J₀ + (1 − J₀)e^{−M(K)/2})", "trajectory_theory",
+           "tt-theorem1", "rlvr_dynamics.theory.bounds.convergence_lower_bound",
+           "theory/test_bounds.py::test_convergence_lower_bound"),
+    Result("Theorem 1(a)", "Theorem 1(a)", "stagnation when M(K) and Σ η² stay bounded", "trajectory_theory",
+           "tt-theorem1", "rlvr_dynamics.theory.bounds.stagnation_upper_bound",
+           "theory/test_bounds.py::test_stagnation_upper_bound"),
+    Result("Corollary 1", "Corollary 1", "the largest constant step under a uniform gap", "trajectory_theory",
+           "tt-corollary1", "rlvr_dynamics.theory.bounds.corollary1_step",
+           "theory/test_bounds.py::test_corollary1_step_and_bound_by_hand"),
+    Result("Corollary 1", "Corollary 1", "linear convergence 1 − J_K ≤ (1 − J₀)/J₀ · e^{−ΔμηK/2}",
+           "trajectory_theory", "tt-corollary1", "rlvr_dynamics.theory.bounds.corollary1_log_failure_bound",
+           "theory/test_bounds.py::test_corollary1_holds_on_the_uniform_gap_and_fails_above_its_rate"),
+    Result("eq. (17)", "(17)", "the conditional variances Var± of the second-order expansion", "trajectory_theory",
+           "tt-expansion", "rlvr_dynamics.theory.gaps.conditional_variances",
+           "theory/test_gaps.py::test_conditional_variances_against_numpy"),
+    Result("Theorem 2", "Theorem 2", "the step window [60Δμ/(L_o + G_o²), 1/(2√(L_o + G_o²))]",
+           "trajectory_theory", "tt-theorem2", "rlvr_dynamics.theory.bounds.theorem2_window",
+           "engines/test_three_response.py::test_theorem2_instance_collapses_in_the_window_and_not_below_the_safe_step"),
+    Result("Theorem 2", "Theorem 2", "the instance: aligned at every step, yet J falls", "trajectory_theory",
+           "tt-instance", "rlvr_dynamics.engines.three_response.direction",
+           "engines/test_three_response.py::test_overshoot_raises_the_minority_wrong_response_and_benign_the_majority"),
+    # --- Section 4: token-level theory (chapter token_theory)
+    Result("Assumption 2", "Assumption 2", "the token score's suprema G_p = √2, L_p = ½, measured",
+           "token_theory", "tok-assumption2", "rlvr_dynamics.chapters.token_theory.measured_constants",
+           "chapters/test_token_theory.py::test_measured_constants_approach_the_suprema_from_below"),
+    Result("Assumption 3", "Assumption 3", "the ψ₁ norm T_ψ₁ of the response length", "token_theory",
+           "tok-assumption3", "rlvr_dynamics.theory.markov.psi1_norm",
+           "theory/test_markov.py::test_psi1_of_point_masses_and_a_two_point_law_by_hand"),
+    Result("eq. (22)", "(22)", "the refined one-step inequality of the log-odds", "token_theory", "tok-ineq22",
+           "rlvr_dynamics.theory.bounds.log_odds_change_bound",
+           "engines/test_token_chain.py::test_inequality_22_holds_at_constant_steps"),
+    Result("Theorem 3, eq. (18a)", "(18a)", "the safe step of Theorem 3", "token_theory", "",
+           "rlvr_dynamics.theory.bounds.theorem3_step_bound",
+           "engines/test_token_chain.py::test_theorem3_steps_equal_the_bound_and_inequality_22_holds"),
+    Result("Theorem 4, eq. (19)", "(19)", "the constant steps at which an aligned direction still fails",
+           "token_theory", "tok-thm4", "rlvr_dynamics.theory.bounds.theorem4_window",
+           "theory/test_bounds.py::test_theorem4_window_and_largest_alignment_by_hand"),
+    Result("Theorem 4", "Theorem 4", "the adversarial direction along the most negative curvature",
+           "token_theory", "tok-thm4-instance", "rlvr_dynamics.engines.token_chain.overshoot_candidates",
+           "engines/test_token_chain.py::test_overshoot_candidates_are_unit_aligned_and_negatively_curved"),
+    Result("eq. (20)", "(20)", "effective steps of GRPO and of Dr. GRPO / REINFORCE", "token_theory", "",
+           "rlvr_dynamics.theory.bounds.effective_step",
+           "theory/test_bounds.py::test_effective_and_safe_steps_by_hand"),
+    Result("eq. (21)", "(21)", "the safe step's scaling Δμ(1 − J)/T_ψ₁", "token_theory", "",
+           "rlvr_dynamics.theory.bounds.safe_step", "theory/test_bounds.py::test_effective_and_safe_steps_by_hand"),
+    Result("book", "Outcomes", "J, the log-odds and the length law exactly, by the forward algorithm",
+           "token_theory", "tok-family", "rlvr_dynamics.theory.markov.outcomes",
+           "theory/test_markov.py::test_outcomes_and_gradient_gap_equal_enumeration"),
+    # --- Section 5: experiments (chapters figure1, figure2)
+    Result("Section 5.1", "Section 5.1", "exact REINFORCE on the contextual bandit with the band curriculum",
+           "figure1", "f1-update", "rlvr_dynamics.engines.bandit.simulate",
+           "engines/test_bandit.py::test_simulate_equals_numpy_reference"),
+    Result("book", "Gap", "closed forms of the linear-softmax bandit: g± = x ⊗ (π± − π)", "figure1",
+           "f1-closed-forms", "rlvr_dynamics.theory.policies.bandit_gradient_gap",
+           "theory/test_policies.py::test_bandit_closed_forms_equal_generic_gaps"),
+    Result("Section 5.2", "Both sides", "one prompt's GRPO direction is its sampled Gradient Gap, scaled",
+           "figure2", "f2-identity", "rlvr_dynamics.lm.grpo.group_identity_sides",
+           "lm/test_grpo.py::test_group_direction_identity"),
+    Result("Corollary 1 (form)", "Corollary 1", "accuracy logistic in the cumulative gap: the fit", "figure2",
+           "f2-cumulative", "rlvr_dynamics.chapters.figure2.logistic_fit",
+           "chapters/test_figure2.py::test_logistic_fit_recovers_known_parameters"),
+    # --- the companion paper (chapter two_stage)
+    Result("Yao et al. Lemma 1", "Lemma 1", "the logit update of one sampled action", "two_stage", "ts-lemma1",
+           "rlvr_dynamics.theory.logit_dynamics.logit_update",
+           "theory/test_logit_dynamics.py::test_lemma1_matches_autograd_and_hand_values"),
+    Result("book, (TS2)", "(TS2)", "the first-order probability change of softmax", "two_stage",
+           "ts-probability-change", "rlvr_dynamics.theory.logit_dynamics.first_order_probability_change",
+           "theory/test_logit_dynamics.py::test_first_order_probability_change_is_the_softmax_jacobian"),
+    Result("Yao et al. Theorem 1", "Their Theorem 1", "the expected logit update of a group step, exactly",
+           "two_stage", "ts-theorem1", "rlvr_dynamics.engines.softmax_bandit.expected_logit_update",
+           "engines/test_softmax_bandit.py::test_expected_update_equals_enumeration_of_every_group"),
+    Result("book, (TS5)", "(TS5)", "Dr. GRPO's expected update (1 − 1/G)∇_z J", "two_stage", "ts-dr-grpo",
+           "rlvr_dynamics.engines.softmax_bandit.dr_grpo_expected_update",
+           "engines/test_softmax_bandit.py::test_dr_grpo_closed_form_and_zero_sum"),
+    Result("book, (TS6)", "(TS6)", "the exploration-stage rate of log(π_O/π_H)", "two_stage", "ts-rate",
+           "rlvr_dynamics.theory.logit_dynamics.exploration_rate",
+           "theory/test_logit_dynamics.py::test_exploration_rate_formula"),
+    Result("book, (TS7)", "(TS7)", "when the better action starts to grow under std-scaled GRPO", "two_stage",
+           "ts-onset", "rlvr_dynamics.theory.logit_dynamics.exploration_onset_ratio",
+           "engines/test_softmax_bandit.py::test_two_stage_shape_on_the_mean_field_path"),
+)
+
+
+def _escape(text: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]<>|$~])", r"\\\1", text)
+
+
+def label_kinds(notebook_sources: dict[str, str]) -> dict[str, str]:
+    """label → ``"eq"`` (a ``{math}`` block) or ``"prf:ref"`` (a theorem-like box), from the
+    chapters' MyST sources (notebook name → text)."""
+    kinds = {}
+    for text in notebook_sources.values():
+        for directive, label in re.findall(r"^`{3,4}\{([\w:]+)\}[^\n]*\n:label: (\S+)", text, flags=re.M):
+            kinds[label] = "eq" if directive == "math" else "prf:ref"
+    return kinds
+
+
+def render_page(results: Sequence[Result], notebook_sources: dict[str, str], titles: dict[str, str]) -> str:
+    """The MyST page *Where each result lives* (its references are resolved by the strict build)."""
+    kinds = label_kinds(notebook_sources)
+    lines = [
+        "# Where each result lives",
+        "",
+        "Every result the book states, by its number in the paper (or, marked *book*, a result of the book's "
+        "own), with the chapter that states and checks it, the function that implements it and the test that "
+        "fails when that function is wrong. The table is generated from `rlvr_dynamics.book.result_index`, "
+        "whose test checks that every function, test and label exists and that every implementation's "
+        "docstring opens with the result's number. Paths are in the repository: `src/rlvr_dynamics/…` and "
+        "`tests/…`.",
+        "",
+        ":::{list-table}",
+        ":header-rows: 1",
+        ":widths: 14 30 18 20 18",
+        "",
+        "* - result",
+        "  - statement",
+        "  - stated in",
+        "  - implementation",
+        "  - test",
+    ]
+    for result in results:
+        kind = kinds.get(result.label)
+        where = f"{{doc}}`{_escape(titles[result.chapter])} <../notebooks/{result.chapter}>`"
+        if kind is not None:
+            where = f"{{{kind}}}`{result.label}` in " + where
+        module, _, name = result.implementation.rpartition(".")
+        test_file, _, test_name = result.test.partition("::")
+        lines += [f"* - {_escape(result.number)}", f"  - {_escape(result.statement)}", f"  - {where}",
+                  f"  - `{name}` in `{module}`", f"  - `{test_name}` in `tests/{test_file}`"]
+    lines += [":::", ""]
+    return "\n".join(lines)
+
+
+def write_page(site: Path, root: Path) -> Path:
+    """Render the page into the staged book ``site`` from the chapters' sources under ``root``."""
+    from rlvr_dynamics.book.registry import NOTEBOOKS
+    from rlvr_dynamics.files import write_bytes_atomic
+
+    sources = {name: (root / spec.source).read_text(encoding="utf-8") for name, spec in NOTEBOOKS.items()}
+    titles = {name: spec.title for name, spec in NOTEBOOKS.items()}
+    return write_bytes_atomic(Path(site) / PAGE, render_page(RESULTS, sources, titles).encode("utf-8"))

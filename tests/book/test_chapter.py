@@ -1,0 +1,73 @@
+"""Tests of the chapter context (rlvr_dynamics.book.chapter): validation, seeding, the one rule for
+findings, and the closing cell that writes metrics.json and fails on a broken enforced claim."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from rlvr_dynamics.book.chapter import Chapter  # noqa: E402
+from rlvr_dynamics.book.registry import NOTEBOOKS  # noqa: E402
+
+
+def start(tmp_path, **values):
+    return Chapter.start("gradient_gap", {"output_dir": str(tmp_path / "out"), "device": "cpu", **values})
+
+
+def test_start_validates_and_sets_up_the_run(tmp_path, capsys):
+    chapter = start(tmp_path, seed=7)
+    assert chapter.settings.seed == 7 and chapter.device == torch.device("cpu")
+    assert chapter.config == NOTEBOOKS["gradient_gap"].config(**NOTEBOOKS["gradient_gap"].presets["ci"])
+    assert (tmp_path / "out").is_dir()
+    assert "preset=ci seed=7 device=cpu findings enforced: True" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="parameter 'bandit_arms' = 1 is out of range"):
+        start(tmp_path, bandit_arms=1)
+
+
+def test_generators_are_explicitly_seeded_streams(tmp_path):
+    chapter = start(tmp_path, seed=3)
+    draw = lambda generator: torch.rand(3, generator=generator)  # noqa: E731
+    assert torch.equal(draw(chapter.generator()), draw(torch.Generator().manual_seed(3)))
+    assert torch.equal(draw(chapter.generator(offset=5)), draw(torch.Generator().manual_seed(3005)))
+    assert not torch.equal(draw(chapter.generator(offset=5)), draw(chapter.generator(offset=6)))
+
+
+def test_findings_are_enforced_only_at_the_settings_where_they_were_measured(tmp_path):
+    at_ci = start(tmp_path)
+    changed = start(tmp_path, bandit_instances=3)
+    assert at_ci.findings_enforced and not changed.findings_enforced
+    assert at_ci.finding("f", [1.0]).enforced and not changed.finding("f", [1.0]).enforced
+    assert changed.check("fact", [1.0]).enforced and not at_ci.record("observation", [1.0]).enforced
+    # the paper preset was not where this chapter's findings were measured; figure1's were (both presets)
+    assert not Chapter.start("gradient_gap", {"preset": "paper", "output_dir": str(tmp_path), "device": "cpu"}
+                             ).findings_enforced
+    spec = NOTEBOOKS["figure1"]
+    assert spec.enforces_findings(spec.config(**spec.presets["paper"]))
+
+
+def test_finish_writes_the_metrics_and_fails_on_a_broken_enforced_claim_only(tmp_path):
+    chapter = start(tmp_path, bandit_instances=3)  # findings not enforced here
+    chapter.check("holds", [0.5, 2.0])
+    chapter.finding("a finding that breaks", [-1.0])
+    chapter.record("an observation that breaks", [-1.0])
+    chapter.headline["value"] = 1.5
+    with chapter.timed("part_s"):
+        pass
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    chapter.show(fig, "plot")
+    chapter.finish()
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["headline"] == {"value": 1.5} and metrics["figures"] == ["plot.png", "plot.svg"]
+    assert [c["enforced"] for c in metrics["claims"]] == [True, False, False]
+    assert set(metrics["timings_s"]) == {"part_s"} and metrics["device"] == "cpu"
+    chapter.check("a fact that breaks", [0.1, -0.2])
+    with pytest.raises(AssertionError, match="a fact that breaks"):
+        chapter.finish(device="n/a")
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["device"] == "n/a"

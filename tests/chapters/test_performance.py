@@ -1,0 +1,69 @@
+"""Tests of rlvr_dynamics.chapters.performance on records written here (and on the committed ones)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlvr_dynamics.chapters import performance
+from rlvr_dynamics.files import project_root
+
+
+def bandit_record(error32=2e-6, error64=1e-15, figure1_error=0.0, cuda=None):
+    sweep = {"batched_float64_s": 40.0, "batched_float32_s": 20.0, "numpy_loop_s": 400.0,
+             "engine_one_run_at_a_time_s": 80.0, "max_abs_value_difference_vs_numpy": {"float64": error64,
+                                                                                        "float32": error32}}
+    for variant in ("float64", "float32"):
+        sweep[f"speedup_{variant}_vs_numpy_loop"] = 400.0 / sweep[f"batched_{variant}_s"]
+        sweep[f"speedup_{variant}_vs_engine_one_run_at_a_time"] = 80.0 / sweep[f"batched_{variant}_s"]
+    record = {"measured_on": "2026-11-29", "machine": {"processor": "x86_64", "cpu_count": 2},
+              "figure1": {"engine_s": 1.0, "numpy_loop_s": 6.0, "speedup": 6.0,
+                          "max_abs_value_difference": figure1_error}, "sweep": sweep}
+    if cuda:
+        record["cuda"] = cuda
+    return record
+
+
+def lm_record(estimate=0.05, measured=0.8):
+    tracking = {"off": {"seconds_per_step": 0.1}, "estimate": {"seconds_per_step": 0.1 * (1 + estimate),
+                                                                "overhead": estimate},
+                "measured": {"seconds_per_step": 0.1 * (1 + measured), "overhead": measured}}
+    return {"device": "cpu", "cpu_threads": 2, "parameters": 140_000, "steps": 60, "skip": 5, "tracking": tracking}
+
+
+def test_load_records_reads_every_json_by_name(tmp_path):
+    for name in ("b", "a"):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"name": name}))
+    assert list(performance.load_records(tmp_path)) == ["a", "b"]
+    assert performance.load_records(tmp_path / "missing") == {}
+
+
+def test_tables_by_hand():
+    records = {"one": bandit_record(cuda={"device_name": "H200", "sweep64_float32_s": 1.5,
+                                          "largest_sweep_within_10s": 2048})}
+    table = performance.bandit_table(records)
+    assert table.loc["machine", "one"] == "x86_64, 2 cores" and table.loc["sweep: NumPy loop (s)", "one"] == 400.0
+    ratios = performance.ratio_table(records)
+    assert ratios["× vs per-run NumPy loop"].tolist()[:2] == [10.0, 20.0]
+    assert ratios["batched variant"].iloc[-1].startswith("CUDA H200: 64 configs float32 1.50 s")
+    lm = performance.lm_table({"r": lm_record(0.05, 0.8)})
+    assert lm.loc["(a) overhead", "r"] == "+5.0%" and lm.loc["(a)+(b) overhead", "r"] == "+80.0%"
+    assert lm.loc["steps timed", "r"] == 55
+
+
+def test_margins_hold_and_fail_on_a_slow_estimate_or_a_disagreeing_engine():
+    assert min(performance.lm_overhead_margins({"r": lm_record(estimate=0.1)})) == pytest.approx(0.15)
+    assert min(performance.lm_overhead_margins({"r": lm_record(estimate=0.3)})) < 0
+    assert min(performance.engine_agreement_margins({"r": bandit_record()})) > 0
+    assert min(performance.engine_agreement_margins({"r": bandit_record(error32=2e-5)})) < 0  # float32 off
+    assert min(performance.engine_agreement_margins({"r": bandit_record(error64=1e-10)})) < 0  # float64 off
+    assert min(performance.engine_agreement_margins({"r": bandit_record(figure1_error=1e-9)})) < 0
+
+
+def test_the_committed_records_pass():
+    folder = project_root() / "data" / "benchmarks"
+    records, lm_records = performance.load_records(folder), performance.load_records(folder / "lm")
+    assert records and lm_records
+    assert min(performance.engine_agreement_margins(records)) >= 0
+    assert min(performance.lm_overhead_margins(lm_records)) >= 0
