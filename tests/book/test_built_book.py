@@ -174,5 +174,6 @@ def test_the_appendix_lists_every_figure_and_claim_of_the_runs():
     for name, metrics in runs.items():
         assert body.count(f'href="../notebooks/{name}.html"') == len(metrics["claims"]), name
         for figure in metrics["figures"]:
-            assert f"<code class=\"docutils literal notranslate\"><span class=\"pre\">{figure.rsplit('.', 1)[0]}</span>" in html
+            assert (f"<code class=\"docutils literal notranslate\">"
+                    f"<span class=\"pre\">{figure.rsplit('.', 1)[0]}</span>") in html
         assert f"rlvr-book run {name} --preset ci -p seed 0 -p device cpu" in text

@@ -20,11 +20,14 @@ BAD_INPUT = [
     ("nan", ["run", "gradient_gap", "-p", "theta_scale", "nan"], "parameter 'theta_scale' = nan is not finite"),
     ("nan", ["run", "gradient_gap", "-p", "theta_scale", "inf"], "parameter 'theta_scale' = inf is not finite"),
     ("range", ["run", "gradient_gap", "-p", "theta_scale", "-0.5"], "parameter 'theta_scale' = -0.5 is out of range"),
-    ("type", ["run", "gradient_gap", "-p", "theta_scale", "big"], "parameter 'theta_scale' = 'big' is not a valid float"),
+    ("type", ["run", "gradient_gap", "-p", "theta_scale", "big"],
+     "parameter 'theta_scale' = 'big' is not a valid float"),
     ("preset", ["run", "gradient_gap", "--preset", "huge"], "parameter 'preset' = 'huge' is out of range"),
     ("name", ["run", "gradient_gap", "-p", "device", "tpu"], "parameter 'device' = 'tpu' is unknown"),
-    ("inconsistent", ["run", "gradient_gap", "-p", "vocab_size", "12", "-p", "max_length", "12"], "parameters 'vocab_size' = 12 and 'max_length' = 12"),
-    ("inconsistent", ["run", "gradient_gap", "-p", "preset", "ci", "--preset", "paper"], "parameter 'preset' given twice"),
+    ("inconsistent", ["run", "gradient_gap", "-p", "vocab_size", "12", "-p", "max_length", "12"],
+     "parameters 'vocab_size' = 12 and 'max_length' = 12"),
+    ("inconsistent", ["run", "gradient_gap", "-p", "preset", "ci", "--preset", "paper"],
+     "parameter 'preset' given twice"),
     # Figure 1 (Section 5.1): sizes, band, step size, options
     ("range", ["run", "figure1", "-p", "dim", "0"], "parameter 'dim' = 0 is out of range"),
     ("range", ["run", "figure1", "-p", "arms", "1"], "parameter 'arms' = 1 is out of range"),
@@ -41,31 +44,41 @@ BAD_INPUT = [
     ("name", ["run", "figure1", "-p", "fallback", "random"], "parameter 'fallback' = 'random' is out of range"),
     ("name", ["run", "figure1", "-p", "eta_reading", "both"], "parameter 'eta_reading' = 'both' is out of range"),
     ("name", ["run", "figure1", "-p", "dtype", "float16"], "parameter 'dtype' = 'float16' is out of range"),
-    ("range", ["run", "figure1", "-p", "reference_steps", "5000"], "parameter 'reference_steps' = 5000 is out of range"),
+    ("range", ["run", "figure1", "-p", "reference_steps", "5000"],
+     "parameter 'reference_steps' = 5000 is out of range"),
     ("name", ["run", "figure1", "-p", "device", "cuda:x"], "parameter 'device'"),
     # Figure 2 (Section 5.2): GRPO on a language model
     ("name", ["run", "figure2", "-p", "loss_types", "ppo"], "parameter 'loss_types' = 'ppo': 'ppo' is unknown"),
     ("name", ["run", "figure2", "-p", "loss_types", "grpo,cispo"], "'cispo' is unknown"),
     ("name", ["run", "figure2", "-p", "scale_rewards", "std"], "parameter 'scale_rewards' = 'std': 'std' is unknown"),
-    ("inconsistent", ["run", "figure2", "-p", "learning_rates", "1e-4,2e-4,3e-4"], "parameter 'loss_types' has 2 values for 3 runs"),
-    ("type", ["run", "figure2", "-p", "learning_rates", "fast"], "parameter 'learning_rates' = 'fast': 'fast' is not a float"),
+    ("inconsistent", ["run", "figure2", "-p", "learning_rates", "1e-4,2e-4,3e-4"],
+     "parameter 'loss_types' has 2 values for 3 runs"),
+    ("type", ["run", "figure2", "-p", "learning_rates", "fast"],
+     "parameter 'learning_rates' = 'fast': 'fast' is not a float"),
     ("range", ["run", "figure2", "-p", "learning_rates", "0,3e-4"], "0.0 is out of range"),
     ("inconsistent", ["run", "figure2", "-p", "num_generations", "1"], "num_generations = 1: GRPO needs at least 2"),
-    ("inconsistent", ["run", "figure2", "-p", "num_generations", "3"], "num_generations = 3 does not divide completions_per_step = 256"),
+    ("inconsistent", ["run", "figure2", "-p", "num_generations", "3"],
+     "num_generations = 3 does not divide completions_per_step = 256"),
     ("name", ["run", "figure2", "-p", "optimizer", "lion"], "parameter 'optimizer' = 'lion' is out of range"),
     ("name", ["run", "figure2", "-p", "task", "calculus"], "parameter 'task' = 'calculus' is out of range"),
     ("name", ["run", "figure2", "-p", "model_preset", "7b"], "parameter 'model_preset' = '7b' is out of range"),
-    ("path", ["run", "figure2", "-p", "model_name_or_path", "/no/such/model"], "parameter 'model_name_or_path' = '/no/such/model'"),
-    ("path", ["run", "figure2", "-p", "dataset_path", "/no/such.jsonl"], "parameter 'dataset_path' = '/no/such.jsonl' is not a file"),
-    ("range", ["run", "figure2", "-p", "validation_size", "5000"], "parameter 'validation_size' = 5000 is out of range"),
+    ("path", ["run", "figure2", "-p", "model_name_or_path", "/no/such/model"],
+     "parameter 'model_name_or_path' = '/no/such/model'"),
+    ("path", ["run", "figure2", "-p", "dataset_path", "/no/such.jsonl"],
+     "parameter 'dataset_path' = '/no/such.jsonl' is not a file"),
+    ("range", ["run", "figure2", "-p", "validation_size", "5000"],
+     "parameter 'validation_size' = 5000 is out of range"),
     ("range", ["run", "figure2", "-p", "eval_problems", "600"], "parameter 'eval_problems' = 600 is out of range"),
     ("range", ["run", "figure2", "-p", "warmup_target", "0.99"], "parameter 'warmup_target' = 0.99 is out of range"),
     ("range", ["run", "figure2", "-p", "temperature", "0"], "parameter 'temperature' = 0.0 is out of range"),
     ("name", ["run", "figure2", "-p", "advantage_filters", "all,sideways"], "'sideways' is unknown"),
-    ("name", ["run", "two_stage", "-p", "reward_model", "gaussian"], "parameter 'reward_model' = 'gaussian' is out of range"),
-    ("name", ["run", "two_stage", "-p", "scale_rewards", "batch"], "parameter 'scale_rewards' = 'batch' is out of range"),
+    ("name", ["run", "two_stage", "-p", "reward_model", "gaussian"],
+     "parameter 'reward_model' = 'gaussian' is out of range"),
+    ("name", ["run", "two_stage", "-p", "scale_rewards", "batch"],
+     "parameter 'scale_rewards' = 'batch' is out of range"),
     ("range", ["run", "two_stage", "-p", "high_actions", "9"], "parameter 'high_actions' = 9 is out of range"),
-    ("inconsistent", ["run", "two_stage", "-p", "high_reward", "1.0"], "rewards must satisfy low_reward < high_reward < optimal_reward"),
+    ("inconsistent", ["run", "two_stage", "-p", "high_reward", "1.0"],
+     "rewards must satisfy low_reward < high_reward < optimal_reward"),
     ("inconsistent", ["run", "two_stage", "-p", "initial_high", "0.99"], "leaves no mass for the low-reward actions"),
     ("range", ["run", "two_stage", "-p", "initial_optimal_grid", "0.01,0.7"], "0.7 is out of range"),
     ("type", ["run", "two_stage", "-p", "initial_optimal_grid", "rare"], "'rare' is not a float"),
@@ -76,8 +89,10 @@ BAD_INPUT = [
     # Trajectory-level theory
     ("range", ["run", "trajectory_theory", "-p", "alignment", "0.02"], "parameter 'alignment' = 0.02 is out of range"),
     ("range", ["run", "trajectory_theory", "-p", "alignment", "0"], "parameter 'alignment' = 0.0 is out of range"),
-    ("range", ["run", "trajectory_theory", "-p", "sweep_points", "59"], "parameter 'sweep_points' = 59 is out of range"),
-    ("range", ["run", "trajectory_theory", "-p", "initial_value", "1.0"], "parameter 'initial_value' = 1.0 is out of range"),
+    ("range", ["run", "trajectory_theory", "-p", "sweep_points", "59"],
+     "parameter 'sweep_points' = 59 is out of range"),
+    ("range", ["run", "trajectory_theory", "-p", "initial_value", "1.0"],
+     "parameter 'initial_value' = 1.0 is out of range"),
     ("type", ["run", "trajectory_theory", "-p", "steps", "five"], "parameter 'steps' = 'five' is not a valid int"),
     ("range", ["run", "trajectory_theory", "-p", "bandit_seeds", "0"], "parameter 'bandit_seeds' = 0 is out of range"),
     ("name", ["run", "token_theory", "-p", "verifier", "parity"], "parameter 'verifier' = 'parity' is out of range"),
@@ -93,7 +108,8 @@ BAD_INPUT = [
     ("path", ["run", "figure2", "-p", "model_name_or_path", "/etc/hostname"], "is not a local model folder"),
     ("path", ["run", "figure2", "-p", "dataset_path", "/etc"], "parameter 'dataset_path' = '/etc' is not a file"),
     # an output folder nobody may write (not even root: /proc/1 refuses new entries)
-    ("unwritable", ["run", "gradient_gap", "--output-dir", "/proc/1/rlvr-out"], "parameter 'output_dir' = '/proc/1/rlvr-out'"),
+    ("unwritable", ["run", "gradient_gap", "--output-dir", "/proc/1/rlvr-out"],
+     "parameter 'output_dir' = '/proc/1/rlvr-out'"),
     # the other subcommands
     ("name", ["execute-all", "no_such_notebook"], "notebook 'no_such_notebook' is unknown"),
     ("preset", ["execute-all", "--preset", "big"], "argument --preset: invalid choice: 'big'"),
@@ -244,7 +260,8 @@ def test_an_interrupted_run_leaves_whole_files_and_the_next_run_completes(earlie
 
     earlier_metrics = (earlier_output / "metrics.json").read_bytes()
     (earlier_output / "figure.png").unlink()  # (the fixture's placeholder is not a real PNG)
-    command = [str(Path(sys.executable).parent / "rlvr-book"), "run", "gradient_gap", "--output-dir", str(earlier_output),
+    command = [str(Path(sys.executable).parent / "rlvr-book"), "run", "gradient_gap",
+               "--output-dir", str(earlier_output),
                *SMALL_GRADIENT_GAP]  # ≈ 11 s to the first figure (kernel and imports), 5 s more to finish
     for when, signal_name in (("start-up", "SIGINT"), ("figure", "SIGINT"), ("figure", "SIGKILL")):
         started = time.time_ns()
@@ -269,7 +286,8 @@ def test_an_interrupted_run_leaves_whole_files_and_the_next_run_completes(earlie
         if signal_name == "SIGINT":
             assert run.returncode == 130, err
             last = err.strip().splitlines()[-1]
-            expected = "rlvr-book: run gradient_gap interrupted:" if when == "start-up" else "rlvr-book: gradient_gap interrupted:"
+            expected = ("rlvr-book: run gradient_gap interrupted:" if when == "start-up"
+                        else "rlvr-book: gradient_gap interrupted:")
             assert last.startswith(expected), err
             assert "Traceback" not in err, err
             assert not list(earlier_output.glob(".*.tmp")), "Ctrl-C left a temporary file"
@@ -313,7 +331,8 @@ def test_ctrl_c_during_execute_all_stops_every_kernel_and_starts_no_other(tmp_pa
     def kernels():  # papermill starts each kernel in the notebooks folder of the project it runs
         found = []
         for process in psutil.process_iter(["cmdline", "cwd"]):
-            if process.info["cwd"] == str(root / "notebooks") and "ipykernel_launcher" in " ".join(process.info["cmdline"] or []):
+            if (process.info["cwd"] == str(root / "notebooks")
+                    and "ipykernel_launcher" in " ".join(process.info["cmdline"] or [])):
                 found.append(process)
         return found
 

@@ -51,27 +51,3 @@ def test_timings_are_ignored_but_results_are_not(tmp_path):
         "chapter/plot.png: missing in one run"]
     write_run(tmp_path / "b" / "extra", run_seconds=1.0, value=0.5)
     assert "extra: only in the second run" in differences(fingerprint(tmp_path / "a"), fingerprint(tmp_path / "b"))
-
-
-def test_strip_plot_jitter_comes_from_the_seed(tmp_path):
-    """seaborn's stripplot jitters with NumPy's global generator (a different figure file on every
-    run: the determinism check above caught it); plotting.strip_plot takes a seed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    from rlvr_dynamics.book.plotting import save_figure, set_theme, strip_plot
-
-    set_theme()
-    data = pd.DataFrame({"check": ["a"] * 20 + ["b"] * 20, "error": [10.0 ** -k for k in range(40)]})
-    files = []
-    for run, seed in enumerate((0, 0, 1)):
-        fig, ax = plt.subplots()
-        strip_plot(data, x="check", y="error", ax=ax, seed=seed)
-        assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
-        save_figure(fig, tmp_path, f"strip{run}")
-        plt.close(fig)
-        files.append((tmp_path / f"strip{run}.svg").read_bytes())
-    assert files[0] == files[1] and files[0] != files[2]

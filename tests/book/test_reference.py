@@ -67,7 +67,8 @@ def test_a_run_equal_to_its_reference_within_tolerance_passes():
 def test_every_kind_of_change_is_reported(changed, expected):
     recorded = reference.reference_record(metrics_of())
     lines = reference.compare(recorded, changed, TIGHT)
-    assert len(lines) == len(expected) and all(line.startswith(start) for line, start in zip(lines, expected, strict=True)), lines
+    assert len(lines) == len(expected) and all(
+        line.startswith(start) for line, start in zip(lines, expected, strict=True)), lines
 
 
 def test_another_platforms_tolerance_may_leave_texts_and_findings_alone():

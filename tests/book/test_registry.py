@@ -44,7 +44,8 @@ def test_presets_resolve_and_validate(name, preset, tmp_path):
 
 def test_explicit_parameter_overrides_preset(tmp_path):
     _, config = resolve_parameters("gradient_gap", {"preset": "paper", "bandit_arms": 5, "output_dir": str(tmp_path)})
-    assert config.bandit_arms == 5 and config.bandit_instances == NOTEBOOKS["gradient_gap"].presets["paper"]["bandit_instances"]
+    assert (config.bandit_arms == 5
+            and config.bandit_instances == NOTEBOOKS["gradient_gap"].presets["paper"]["bandit_instances"])
 
 
 @pytest.mark.parametrize("values, name", [

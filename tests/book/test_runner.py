@@ -111,9 +111,9 @@ def test_code_dependencies_follow_imports_transitively():
     spec = NOTEBOOKS["figure2"]
     files = {p.relative_to(REAL_ROOT).as_posix() for p in runner.code_dependencies(spec, REAL_ROOT)}
     package = "src/rlvr_dynamics/"
-    assert {package + f for f in ("__init__.py", "chapters/figure2.py", "lm/grpo.py", "lm/warmup.py", "lm/experiment.py",
-                                  "book/registry.py", "book/params.py", "book/results.py", "book/plotting.py",
-                                  "config.py", "files.py")} <= files
+    assert {package + f for f in ("__init__.py", "chapters/figure2.py", "lm/grpo.py", "lm/warmup.py",
+                                  "lm/experiment.py", "book/registry.py", "book/params.py", "book/results.py",
+                                  "book/plotting.py", "config.py", "files.py")} <= files
     assert not {package + f for f in ("book/runner.py", "book/cli.py", "book/browser.py", "bench/lm.py")} & files
 
 

@@ -49,7 +49,8 @@ def test_initial_masses_must_leave_room_for_low_actions(bandit):
 
 def test_group_advantages_filters_and_scales():
     rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * 4, dtype=F64)
-    out = softmax_bandit.group_advantages(rewards, ["group", "group", "group", "none"], ["grpo", "grpo_n", "grpo_p", "grpo"])
+    out = softmax_bandit.group_advantages(rewards, ["group", "group", "group", "none"],
+                                          ["grpo", "grpo_n", "grpo_p", "grpo"])
     lone = 0.75 / (0.5 + 1e-4)  # centred 0.75, unbiased std 0.5: (G − 1)/√G = 1.5 up to ε
     assert math.isclose(out[0, 0].item(), lone, rel_tol=1e-12)
     assert math.isclose(0.75 / 0.5, (4 - 1) / math.sqrt(4), rel_tol=1e-12)
@@ -118,7 +119,8 @@ def test_dr_grpo_closed_form_and_zero_sum(bandit):
     logits = torch.randn(4, 6, generator=torch.Generator().manual_seed(2), dtype=F64)
     for model in ts.REWARD_MODELS:
         exact = softmax_bandit.expected_logit_update(logits, bandit.repeat(4), 5, 0.2, "none", "grpo", model)
-        assert torch.allclose(exact, softmax_bandit.dr_grpo_expected_update(logits, bandit.repeat(4), 5, 0.2), atol=1e-14)
+        assert torch.allclose(exact, softmax_bandit.dr_grpo_expected_update(logits, bandit.repeat(4), 5, 0.2),
+                              atol=1e-14)
         m = softmax_bandit.conditional_advantages(logits, bandit.repeat(4), 5, "group", "grpo", model)
         assert ((torch.softmax(logits, -1) * m).sum(-1).abs() < 1e-13).all()
 
@@ -181,7 +183,8 @@ def test_two_stage_shape_on_the_mean_field_path():
     """Below the onset threshold: π_O dips, π_H peaks, then π_O takes over, and the dip ends where
     π_L ≈ (n_H + 1) π_O (Proposition TS7)."""
     bandit = ts.SoftmaxBandit(10, 3, torch.tensor([[1.0, 0.5, 0.0]], dtype=F64))
-    run = softmax_bandit.simulate(bandit, bandit.initial_logits(0.01, 0.4), 2000, 8, 0.3, "group", "grpo", dynamics="expected")
+    run = softmax_bandit.simulate(bandit, bandit.initial_logits(0.01, 0.4), 2000, 8, 0.3, "group", "grpo",
+                                  dynamics="expected")
     optimal, high = run.class_mass[:, 0, 0], run.class_mass[:, 0, 1]
     switch = ts.switch_steps(run.class_mass[..., 1], run.steps)[0]
     takeover = ts.takeover_steps(run.class_mass[..., 0], run.steps)[0]

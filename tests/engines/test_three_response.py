@@ -30,7 +30,8 @@ def test_gap_equals_gradient_of_log_odds_and_generic_formula():
     assert_close(three_response.gradient_gap(STATES), _autograd_gap(STATES), atol=1e-13)
     log_prob = torch.log_softmax(STATES, -1)
     score = torch.eye(3, dtype=F64) - log_prob.exp()[:, None, :]  # e_o − π
-    assert_close(three_response.gradient_gap(STATES), gaps.gradient_gap(log_prob, score, REWARD.expand(4, 3)), atol=1e-13)
+    assert_close(three_response.gradient_gap(STATES), gaps.gradient_gap(log_prob, score, REWARD.expand(4, 3)),
+                 atol=1e-13)
     assert_close(three_response.value(STATES), torch.softmax(STATES, -1)[:, 0], atol=1e-15)
 
 
@@ -72,7 +73,8 @@ def test_theorem2_instance_collapses_in_the_window_and_not_below_the_safe_step()
     low, high = bounds.theorem2_window(0.01)
     assert low == pytest.approx(60 * 0.01 / 2.5) and high == pytest.approx(1 / (2 * math.sqrt(2.5)))
     steps = torch.tensor([low, high, 0.01 / 33], dtype=F64)
-    runs = three_response.simulate(three_response.instance_logits(0.3, 3), 200, "overshoot", steps, torch.full((3,), 0.01, dtype=F64))
+    runs = three_response.simulate(three_response.instance_logits(0.3, 3), 200, "overshoot", steps,
+                                   torch.full((3,), 0.01, dtype=F64))
     assert_close(runs.alignment, torch.full_like(runs.alignment, 0.01), atol=1e-12)
     assert (runs.value[1:, :2] < runs.value[:-1, :2]).all()
     assert (runs.log_odds_change[:, 2] > 0).all()  # the safe step of (15a) improves at every step

@@ -49,5 +49,6 @@ def _sample_batch(model, tokenizer, prompts, seed=0, length=6):
 
 @pytest.fixture
 def sample_batch():
-    """Left-padded prompts with seeded sampled completions: ``sample_batch(model, tokenizer, prompts, seed, length)``."""
+    """Left-padded prompts with seeded sampled completions:
+    ``sample_batch(model, tokenizer, prompts, seed, length)``."""
     return _sample_batch

@@ -79,7 +79,8 @@ def test_warmup_checkpoint_is_cached_by_key(tmp_path, monkeypatch):
 
 def test_the_warmup_key_follows_the_lm_source(tmp_path, monkeypatch):
     """An edit anywhere in the lm package changes the key: a stale checkpoint is never reused."""
-    copy = shutil.copytree(Path(experiment.__file__).parent, tmp_path / "lm", ignore=shutil.ignore_patterns("__pycache__"))
+    copy = shutil.copytree(Path(experiment.__file__).parent, tmp_path / "lm",
+                           ignore=shutil.ignore_patterns("__pycache__"))
     before = experiment.lm_source_digest(copy)
     assert before == experiment.lm_source_digest()
     (copy / "warmup.py").write_text((copy / "warmup.py").read_text() + "\n# an edit\n")

@@ -20,7 +20,8 @@ def test_lemma1_matches_autograd_and_hand_values():
     formula = logit_dynamics.logit_update(logits, action, advantage, 0.7)
     assert torch.allclose(formula, logit_dynamics.logit_update_autograd(logits, action, advantage, 0.7), atol=1e-14)
     # by hand: uniform π over 4, a = 0, A = 2, η = 0.5 → Δz = (0.75, −0.25, −0.25, −0.25)
-    hand = logit_dynamics.logit_update(torch.zeros(1, 4, dtype=F64), torch.tensor([0]), torch.tensor([2.0], dtype=F64), 0.5)
+    hand = logit_dynamics.logit_update(torch.zeros(1, 4, dtype=F64), torch.tensor([0]),
+                                       torch.tensor([2.0], dtype=F64), 0.5)
     assert torch.allclose(hand, torch.tensor([[0.75, -0.25, -0.25, -0.25]], dtype=F64))
 
 

@@ -75,7 +75,8 @@ def test_bandit_scores_equal_autograd_jacobian():
     scores = bandit_scores(theta, context)  # (n, N, d·N)
     assert scores.shape == (3, 5, 20)
     for i in range(3):
-        jac = torch.autograd.functional.jacobian(lambda th, i=i: bandit_log_policy(th, context[i]), theta[i])  # (N, d, N)
+        jac = torch.autograd.functional.jacobian(
+            lambda th, i=i: bandit_log_policy(th, context[i]), theta[i])  # (N, d, N)
         assert_close(scores[i], jac.flatten(-2))
 
 

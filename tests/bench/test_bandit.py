@@ -1,0 +1,52 @@
+"""Tests of rlvr_dynamics.bench.bandit (``rlvr-book bench``): the workload is checked against the NumPy
+loop, the report prints every figure, and bad options are one line and exit 2 before anything runs."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from rlvr_dynamics.bench import bandit as bench
+from rlvr_dynamics.book.cli import main
+
+
+def test_the_figure1_workload_agrees_with_the_numpy_loop_on_a_short_run():
+    result = bench.figure1_workload(steps=25)
+    assert result["max_abs_value_difference"] < 1e-12 and result["engine_s"] > 0 and result["speedup"] > 0
+
+
+def test_report_prints_each_timing_and_ratio():
+    sweep = {"configurations": 64, "batched_float64_s": 40.0, "batched_float32_s": 20.0, "numpy_loop_s": 400.0,
+             "baseline_runs_timed": 4, "engine_one_run_at_a_time_s": 80.0, "compiled_unavailable": "no compiler",
+             "max_abs_value_difference_vs_numpy": {"float64": 1e-15, "float32": 2e-6},
+             "speedup_float64_vs_numpy_loop": 10.0, "speedup_float32_vs_numpy_loop": 20.0,
+             "speedup_float64_vs_engine_one_run_at_a_time": 2.0, "speedup_float32_vs_engine_one_run_at_a_time": 4.0}
+    results = {"machine": {"processor": "x86_64", "cpu_count": 2, "torch_threads": 2},
+               "figure1": {"engine_s": 1.4, "numpy_loop_s": 7.8, "speedup": 5.6, "max_abs_value_difference": 0.0},
+               "sweep": sweep}
+    text = bench.report(results)
+    for expected in ("ratio 5.6x", "float64 10.0x, float32 20.0x", "float32 4.0x", "torch.compile unavailable",
+                     "float32 2.0e-06"):
+        assert expected in text
+
+
+def test_the_options_are_a_real_subcommand():
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--baseline-runs", "8", "--output", "x.json"])
+    assert (args.baseline_runs, args.full_baseline, args.output) == (8, False, "x.json")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["bench", "--baseline-runs", "0"], "--baseline-runs = 0 is out of range"),
+    (["bench", "--baseline-runs", "x"], "invalid int value"),
+    (["bench", "--colour"], "unrecognized arguments"),
+])
+def test_bad_options_are_one_line_and_exit_2(arguments, message, capsys):
+    try:
+        code = main(arguments)
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
