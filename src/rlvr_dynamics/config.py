@@ -91,7 +91,8 @@ class Parameter:
         if self.choices is not None and value not in self.choices:
             out_of_range = True
         if out_of_range:
-            raise ParameterError(f"parameter '{self.name}' = {value!r} is out of range: allowed {self.describe_range()}")
+            raise ParameterError(
+                f"parameter '{self.name}' = {value!r} is out of range: allowed {self.describe_range()}")
         return value
 
 

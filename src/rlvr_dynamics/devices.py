@@ -27,5 +27,6 @@ def resolve_device(device: str) -> torch.device:
         try:
             return torch.device(name)
         except RuntimeError:
-            raise ValueError(f"parameter 'device' = {device!r} is not a valid CUDA device ('cuda' or 'cuda:N')") from None
+            raise ValueError(
+                f"parameter 'device' = {device!r} is not a valid CUDA device ('cuda' or 'cuda:N')") from None
     raise ValueError(f"parameter 'device' = {device!r} is unknown: allowed {DEVICE_CHOICES} or 'cuda:N'")

@@ -107,7 +107,8 @@ def project_root() -> Path:
         for folder in (start, *start.parents):
             if (folder / "_toc.yml").is_file() and (folder / "pyproject.toml").is_file():
                 return folder
-    raise FileNotFoundError("no repository root (a folder with _toc.yml and pyproject.toml) above the working directory")
+    raise FileNotFoundError(
+        "no repository root (a folder with _toc.yml and pyproject.toml) above the working directory")
 
 
 CACHE_ENV = "RLVR_BOOK_CACHE"

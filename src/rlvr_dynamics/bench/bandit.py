@@ -67,7 +67,8 @@ def figure1_workload(steps: int = STEPS) -> dict:
     engine_s, result = _timed(_simulate, bandits, FIGURE1_STEP_SIZE, steps, 1)
     numpy_s, reference = _timed(bandit.simulate_reference_numpy, bandits, 0, FIGURE1_STEP_SIZE, steps)
     error = float(np.abs(result.value[:, 0].numpy() - reference["value"]).max())
-    return {"engine_s": engine_s, "numpy_loop_s": numpy_s, "speedup": numpy_s / engine_s, "max_abs_value_difference": error}
+    return {"engine_s": engine_s, "numpy_loop_s": numpy_s, "speedup": numpy_s / engine_s,
+            "max_abs_value_difference": error}
 
 
 def sweep_workload(baseline_runs: int, steps: int = STEPS) -> dict:
@@ -114,7 +115,8 @@ def sweep_workload(baseline_runs: int, steps: int = STEPS) -> dict:
     })
     for name in batched:
         out[f"speedup_{name}_vs_numpy_loop"] = out["numpy_loop_s"] / out[f"batched_{name}_s"]
-        out[f"speedup_{name}_vs_engine_one_run_at_a_time"] = out["engine_one_run_at_a_time_s"] / out[f"batched_{name}_s"]
+        out[f"speedup_{name}_vs_engine_one_run_at_a_time"] = (out["engine_one_run_at_a_time_s"]
+                                                              / out[f"batched_{name}_s"])
     return out
 
 
@@ -164,7 +166,8 @@ def report(results: dict) -> str:
         (f"  batched float32 + torch.compile {sweep['batched_float32_compiled_s']:6.2f} s    (compiled once in "
          f"{sweep['compile_once_s']:.1f} s, not included)" if "batched_float32_compiled_s" in sweep
          else f"  torch.compile unavailable: {sweep.get('compiled_unavailable')}"),
-        f"  per-run NumPy loop      {sweep['numpy_loop_s']:8.2f} s    (timed on {sweep['baseline_runs_timed']} runs, scaled)",
+        (f"  per-run NumPy loop      {sweep['numpy_loop_s']:8.2f} s    "
+         f"(timed on {sweep['baseline_runs_timed']} runs, scaled)"),
         f"  engine, one run a time  {sweep['engine_one_run_at_a_time_s']:8.2f} s    (same subset, scaled)",
         "  ratios vs NumPy loop:    " + ", ".join(f"{name} {sweep[f'speedup_{name}_vs_numpy_loop']:.1f}x"
                                                  for name in sweep["max_abs_value_difference_vs_numpy"]),

@@ -107,7 +107,8 @@ def render_appendix(metrics_by_notebook: Mapping[str, Mapping[str, Any]]) -> str
         "(`rlvr_dynamics.book.appendix`); nothing in it is typed by hand. It lists, for each chapter, the one "
         "command that regenerates its figures with the parameters, seed and device of the run shown in the "
         "book, the run's wall time (from parameter validation to `metrics.json`, measured in the notebook on "
-        "the machine that built the book, under that build's load) and the package versions, and then every claim the book checks with its worst margin.",
+        "the machine that built the book, under that build's load) and the package versions, and then every "
+        "claim the book checks with its worst margin.",
         "",
         f"**{len(metrics_by_notebook)} chapters, {n_figures} figures, {len(claims)} checked claims, "
         f"{held} of which hold.** A claim's *worst margin* is the smallest of its per-case margins, in the "

@@ -59,7 +59,8 @@ async () => {
     .filter(e => !e.querySelector('mjx-container') && !e.closest('mjx-container')).length;
   // Raw TeX left in visible text: delimiters or commands outside code, scripts and typeset maths.
   const skip = 'script, style, pre, code, textarea, mjx-container, .highlight, .cell_output';
-  const tex = /\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\(frac|mathbb|mathcal|boldsymbol|left|right|sum|int|operatorname|mathrm|lVert|rVert)\b/;
+  const tex = new RegExp(/\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|/.source
+    + /\\(frac|mathbb|mathcal|boldsymbol|left|right|sum|int|operatorname|mathrm|lVert|rVert)\b/.source);
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
     const parent = node.parentElement;

@@ -84,7 +84,8 @@ def command_run(args) -> int:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ParameterError(f"parameter 'output_dir' = {str(output_dir)!r} cannot be created: {error.strerror}") from None
+        raise ParameterError(
+            f"parameter 'output_dir' = {str(output_dir)!r} cannot be created: {error.strerror}") from None
     print(f"running {spec.name} (preset {settings.preset}, seed {settings.seed}, device {settings.device}) ...")
     stopped = (f"{spec.name} interrupted: files in {output_dir} are complete (earlier or new), "
                "none half-written; run it again to finish")

@@ -58,7 +58,8 @@ def differences(first: dict[str, dict[str, str]], second: dict[str, dict[str, st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rlvr_dynamics.book.determinism", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rlvr_dynamics.book.determinism",
+                                     description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     record = commands.add_parser("record", help="write the fingerprint of OUTPUTS to RECORD (JSON)")
     record.add_argument("outputs", type=Path)

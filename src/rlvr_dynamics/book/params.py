@@ -93,7 +93,8 @@ class NotebookSpec:
         for preset in PRESETS:
             given = set(self.presets.get(preset, {}))
             if given != names:
-                raise TypeError(f"{self.name}: preset {preset!r} must set exactly {sorted(names)}, sets {sorted(given)}")
+                raise TypeError(
+                    f"{self.name}: preset {preset!r} must set exactly {sorted(names)}, sets {sorted(given)}")
         unknown = set(self.findings_measured_at) - set(PRESETS)
         if unknown:
             raise TypeError(f"{self.name}: findings_measured_at names unknown presets {sorted(unknown)}")
@@ -107,7 +108,8 @@ class NotebookSpec:
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:
-        chapter = tuple(dataclasses.replace(f.metadata["parameter"], name=f.name) for f in dataclasses.fields(self.config))
+        chapter = tuple(dataclasses.replace(f.metadata["parameter"], name=f.name)
+                        for f in dataclasses.fields(self.config))
         common = tuple(
             dataclasses.replace(p, default=f"build/outputs/{self.name}") if p.name == "output_dir" else p
             for p in COMMON_PARAMETERS

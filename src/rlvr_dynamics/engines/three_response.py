@@ -79,7 +79,8 @@ def direction(logits: torch.Tensor, rule: str, alignment: torch.Tensor | None = 
     w_k of a rule (module docstring). logits (..., 3); alignment (...)
     is the target Δμ for ``"overshoot"`` and ``"benign"`` (0 < Δμ ≤ ‖g⁺ − g⁻‖) → (..., 3)."""
     if rule not in DIRECTION_RULES:
-        raise ValueError(f"parameter 'direction' = {rule!r} is unknown: allowed {', '.join(map(repr, DIRECTION_RULES))}")
+        raise ValueError(
+            f"parameter 'direction' = {rule!r} is unknown: allowed {', '.join(map(repr, DIRECTION_RULES))}")
     gap = gradient_gap(logits)
     gap_norm = torch.linalg.vector_norm(gap, dim=-1, keepdim=True)
     unit_gap = gap / gap_norm

@@ -8,7 +8,8 @@ holds with G_p = √2 and L_p = ½ (:data:`~rlvr_dynamics.theory.bounds.SCORE_BO
 
 **Instances** (:func:`make_instances`): entries of W drawn N(0, 1) from the instance's seed, the
 same draw at every T; the EOS column set so that every token row stops with probability 2/T (so
-E|o| ≈ 0.43 T grows with T) and the BOS row (almost) never does; the answer token's column shifted so that J₀ hits a target exactly.
+E|o| ≈ 0.43 T grows with T) and the BOS row (almost) never does; the answer token's column shifted
+so that J₀ hits a target exactly.
 
 **Directions** (:data:`TOKEN_DIRECTION_RULES`, unit vectors w_k of the generic step θ ← θ + η_k w_k):
 

@@ -127,12 +127,14 @@ class LMExperimentConfig:
 _CI = dict(task="arithmetic", digits=2, problems=4500, validation_size=500, dataset_path="", model_name_or_path="",
            model_preset="ci", warmup_target=0.35, warmup_max_steps=3000, warmup_batch_size=256,
            warmup_learning_rate=3e-3, loss_types="grpo,dr_grpo", scale_rewards="group,none", learning_rates="3e-4",
-           advantage_filters="all", optimizer="adamw", steps=250, completions_per_step=256, num_generations=8, max_completion_length=8,
+           advantage_filters="all", optimizer="adamw", steps=250, completions_per_step=256, num_generations=8,
+           max_completion_length=8,
            temperature=1.0, per_prompt_every=10, eval_every=25, eval_problems=256, eval_samples=4, workers=2)
 
 
 PRESETS = {
-    # The Figure-2 chapter's ci run: ≈ 3 min on 2 CPU cores: a 0.14 M-parameter model, two runs of 250 steps from one warm-up.
+    # The Figure-2 chapter's ci run: ≈ 3 min on 2 CPU cores: a 0.14 M-parameter model, two runs of 250 steps
+    # from one warm-up.
     "ci": _CI,
     # The GPU setting: a 25 M-parameter model on GSM8K-format word problems, three runs (two loss
     # types, two learning rates), 1000 steps each. Qwen2.5 on GSM8K: set model_name_or_path and

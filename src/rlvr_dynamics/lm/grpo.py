@@ -239,7 +239,8 @@ def gap_tracking_trainer_class():
             accuracy, entropy = sampled_accuracy_and_entropy(
                 self.model, self.processing_class, self.validation[:config.eval_problems], config.eval_samples,
                 config.max_completion_length, self.eval_generator, temperature=config.temperature)
-            self.eval_records.append({"step": step, "accuracy": float(accuracy.mean()), "entropy": float(entropy.mean())})
+            self.eval_records.append({"step": step, "accuracy": float(accuracy.mean()),
+                                      "entropy": float(entropy.mean())})
 
         def training_step(self, model, inputs, num_items_in_batch):
             config = self.run_config
@@ -384,7 +385,8 @@ def run_grpo(model, tokenizer, train: list[Problem], validation: list[Problem], 
         warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
         args = GRPOConfig(
             output_dir=output_dir or scratch, max_steps=config.steps, learning_rate=config.learning_rate,
-            lr_scheduler_type="constant_with_warmup", warmup_steps=config.lr_warmup_steps, weight_decay=0.0, optim=OPTIMIZERS[config.optimizer],
+            lr_scheduler_type="constant_with_warmup", warmup_steps=config.lr_warmup_steps, weight_decay=0.0,
+            optim=OPTIMIZERS[config.optimizer],
             max_grad_norm=config.max_grad_norm, per_device_train_batch_size=config.completions_per_step,
             gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1,
             num_generations=config.num_generations, max_completion_length=config.max_completion_length,

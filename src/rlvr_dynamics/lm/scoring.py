@@ -116,8 +116,9 @@ def sampled_accuracy_and_entropy(model, tokenizer, problems: list[Problem], samp
             model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens,
             tokenizer.eos_token_id, tokenizer.pad_token_id, generator, temperature, with_entropy=True)
         entropies.append(entropy.sum(-1) / completion_mask.sum(-1).clamp(min=1))
-        texts = tokenizer.batch_decode(completion_ids * completion_mask + tokenizer.pad_token_id * (1 - completion_mask),
-                                       skip_special_tokens=True)
+        texts = tokenizer.batch_decode(
+            completion_ids * completion_mask + tokenizer.pad_token_id * (1 - completion_mask),
+            skip_special_tokens=True)
         rewards += correctness_reward(texts, answers[start:start + batch_size])
     model.train(was_training)
     shape = (len(problems), samples_per_problem)

@@ -82,7 +82,8 @@ def correctness_reward(completions: list[str], answer: list[str], **_) -> list[f
     extracted answer equals the reference ``answer`` column (a number as text), else 0.0."""
     if len(completions) != len(answer):
         raise ValueError(f"{len(completions)} completions but {len(answer)} reference answers")
-    return [float(extract_answer(c) == Fraction(a)) for c, a in zip(completions, answer, strict=True)]  # None ≠ any number
+    # None ≠ any number
+    return [float(extract_answer(c) == Fraction(a)) for c, a in zip(completions, answer, strict=True)]
 
 
 def _problem(task: str, question: str, solution: str, answer: int) -> Problem:

@@ -1,7 +1,8 @@
 """The paper's objects and bounds, as pure torch functions (the bottom layer: it imports nothing
 else of the package).
 
-- :mod:`~rlvr_dynamics.theory.gaps`            J, log-odds, g⁺, g⁻, the Gradient Gap, identity (10), alignment (11), Var± (17)
+- :mod:`~rlvr_dynamics.theory.gaps`            J, log-odds, g⁺, g⁻, the Gradient Gap, identity (10), alignment (11),
+  Var± (17)
 - :mod:`~rlvr_dynamics.theory.estimators`      REINFORCE (4), GRPO (5), Dr. GRPO directions, exact and sampled
 - :mod:`~rlvr_dynamics.theory.policies`        linear-softmax bandits and token-level autoregressive policies
 - :mod:`~rlvr_dynamics.theory.markov`          the exact forward algorithm for bigram token policies
