@@ -1,19 +1,17 @@
-"""rlvr_dynamics: the algorithm code of the executable companion to
-*On the optimization dynamics of RLVR: Gradient gap and step size thresholds* (Suk & Duan).
+"""rlvr_dynamics: the code of the executable companion to *On the optimization dynamics of RLVR:
+Gradient gap and step size thresholds* (Suk & Duan). The folders are the architecture; a module
+imports only from layers below it (import-linter contracts in ``pyproject.toml``):
 
-Modules, one concept each:
+- :mod:`~rlvr_dynamics.theory`    the paper's objects and every bound, pure torch functions
+- :mod:`~rlvr_dynamics.engines`   batched simulators of the paper's instances (records in one vocabulary)
+- :mod:`~rlvr_dynamics.lm`        the language-model stack: task, model, scoring, warm-up, TRL GRPO with tracking
+- :mod:`~rlvr_dynamics.chapters`  one module per notebook: config, presets, summaries, tables, claim margins
+- :mod:`~rlvr_dynamics.bench`     the benchmarks (``rlvr-book bench``, ``rlvr-book bench-lm``)
+- :mod:`~rlvr_dynamics.book`      the machinery: parameters, chapter context, runner, appendix, result index, CLI
 
-- :mod:`~rlvr_dynamics.theory.gaps`       J, log-odds, g⁺, g⁻, Gradient Gap, identity (10), alignment (11), Var± (17)
-- :mod:`~rlvr_dynamics.theory.policies`   linear-softmax bandits and token-level autoregressive policies
-- :mod:`~rlvr_dynamics.theory.estimators` REINFORCE (4), GRPO (5), Dr. GRPO update directions, exact and sampled
-- :mod:`~rlvr_dynamics.chapters.gradient_gap`   the Gradient-Gap chapter's random instances and three-way checks
-- :mod:`~rlvr_dynamics.book.params`     notebook parameter specs, presets and validation
-- :mod:`~rlvr_dynamics.book.registry`  the registry of the book's notebooks
-- :mod:`~rlvr_dynamics.book.results`    metrics.json, claim records, atomic writes
-- :mod:`~rlvr_dynamics.book.plotting`   one seaborn theme; figures saved as PNG + SVG
-- :mod:`~rlvr_dynamics.book.runner`     papermill execution, result cache, book staging
-- :mod:`~rlvr_dynamics.book.cli`        the ``rlvr-book`` console script
-- :mod:`~rlvr_dynamics.book.interrupt`  Ctrl-C: stop the kernels, one line, exit 130
+beside three support modules every layer may use: :mod:`~rlvr_dynamics.config` (config fields that are
+notebook parameters), :mod:`~rlvr_dynamics.files` (atomic writes, provenance, project paths) and
+:mod:`~rlvr_dynamics.devices`. The book's page *Where each result lives* maps every result to its code.
 """
 
 __version__ = "0.1.0"
