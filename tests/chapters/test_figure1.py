@@ -1,10 +1,14 @@
-"""Tests of rlvr_dynamics.chapters.figure1: the summaries of the Figure-1 runs."""
+"""Tests of rlvr_dynamics.chapters.figure1: the summaries of the Figure-1 runs, and the chapter's engine
+checks, margins, tables and figure data — each margin shown to fail on a constructed counter-example."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -100,3 +104,351 @@ def test_relative_offset_is_the_sum_of_the_training_contexts_own_alignments():
     nominal = result.cumulative_gap["nominal"] - result.relative_cumulative_gap["nominal"]
     expected = torch.cat([t([0.0]), torch.cumsum(result.train_gap_norm[:, 0] * 2.0, 0)])
     assert_close(nominal[:, 0, -1], expected, rtol=1e-10, atol=1e-13)
+
+
+# ----------------------------------------------------------------------------------------------
+# The chapter's engine checks and margins: each holds on a real run and fails on a counter-example
+# ----------------------------------------------------------------------------------------------
+
+
+def small_run(seeds=(0, 1), steps=40, step_size=2.0, spec=SMALL):
+    """A real run of ``spec`` for each seed, every step recorded: (bandits, trajectories)."""
+    bandits = make_bandits(spec, list(seeds), steps)
+    return bandits, quiet_simulate(bandits, step_size, steps)
+
+
+def replace_trajectories(trajectories, **changes):
+    return bandit.BanditTrajectories(**{**trajectories.__dict__, **changes})
+
+
+def test_engine_tolerance():
+    assert figure1.engine_tolerance("float64") == 1e-9
+    assert figure1.engine_tolerance("float32") == 1e-3
+
+
+def test_band_summary_by_hand():
+    fell_back = torch.tensor([[True, True], [True, True], [False, True], [True, True]])  # (K, B)
+    pool_value = t([[[0.01, 0.02, 0.015], [0.03, 0.011, 0.012]], [[0.5, 0.6, 0.7], [0.2, 0.1, 0.9]]])  # (S, B, P)
+    trajectories = SimpleNamespace(fell_back=fell_back, pool_value=pool_value)
+    summary = figure1.band_summary(trajectories)
+    assert summary == {"fallback_share": [0.75, 1.0], "first_in_band_step": [2, None],
+                       "largest_initial_pool_value": 0.03}
+    text = figure1.describe_band(summary, arms=100)
+    assert "largest pool value at step 0: 0.0300 (1/N = 0.0100)" in text
+    assert "per seed: [0.75 1.  ]" in text
+    assert text.endswith("per seed: [2, None]")
+
+
+def test_reference_errors_by_hand():
+    # One run recorded at every step: J (S=3, B=1, E=2), M (S, B, E), training draws (K=2, B=1).
+    trajectories = SimpleNamespace(value=t([[[0.1, 0.2]], [[0.3, 0.4]], [[0.9, 0.9]]]),
+                                   cumulative_gap={"effective": t([[[0.0, 0.0]], [[1.0, 2.0]], [[5.0, 5.0]]])},
+                                   train_index=torch.tensor([[3], [4]]))
+    reference = {"value": np.array([[0.1, 0.2], [0.3, 0.45]]), "cumulative_gap": np.array([[0.0, 0.0], [1.25, 2.0]]),
+                 "train_index": np.array([3])}
+    errors = figure1.reference_errors(trajectories, reference, run=0, steps=1)  # steps 0 … 1 only
+    assert errors["value"] == pytest.approx(0.05) and errors["gap"] == pytest.approx(0.25)
+    assert errors["same_draws"] is True
+    margins = figure1.reference_margins(errors, 0.1)
+    assert margins == pytest.approx([0.05, -0.15, 0.0])
+    errors = figure1.reference_errors(trajectories, {**reference, "train_index": np.array([2])}, run=0, steps=1)
+    assert figure1.reference_margins(errors, 1.0)[2] == -1.0
+    assert "identical training draws: False" in figure1.describe_reference(errors, 1)
+
+
+def test_reference_margins_hold_on_a_real_run_and_fail_on_a_perturbed_reference():
+    steps = 30
+    bandits, result = small_run(seeds=(2,), steps=steps)
+    reference = bandit.simulate_reference_numpy(bandits, 0, 2.0, steps)
+    margins = figure1.reference_margins(figure1.reference_errors(result, reference, 0, steps), 1e-9)
+    assert min(margins) >= 0
+    shifted = {**reference, "value": reference["value"] + np.where(np.arange(steps + 1)[:, None] == 7, 1e-6, 0.0)}
+    margins = figure1.reference_margins(figure1.reference_errors(result, shifted, 0, steps), 1e-9)
+    assert margins[0] < 0 and margins[1] >= 0 and margins[2] == 0
+
+
+def test_recomputation_drift_is_zero_on_a_real_run_and_detects_a_wrong_theta():
+    bandits, result = small_run()
+    assert figure1.recomputation_drift(bandits, result) < 1e-12
+    theta = result.final_theta.clone()
+    theta[1] += 0.3 * torch.randn(theta[1].shape, generator=torch.Generator().manual_seed(0), dtype=F64)
+    assert figure1.recomputation_drift(bandits, replace_trajectories(result, final_theta=theta)) > 1e-3
+
+
+def test_same_arm_alignment_is_positive_and_fails_when_contexts_have_negative_inner_products():
+    bandits, result = small_run()
+    margins, different_negative = figure1.same_arm_alignment(bandits, result)
+    assert len(margins) == 4 and min(margins) > 0  # θ₀ and θ_K of each of the 2 runs
+    assert len(different_negative) == 2 and all(0 <= share <= 1 for share in different_negative)
+    # The proposition needs x_k · x ≥ 0: with the evaluation contexts negated (x_k · x < 0 for every
+    # pair) the same-arm pairs are hurt by every update.
+    contexts = bandits.contexts.clone()
+    contexts[:, bandits.evaluation] *= -1
+    negated = dataclasses.replace(bandits, contexts=contexts)
+    margins, _ = figure1.same_arm_alignment(negated, result)
+    assert max(margins) < 0
+
+
+def test_relative_offset_margin_by_hand():
+    # Offsets M − relative: main (1, 1) and seeds (2, 2) at K = 1 (spread 0); the scale is max |M| of the seeds = 5.
+    main = SimpleNamespace(cumulative_gap={"effective": t([[[0.0, 0.0]], [[1.0, 2.0]]])},
+                           relative_cumulative_gap={"effective": t([[[0.0, 0.0]], [[0.0, 1.0]]])})
+    seeds = SimpleNamespace(cumulative_gap={"effective": t([[[0.0, 0.0]], [[3.0, 5.0]]])},
+                            relative_cumulative_gap={"effective": t([[[0.0, 0.0]], [[1.0, 3.0]]])})
+    assert figure1.relative_offset_margin(main, seeds, "effective", 0.1) == pytest.approx([0.6])
+    # A context-dependent offset (2, 3): spread 1 > 0.6.
+    seeds.relative_cumulative_gap["effective"] = t([[[0.0, 0.0]], [[1.0, 2.0]]])
+    assert figure1.relative_offset_margin(main, seeds, "effective", 0.1) == pytest.approx([-0.4])
+
+
+def test_relative_offset_margin_of_real_runs():
+    _, main = small_run(seeds=(0,))
+    _, seeds = small_run(seeds=(0, 1))
+    assert figure1.relative_offset_margin(main, seeds, "effective", 1e-9)[0] > 0
+
+
+def test_lemma1_margins_by_hand():
+    # One run, two evaluation contexts of norms 1 and 2: L_o + 8G_o² = ‖x‖²/2 + 16‖x‖² = 16.5 and 66.
+    bandits = SimpleNamespace(n_runs=1, evaluation=slice(1, None), contexts=t([[[1.0, 1.0], [1.0, 0.0], [0.0, 2.0]]]))
+    signed = t([[[0.0, 0.0]], [[0.3, -0.2]], [[0.5, 0.1]]])  # (S, B, E), Σ Δμ η
+    trajectories = SimpleNamespace(effective_step=t([[0.1], [0.2]]), recorded_steps=torch.tensor([0, 1, 2]),
+                                   signed_cumulative_alignment=signed, log_odds=signed - 4.0)
+    # Zero residual: the smallest margin is the tolerance (at K = 0, Σ η² = 0).
+    assert figure1.lemma1_margins(bandits, trajectories, 1e-3) == pytest.approx([1e-3])
+    # A residual of 0.5 at K = 1 for the first context: 16.5 · 0.01 − 0.5 + tolerance.
+    log_odds = trajectories.log_odds.clone()
+    log_odds[1, 0, 0] += 0.5
+    trajectories.log_odds = log_odds
+    assert figure1.lemma1_margins(bandits, trajectories, 1e-3) == pytest.approx([0.165 - 0.5 + 1e-3])
+
+
+def test_lemma1_margins_hold_on_a_real_run_and_fail_on_a_tampered_alignment():
+    bandits, result = small_run(step_size=0.3)
+    assert min(figure1.lemma1_margins(bandits, result, 1e-9)) >= 0
+    signed = result.signed_cumulative_alignment.clone()
+    signed[-1, 1, 3] += 1e4  # far beyond (L_o + 8G_o²) Σ η² for 40 steps
+    margins = figure1.lemma1_margins(bandits, replace_trajectories(result, signed_cumulative_alignment=signed), 1e-9)
+    assert margins[0] >= 0 and margins[1] < 0
+
+
+def test_theorem1b_margins_hold_on_a_real_run_and_fail_where_the_hypothesis_is_faked():
+    bandits = make_bandits(PAPER, [0], 60)
+    result = quiet_simulate(bandits, 0.1, 60)
+    theorem = figure1.theorem1b_margins(result, bandits, 0)
+    assert theorem["held"] >= PAPER.eval_size  # at K = 0 the hypothesis holds vacuously
+    assert theorem["held"] + theorem["not_held"] == 61 * PAPER.eval_size
+    assert theorem["margins"].min() >= -1e-12
+    # Pretend (15a) held everywhere and halve every J after step 0: J(K) < J₀ ≤ (15b).
+    value = result.value.clone()
+    value[1:] = value[0] * 0.5
+    faked = replace_trajectories(result, value=value,
+                                 smallest_alignment_ratio=torch.full_like(result.smallest_alignment_ratio, torch.inf))
+    theorem = figure1.theorem1b_margins(faked, bandits, 0)
+    assert theorem["not_held"] == 0
+    assert (theorem["margins"].reshape(61, PAPER.eval_size)[1:] < 0).all()  # every (K ≥ 1, x) pair
+
+
+def test_theorem1b_headline_and_description_by_hand():
+    theorem = {"margins": np.array([0.1]), "held": 3, "not_held": 7, "latest_step": 5,
+               "below_curve_without_hypothesis": 2}
+    assert figure1.theorem1b_headline(theorem) == {"theorem1b_hypothesis_pairs": 3, "theorem1b_pairs": 10,
+                                                   "below_curve_pairs": 2}
+    text = figure1.describe_theorem1b(theorem)
+    assert "held up to K at 3 of 10 (K, x) pairs; the largest such K: 5" in text
+    assert text.endswith(": 2 (20.0%)")
+
+
+def test_theorem1b_and_first_order_curves_by_hand():
+    grid = np.array([0.0, 2.0])
+    # J₀ given as a Python float enters as a float32 tensor (as in the book's figures): 1e-6 relative.
+    np.testing.assert_allclose(figure1.theorem1b_curve(0.2, grid), [0.2, 0.2 / (0.2 + 0.8 * np.exp(-1.0))], rtol=1e-6)
+    np.testing.assert_allclose(figure1.first_order_curve(0.2, grid), [0.2, 0.2 / (0.2 + 0.8 * np.exp(-2.0))],
+                               rtol=1e-6)
+    assert figure1.theorem1b_curve(0.2, grid)[1] < figure1.first_order_curve(0.2, grid)[1]  # (15b) lies below (16)
+
+
+# ----------------------------------------------------------------------------------------------
+# Observations: fits, per-seed table and findings
+# ----------------------------------------------------------------------------------------------
+
+
+def line_trajectories():
+    """A run whose change in log-odds is exactly 2 M (effective), 0.5 M (nominal) and 1 · signed."""
+    generator = torch.Generator().manual_seed(3)
+    gap = torch.cat([torch.zeros(1, 1, 4, dtype=F64), torch.rand(5, 1, 4, generator=generator, dtype=F64)])  # (S, B, E)
+    start = torch.randn(1, 1, 4, generator=generator, dtype=F64)
+    return SimpleNamespace(log_odds=start + 2 * gap, cumulative_gap={"effective": gap, "nominal": 4 * gap},
+                           signed_cumulative_alignment=2 * gap)
+
+
+def test_main_fits_table_summary_and_headline():
+    fits = figure1.main_fits(line_trajectories(), 0)
+    assert list(fits) == ["effective", "nominal", "signed (Σ Δμ η, no positive part)"]
+    assert [fits[k]["slope"] for k in fits] == pytest.approx([2.0, 0.5, 1.0])
+    assert all(fit["r2"] == pytest.approx(1.0) and fit["points"] == 24 for fit in fits.values())
+    table = figure1.fit_table(fits)
+    assert list(table.columns) == ["slope", "intercept", "r2", "points"] and list(table.index) == list(fits)
+    regime, speed = {"converged": 0.25, "learned_arms": 1}, {"rho_relative_vs_steps_to_0.9": np.float64(-0.5)}
+    text = figure1.main_summary(fits, regime, speed)
+    assert text.count("\n\n") == 2 and ["converged", "0.25"] in [line.split() for line in text.split("\n")]
+    headline = figure1.main_headline(fits, regime, speed)
+    assert headline["log_odds_fit"]["nominal"]["slope"] == pytest.approx(0.5)
+    assert headline["regimes_main"] is regime
+    assert type(headline["speed_correlations_main"]["rho_relative_vs_steps_to_0.9"]) is float
+
+
+def test_per_seed_table_repeats_the_summaries_of_each_run():
+    _, result = small_run(seeds=(4, 7), steps=60, step_size=3.0)
+    table = figure1.per_seed_table(result, [4, 7], "effective")
+    assert list(table.index) == [4, 7]
+    for r, seed in enumerate([4, 7]):
+        row = table.loc[seed]
+        assert row["converged"] == figure1.regimes(result, r)["converged"]
+        assert row["contexts_reaching_0.9"] == figure1.speed_correlations(result, r)["contexts_reaching_0.9"]
+        nominal = figure1.log_odds_fit(result.log_odds[:, r], result.cumulative_gap["nominal"][:, r])
+        assert row["r2_nominal"] == nominal["r2"]
+    assert "learned_arm" not in figure1.describe_per_seed(table).split("\n")[0].split()
+
+
+def test_finding_margins_hold_and_each_fails_on_its_counter_example():
+    good = pd.DataFrame({"r2_effective": [0.9, 0.7], "r2_nominal": [0.3, 0.5], "in_between": [0.01, 0.0],
+                         "learned_arm_predicts_convergence": [0.99, 1.0], "learned_arms": [1, 1],
+                         "learned_arm_is_dominant": [1.0, 1.0], "rho_relative_vs_steps_to_0.9": [-0.99, -0.85]},
+                        index=pd.Index([0, 1], name="seed"))
+    findings = figure1.finding_margins(good)
+    assert len(findings) == 7 and next(iter(findings)).startswith("Observation 1")
+    assert all(margins.min() >= 0 for margins in findings.values())
+    np.testing.assert_allclose(findings["Observation 1: effective-η reading fits the logistic relation "
+                                        "(R² ≥ 0.6, every seed)"], [0.3, 0.1])
+    broken = {"r2_effective": 0.55, "r2_nominal": 0.95, "in_between": 0.06, "learned_arm_predicts_convergence": 0.9,
+              "learned_arms": 2, "learned_arm_is_dominant": 0.0, "rho_relative_vs_steps_to_0.9": -0.7}
+    for column, value in broken.items():
+        bad = good.copy()
+        bad.loc[1, column] = value
+        failing = [claim for claim, margins in figure1.finding_margins(bad).items() if margins.min() < 0]
+        assert failing, column
+        assert all(margins.loc[0] >= 0 for margins in figure1.finding_margins(bad).values())
+    bad = good.copy()
+    bad.loc[0, "learned_arms"] = 0  # no arm learned is as wrong as two
+    assert figure1.finding_margins(bad)["Exactly one arm is learned at α = 0.1 (every seed)"].loc[0] == -1
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures: data and panels
+# ----------------------------------------------------------------------------------------------
+
+
+def test_regime_labels_by_hand():
+    labels = figure1.regime_labels(np.array([0.95, 0.9, 0.5, 0.1, 0.02]))
+    assert list(labels) == ["converged (J_K ≥ 0.9)", "converged (J_K ≥ 0.9)", "in between", "stuck (J_K ≤ 0.1)",
+                            "stuck (J_K ≤ 0.1)"]
+
+
+def tiny_view_trajectories():
+    """A run recorded at steps 0, 10, 20 with two contexts: the first converges at step 20, the second is stuck."""
+    value = t([[[0.01, 0.01]], [[0.5, 0.02]], [[0.95, 0.05]]])  # (S, B, E)
+    gap = t([[[0.0, 0.0]], [[1.0, 0.5]], [[3.0, 0.6]]])
+    return SimpleNamespace(recorded_steps=torch.tensor([0, 10, 20]), value=value,
+                           cumulative_gap={"effective": gap, "nominal": 2 * gap},
+                           relative_cumulative_gap={"effective": gap - 1.0, "nominal": 2 * gap - 1.0})
+
+
+def test_run_view_and_the_data_of_its_panels_by_hand():
+    view = figure1.RunView.of(tiny_view_trajectories(), 0, "nominal")
+    np.testing.assert_array_equal(view.gap[-1], [6.0, 1.2])
+    np.testing.assert_allclose(view.relative[-1], [5.0, 0.2], rtol=1e-14)
+    np.testing.assert_array_equal(view.hit, [20.0, np.nan])
+    assert view.initial_value == pytest.approx(0.01) and view.reading == "nominal"
+    points = figure1.value_gap_points(view, every=2)  # steps 0 and 20, step-major
+    assert list(points["step"]) == [0, 0, 20, 20]
+    np.testing.assert_array_equal(points["M"], [0.0, 0.0, 6.0, 1.2])
+    np.testing.assert_array_equal(points["J"], [0.01, 0.01, 0.95, 0.05])
+    curves = figure1.gap_curves(view, np.array([1, 0]), every=1)  # context-major
+    assert list(curves["context"]) == [1, 1, 1, 0, 0, 0] and list(curves["step"]) == [0, 10, 20] * 2
+    np.testing.assert_array_equal(curves["M"], [0.0, 1.0, 1.2, 0.0, 2.0, 6.0])
+    assert list(curves["regime"][::3]) == ["stuck (J_K ≤ 0.1)", "converged (J_K ≥ 0.9)"]
+
+
+def test_figure1_panels_draw_what_they_say():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _, result = small_run(seeds=(0,), steps=60, step_size=3.0)
+    view = figure1.RunView.of(result, 0, "effective")
+    fig, axes = plt.subplots(1, 3)
+    figure1.draw_value_vs_gap(axes[0], view)
+    figure1.draw_gap_over_steps(axes[1], view, np.random.default_rng(0), contexts=7)
+    figure1.draw_speed(axes[2], view)
+    assert len(fig.axes) == 4  # the colorbar of panel 1
+    assert [line.get_linestyle() for line in axes[0].get_lines()] == ["-", "--"]
+    np.testing.assert_allclose(axes[0].get_lines()[0].get_ydata()[0], view.initial_value)
+    assert "(7 contexts)" in axes[1].get_title()
+    reached = int((~np.isnan(view.hit)).sum())
+    assert [len(c.get_offsets()) for c in axes[2].collections] == [reached, SMALL.eval_size - reached]
+    plt.close(fig)
+
+
+def test_seed_band_frames_by_hand():
+    value = t([[[0.01, 0.01], [0.01, 0.01]], [[0.95, 0.05], [0.5, 0.6]]])  # (S=2, B=2, E=2)
+    gap = t([[[0.0, 0.0], [0.0, 0.0]], [[4.0, 1.0], [2.0, 3.0]]])
+    trajectories = SimpleNamespace(recorded_steps=torch.tensor([0, 10]), value=value,
+                                   cumulative_gap={"effective": gap}, relative_cumulative_gap={"effective": gap - 4})
+    centres, binned, medians, speeds = figure1.seed_band_frames(trajectories, [7, 8], "effective", bins=2)
+    np.testing.assert_array_equal(centres, [1.0, 3.0])  # edges 0, 2, 4
+    # Seed 7: bin [0, 2) holds J = 0.01, 0.01, 0.05; [2, 4) holds nothing (4.0 is the last edge) → dropped.
+    assert list(binned["seed"]) == [7, 8, 8]
+    np.testing.assert_allclose(binned["J"], [0.07 / 3, 0.01, 0.55])
+    assert list(medians["regime"]) == ["converged"] * 2 + ["not converged"] * 4
+    np.testing.assert_array_equal(medians["median M"], [0.0, 4.0, 0.0, 1.0, 0.0, 2.5])
+    assert list(speeds["seed"]) == ["7"] and list(speeds["steps to 0.9"]) == [10.0]
+    np.testing.assert_array_equal(speeds["relative gap"], [0.0])
+
+
+def sensitivity_by_hand():
+    return pd.DataFrame({"seed": [0, 0, 1, 1], "step_size": [0.1, 1.0, 0.1, 1.0],
+                         "final_J": [0.2, 0.5, 0.4, 0.5], "converged": [0.1, 0.5, 0.3, 0.5],
+                         "in_between": [0.0, 0.0, 0.2, 0.0], "learned_arms": [1, 1, 1, 3],
+                         "learned_arm_share": [0.5, 0.5, 0.4, 0.4], "fell_back": [0.9, 1.0, 0.8, 1.0],
+                         "r2_effective": [0.8, 0.9, 0.7, 0.9], "r2_nominal": [0.3, 0.1, 0.5, 0.1],
+                         "max_effective_step": [0.05, 0.5, 0.06, 0.4]})
+
+
+def test_sensitivity_summary_frames_and_panel_by_hand():
+    table = sensitivity_by_hand()
+    summary = figure1.sensitivity_summary(table)
+    assert list(summary.index) == [0.1, 1.0]
+    np.testing.assert_allclose(summary["final_J"], [0.3, 0.5])
+    np.testing.assert_allclose(summary["learned_arms"], [1.0, 2.0])
+    assert "max_effective_step" in figure1.describe_sensitivity(summary)
+    long, fits_long = figure1.sensitivity_frames(table)
+    assert len(long) == 12 and sorted(set(long["quantity"])) == ["learned arm's share", "mean final J",
+                                                                 "share converged"]
+    np.testing.assert_array_equal(long.loc[long["quantity"] == "share converged", "value"], [0.1, 0.5, 0.3, 0.5])
+    assert len(fits_long) == 8 and list(fits_long.columns) == ["seed", "step_size", "reading", "R²"]
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    figure1.draw_band_and_arms(ax, table)
+    assert len(fig.axes) == 2 and fig.axes[1].get_ylim() == pytest.approx((-0.05, 3.05))
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["share of steps with an empty band",
+                                                                          "arms learned (right axis)"]
+    plt.close(fig)
+
+
+def test_sweep_runs_every_seed_at_every_step_size():
+    config = figure1.Figure1Config(dim=3, arms=4, pool_size=5, eval_size=6, init_scale=0.5, steps=10, step_size=0.1,
+                                   band_low=0.2, band_high=0.8, fallback="pool", eta_reading="effective", seeds=2,
+                                   sensitivity_points=3, reference_steps=0, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptyBandWarning)
+        grid, result = figure1.sweep(config, [3, 5])
+    np.testing.assert_allclose(grid, [0.01, np.sqrt(0.1), 10.0])
+    assert result.seed.tolist() == [3, 3, 3, 5, 5, 5]
+    np.testing.assert_allclose(result.step_size, np.tile(grid, 2))
+    assert result.value.shape == (11, 6, 6)  # steps // 100 < 1: every step recorded

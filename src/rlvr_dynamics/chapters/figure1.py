@@ -1,8 +1,14 @@
 """The chapter *Figure 1: REINFORCE on contextual bandits*: its parameters, runs and summaries.
 
 The runs are :func:`rlvr_dynamics.engines.bandit.simulate` calls; this module turns trajectories into
-the numbers the chapter reports (fits, regimes, rank correlations, the Theorem-1(b) check,
-seed bands and the step-size sweep). Every function is pure: trajectories in, arrays out.
+the numbers the chapter reports: the engine checks (against the NumPy loop of the definitions, the
+recomputed values, the sign of the gap alignment), the margins of Lemma 1 (16) and Theorem 1(b)
+(15a)–(15b), the log-odds fits, regimes and rank correlations of the paper's three observations,
+the seed bands and the step-size sweep, and the data and panels of the chapter's figures. Every
+function is pure: trajectories in, arrays, tables or text out (the ``draw_*`` functions draw on the
+Axes they are given).
+
+Shapes: S recorded steps, K steps run, B runs, P pool and E evaluation contexts, d dimensions, N arms.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from scipy import stats
 from rlvr_dynamics.config import parameter
 from rlvr_dynamics.engines import bandit
 from rlvr_dynamics.theory import bounds
+from rlvr_dynamics.theory.policies import bandit_log_policy
 
 CONVERGED_LEVEL = 0.9
 """A context has *converged* when J_x(K) ≥ 0.9 and is *stuck* when J_x(K) ≤ 0.1."""
@@ -172,7 +179,8 @@ def speed_correlations(trajectories: bandit.BanditTrajectories, run: int, readin
     reached = ~np.isnan(hit)
     gain = ((trajectories.log_odds[-1, run] - trajectories.log_odds[0, run]) / trajectories.recorded_steps[-1]).numpy()
     rho_hit = stats.spearmanr(relative[reached], hit[reached]).statistic if reached.sum() > 2 else np.nan
-    return {"rho_relative_vs_steps_to_0.9": rho_hit, "rho_relative_vs_log_odds_gain": stats.spearmanr(relative, gain).statistic,
+    return {"rho_relative_vs_steps_to_0.9": rho_hit,
+            "rho_relative_vs_log_odds_gain": stats.spearmanr(relative, gain).statistic,
             "contexts_reaching_0.9": int(reached.sum())}
 
 
@@ -222,3 +230,410 @@ def sensitivity_table(trajectories: bandit.BanditTrajectories, step_sizes: np.nd
             row[f"slope_{reading}"], row[f"r2_{reading}"] = fit["slope"], fit["r2"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# Engine checks
+# ----------------------------------------------------------------------------------------------
+
+
+def engine_tolerance(dtype: str) -> float:
+    """Tolerance of the engine's implementation checks: 1e-9 in float64, 1e-3 in float32."""
+    return 1e-9 if dtype == "float64" else 1e-3
+
+
+def band_summary(trajectories: bandit.BanditTrajectories) -> dict[str, list | float]:
+    """How empty the curriculum band was, per run: the share of steps that fell back (B,), the
+    first step with a pool context in the band (None where never), and the largest pool value at
+    step 0 (over every run; 1/N at θ₀ ≈ 0)."""
+    fell_back = trajectories.fell_back.double().mean(0)  # (K, B) → (B,)
+    first_in_band = [int((~trajectories.fell_back[:, r]).nonzero()[0]) if (~trajectories.fell_back[:, r]).any()
+                     else None for r in range(trajectories.fell_back.shape[1])]
+    return {"fallback_share": fell_back.tolist(), "first_in_band_step": first_in_band,
+            "largest_initial_pool_value": trajectories.pool_value[0].max().item()}
+
+
+def describe_band(summary: dict, arms: int) -> str:
+    """:func:`band_summary` as three printed lines."""
+    return (f"largest pool value at step 0: {summary['largest_initial_pool_value']:.4f} (1/N = {1 / arms:.4f})\n"
+            f"share of steps that fell back, per seed: {np.round(summary['fallback_share'], 3)}\n"
+            f"first step with a pool context in the band, per seed: {summary['first_in_band_step']}")
+
+
+def reference_errors(trajectories: bandit.BanditTrajectories, reference: dict[str, np.ndarray], run: int,
+                     steps: int) -> dict[str, float | bool]:
+    """The engine's run ``run`` against :func:`~rlvr_dynamics.engines.bandit.simulate_reference_numpy`
+    over its first ``steps`` steps (every step recorded): max |ΔJ| and max |ΔM| (effective reading)
+    over steps 0 … steps and every context, and whether every training draw is the same."""
+    span = slice(0, steps + 1)
+    value_error = np.abs(trajectories.value[span, run].numpy() - reference["value"]).max()  # over (steps+1, E)
+    gap_error = np.abs(trajectories.cumulative_gap["effective"][span, run].numpy() - reference["cumulative_gap"]).max()
+    same_draws = (trajectories.train_index[:steps, run].numpy() == reference["train_index"])  # (steps,)
+    return {"value": value_error, "gap": gap_error, "same_draws": bool(same_draws.all())}
+
+
+def reference_margins(errors: dict[str, float | bool], tolerance: float) -> list[float]:
+    """Margins of "engine = NumPy loop": tolerance − max|ΔJ|, tolerance − max|ΔM|, and 0 if the
+    training draws agree (−1 if not)."""
+    return [tolerance - errors["value"], tolerance - errors["gap"], float(errors["same_draws"]) - 1]
+
+
+def describe_reference(errors: dict[str, float | bool], steps: int) -> str:
+    """:func:`reference_errors` as one printed line."""
+    return (f"engine vs NumPy definitions over {steps} steps: max |ΔJ| = {errors['value']:.2e}, "
+            f"max |ΔM| = {errors['gap']:.2e}, identical training draws: {errors['same_draws']}")
+
+
+def recomputation_drift(bandits: bandit.ContextualBandits, trajectories: bandit.BanditTrajectories) -> float:
+    """Largest |J_x(K) recomputed from θ_K − the engine's J_x(K)| over every run and evaluation
+    context (the engine updates the logits incrementally between exact refreshes)."""
+    final_log_prob = bandit_log_policy(trajectories.final_theta.double()[:, None],  # (B, 1, d, N) against (B, E, d)
+                                       bandits.contexts[:, bandits.evaluation].cpu().double())  # → (B, E, N)
+    final_value = final_log_prob.gather(-1, trajectories.best_arm.unsqueeze(-1)).squeeze(-1).exp()  # (B, E)
+    return (final_value - trajectories.value[-1].double()).abs().max().item()
+
+
+def same_arm_alignment(bandits: bandit.ContextualBandits, trajectories: bandit.BanditTrajectories
+                       ) -> tuple[list[float], list[float]]:
+    """The sign of Δμ_x(k) for every pool × evaluation pair (the proposition's consequences).
+
+    Returns the smallest Δμ over the pairs that share their optimal arm, at θ₀ and at θ_K of every
+    run (2B margins, > 0 by the proposition because x_k · x ≥ 0 on [0, 1]^d), and the share of
+    pairs with different optimal arms whose Δμ < 0 at θ_K (B,).
+    """
+    same_arm_margins, different_negative = [], []
+    for r in range(bandits.n_runs):
+        for theta in (bandits.theta0[r].cpu().double(), trajectories.final_theta[r].double()):
+            pool_x = bandits.contexts[r, bandits.pool].cpu().double()  # (P, d)
+            eval_x = bandits.contexts[r, bandits.evaluation].cpu().double()  # (E, d)
+            pool_arm, eval_arm = trajectories.pool_best_arm[r], trajectories.best_arm[r]
+            alignment = bandit.alignment_matrix(theta, pool_x, pool_arm, eval_x, eval_arm)  # (P, E)
+            same = pool_arm[:, None] == eval_arm[None, :]
+            same_arm_margins.append(alignment[same].min().item())
+        different_negative.append((alignment[~same] < 0).double().mean().item())
+    return same_arm_margins, different_negative
+
+
+# ----------------------------------------------------------------------------------------------
+# Margins of the theory: the relative gap, Lemma 1 (16) and Theorem 1(b)
+# ----------------------------------------------------------------------------------------------
+
+
+def relative_offset_margin(main: bandit.BanditTrajectories, seeds: bandit.BanditTrajectories, reading: str,
+                           tolerance: float) -> list[float]:
+    """Margin of "relative gap = M_x − a context-independent constant" over the main and the seed
+    runs: tolerance · (1 + max |M| of the seed runs) − the largest :func:`relative_offset_spread`."""
+    spread = max(relative_offset_spread(r, reading) for r in (main, seeds))
+    scale = float(seeds.cumulative_gap[reading].abs().max())
+    return [tolerance * (1 + scale) - spread]
+
+
+def lemma1_margins(bandits: bandit.ContextualBandits, trajectories: bandit.BanditTrajectories,
+                   tolerance: float) -> list[float]:
+    """Lemma 1 (16) summed over steps, per run: the smallest over contexts x and recorded K of
+    (L_o + 8G_o²) Σ_{k<K} η_k² − |logit J_x(K) − logit J_x(0) − Σ_{k<K} Δμ_x(k) η_k| + tolerance,
+    with x's constants L_o = ‖x‖²/2, G_o = √2‖x‖ (effective η). (B,), ≥ 0 where the lemma holds."""
+    lemma_margins = []
+    for r in range(bandits.n_runs):
+        norm = torch.linalg.vector_norm(bandits.contexts[r, bandits.evaluation].cpu().double(), dim=-1)  # (E,)
+        constant = bounds.bandit_smoothness_bound(norm) + 8 * bounds.bandit_score_bound(norm) ** 2  # (E,)
+        eta2 = trajectories.effective_step[:, r].double() ** 2  # (K,)
+        cumulative_eta2 = torch.cat([torch.zeros(1, dtype=torch.float64),  # (K + 1,) at the recorded steps → (S,)
+                                     eta2.cumsum(0)])[trajectories.recorded_steps]
+        residual = (trajectories.log_odds[:, r] - trajectories.log_odds[0, r]
+                    - trajectories.signed_cumulative_alignment[:, r]).double().abs()  # (S, E)
+        lemma_margins.append((constant[None, :] * cumulative_eta2[:, None] - residual + tolerance).min().item())
+    return lemma_margins
+
+
+def theorem1b_headline(theorem: dict[str, np.ndarray | int]) -> dict[str, int]:
+    """From :func:`theorem1b_margins`: the (K, x) pairs where (15a) held up to K, all pairs, and the
+    pairs below the (15b) curve (all outside the hypothesis when the theorem holds)."""
+    held = theorem["held"]
+    return {"theorem1b_hypothesis_pairs": held, "theorem1b_pairs": held + theorem["not_held"],
+            "below_curve_pairs": theorem["below_curve_without_hypothesis"]}
+
+
+def describe_theorem1b(theorem: dict[str, np.ndarray | int]) -> str:
+    """:func:`theorem1b_margins` as two printed lines."""
+    numbers = theorem1b_headline(theorem)
+    held, total, below = numbers["theorem1b_hypothesis_pairs"], numbers["theorem1b_pairs"], numbers["below_curve_pairs"]
+    return (f"(15a) held up to K at {held} of {total} (K, x) pairs; the largest such K: {theorem['latest_step']}\n"
+            f"pairs below the (15b) curve, all outside the hypothesis: {below} ({below / total:.1%})")
+
+
+def theorem1b_curve(initial_value: float, cumulative_gap: np.ndarray) -> np.ndarray:
+    """The (15b) curve J₀ / (J₀ + (1 − J₀) e^{−M/2}) on a grid of M (the figures' solid line).
+
+    A Python-float J₀ enters as a float32 tensor (``torch.tensor``), as the book's figures draw it."""
+    return bounds.convergence_lower_bound(torch.tensor(initial_value), torch.tensor(cumulative_gap)).numpy()
+
+
+def first_order_curve(initial_value: float, cumulative_gap: np.ndarray) -> np.ndarray:
+    """The first-order (16) curve J₀ / (J₀ + (1 − J₀) e^{−M}) = σ(logit J₀ + M) on a grid of M."""
+    return torch.sigmoid(bounds.logit(torch.tensor(initial_value)) + torch.tensor(cumulative_gap)).numpy()
+
+
+# ----------------------------------------------------------------------------------------------
+# The main run's observations
+# ----------------------------------------------------------------------------------------------
+
+
+def main_fits(trajectories: bandit.BanditTrajectories, run: int) -> dict[str, dict[str, float]]:
+    """Observation 1: :func:`log_odds_fit` of run ``run`` on the cumulative gap of each η reading
+    and on the signed sum Σ Δμ_x η (no positive part)."""
+    fits = {reading: log_odds_fit(trajectories.log_odds[:, run], trajectories.cumulative_gap[reading][:, run])
+            for reading in bandit.ETA_READINGS}
+    fits["signed (Σ Δμ η, no positive part)"] = log_odds_fit(trajectories.log_odds[:, run],
+                                                             trajectories.signed_cumulative_alignment[:, run])
+    return fits
+
+
+def fit_table(fits: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """The fits of :func:`main_fits`, one row per regressor."""
+    table = pd.DataFrame(fits).T[["slope", "intercept", "r2", "points"]]
+    table.index.name = "logit J_k − logit J_0 regressed on"
+    return table
+
+
+def main_summary(fits: dict[str, dict[str, float]], regime: dict[str, float], speed: dict[str, float]) -> str:
+    """The main run's fits, regimes (:func:`regimes`) and rank correlations (:func:`speed_correlations`)
+    as printed text (4 significant digits)."""
+    with pd.option_context("display.float_format", "{:.4g}".format):
+        return "\n\n".join([fit_table(fits).to_string(), pd.Series(regime).to_string(), pd.Series(speed).to_string()])
+
+
+def main_headline(fits: dict[str, dict[str, float]], regime: dict[str, float], speed: dict[str, float]) -> dict:
+    """The main run's fits, regimes and rank correlations as headline numbers (plain floats)."""
+    return dict(log_odds_fit={k: {m: float(v) for m, v in f.items()} for k, f in fits.items()},
+                regimes_main=regime, speed_correlations_main={k: float(v) for k, v in speed.items()})
+
+
+# ----------------------------------------------------------------------------------------------
+# Findings over seeds
+# ----------------------------------------------------------------------------------------------
+
+
+def per_seed_table(trajectories: bandit.BanditTrajectories, seeds, reading: str) -> pd.DataFrame:
+    """One row per seed run: :func:`regimes`, :func:`speed_correlations`, the R² of both η readings
+    and the slope of the effective one (:func:`log_odds_fit`), indexed by seed."""
+    log_odds, gap = trajectories.log_odds, trajectories.cumulative_gap  # (S, B, E) each
+    return pd.DataFrame([
+        {**regimes(trajectories, r), **speed_correlations(trajectories, r, reading),
+         **{f"r2_{eta}": log_odds_fit(log_odds[:, r], gap[eta][:, r])["r2"] for eta in bandit.ETA_READINGS},
+         "slope_effective": log_odds_fit(log_odds[:, r], gap["effective"][:, r])["slope"],
+         "seed": s} for r, s in enumerate(seeds)]).set_index("seed")
+
+
+def finding_margins(per_seed: pd.DataFrame) -> dict[str, pd.Series]:
+    """The chapter's empirical findings (the paper's three observations and what explains the two
+    regimes), claim text → per-seed margins (≥ 0 where the finding holds), from :func:`per_seed_table`."""
+    return {
+        "Observation 1: effective-η reading fits the logistic relation (R² ≥ 0.6, every seed)":
+            per_seed["r2_effective"] - 0.6,
+        "The effective reading fits better than the nominal one (R² difference > 0, every seed)":
+            per_seed["r2_effective"] - per_seed["r2_nominal"],
+        "Observation 2: two regimes — at most 5% of contexts end with 0.1 < J_K < 0.9 (every seed)":
+            0.05 - per_seed["in_between"],
+        "Converged ⇔ optimal arm is the learned arm (accuracy ≥ 0.95, every seed)":
+            per_seed["learned_arm_predicts_convergence"] - 0.95,
+        "Exactly one arm is learned at α = 0.1 (every seed)": -(per_seed["learned_arms"] - 1).abs(),
+        "The learned arm is a most frequent optimal arm of the pool (every seed)":
+            per_seed["learned_arm_is_dominant"] - 1,
+        "Observation 3: Spearman(relative gap, steps to 0.9) ≤ −0.8 among converged contexts (every seed)":
+            -0.8 - per_seed["rho_relative_vs_steps_to_0.9"],
+    }
+
+
+def describe_per_seed(per_seed: pd.DataFrame) -> str:
+    """:func:`per_seed_table` as printed text (3 decimals, without the learned arm's index)."""
+    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200):
+        return per_seed.drop(columns=["learned_arm"]).to_string()
+
+
+# ----------------------------------------------------------------------------------------------
+# Figure 1: data and panels
+# ----------------------------------------------------------------------------------------------
+
+
+def regime_labels(final_value: np.ndarray) -> np.ndarray:
+    """The regime of each context from its final value J_x(K): converged, stuck or in between."""
+    return np.where(final_value >= CONVERGED_LEVEL, "converged (J_K ≥ 0.9)",
+                    np.where(final_value <= STUCK_LEVEL, "stuck (J_K ≤ 0.1)", "in between"))
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One run's recorded curves as NumPy arrays, for the panels of Figure 1.
+
+    Attributes:
+        steps: (S,) the recorded steps.
+        value: (S, E) J_x(k).
+        gap: (S, E) the cumulative gap M_x(k) of the figure's η reading.
+        relative: (S, E) the relative cumulative gap of that reading.
+        hit: (E,) the first recorded step with J_x ≥ 0.9 (NaN where never).
+        reading: the η reading.
+    """
+
+    steps: np.ndarray
+    value: np.ndarray
+    gap: np.ndarray
+    relative: np.ndarray
+    hit: np.ndarray
+    reading: str
+
+    @classmethod
+    def of(cls, trajectories: bandit.BanditTrajectories, run: int, reading: str) -> RunView:
+        return cls(trajectories.recorded_steps.numpy(), trajectories.value[:, run].numpy(),
+                   trajectories.cumulative_gap[reading][:, run].numpy(),
+                   trajectories.relative_cumulative_gap[reading][:, run].numpy(),
+                   hitting_steps(trajectories.value[:, run], trajectories.recorded_steps, CONVERGED_LEVEL), reading)
+
+    @property
+    def initial_value(self) -> float:
+        """J₀, the mean value of the evaluation contexts at step 0."""
+        return float(np.mean(self.value[0]))
+
+
+def value_gap_points(view: RunView, every: int = 20) -> pd.DataFrame:
+    """Panel 1's points: (M, J, step) of every context at every ``every``-th recorded step."""
+    thin = slice(None, None, every)
+    return pd.DataFrame({"M": view.gap[thin].ravel(), "J": view.value[thin].ravel(),
+                         "step": np.repeat(view.steps[thin], view.value.shape[1])})
+
+
+def gap_curves(view: RunView, shown: np.ndarray, every: int = 10) -> pd.DataFrame:
+    """Panel 2's curves: M_x(k) at every ``every``-th recorded step of the contexts ``shown``, with
+    each context's regime (:func:`regime_labels`); context-major rows."""
+    label = regime_labels(view.value[-1])
+    steps = view.steps[::every]
+    return pd.DataFrame({"step": np.tile(steps, len(shown)), "M": view.gap[::every][:, shown].T.ravel(),
+                         "context": np.repeat(shown, len(steps)), "regime": np.repeat(label[shown], len(steps))})
+
+
+def draw_value_vs_gap(ax, view: RunView) -> None:
+    """Panel 1: J_x(k) against M_x(k), coloured by step, with the (15b) and first-order curves."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.scatterplot(data=value_gap_points(view), x="M", y="J", hue="step", palette="viridis", s=4, linewidth=0,
+                    alpha=0.5, ax=ax, legend=False, rasterized=True)  # rasterized: a small SVG despite 50k points
+    grid = np.linspace(0, view.gap.max(), 300)
+    ax.plot(grid, theorem1b_curve(view.initial_value, grid), "k-", lw=1.5,
+            label=r"Theorem 1(b): $J_0/(J_0 + (1-J_0)e^{-M/2})$")
+    ax.plot(grid, first_order_curve(view.initial_value, grid), "k--", lw=1,
+            label=r"first order (16): $J_0/(J_0 + (1-J_0)e^{-M})$")
+    ax.set(xlabel=f"cumulative gradient gap M_x(k) ({view.reading} η)", ylabel="value J_x(k)",
+           title="(1) value vs cumulative gap")
+    ax.legend(fontsize=8, loc="center right")
+    norm = plt.Normalize(0, view.steps[-1])
+    ax.figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="step k")
+
+
+def draw_gap_over_steps(ax, view: RunView, rng: np.random.Generator, contexts: int = 120) -> None:
+    """Panel 2: M_x(k) over steps for ``contexts`` evaluation contexts drawn by ``rng``, by regime."""
+    import seaborn as sns
+
+    shown = rng.choice(view.value.shape[1], size=min(contexts, view.value.shape[1]), replace=False)
+    sns.lineplot(data=gap_curves(view, shown), x="step", y="M", units="context", estimator=None, hue="regime", lw=0.7,
+                 alpha=0.7, ax=ax)
+    ax.set(ylabel="cumulative gradient gap M_x(k)", title=f"(2) cumulative gap over steps ({len(shown)} contexts)")
+    ax.legend(fontsize=8, title=None)
+
+
+def draw_speed(ax, view: RunView) -> None:
+    """Panel 3: the final relative cumulative gap against the steps to reach J ≥ 0.9 (contexts that
+    never do are drawn above K)."""
+    reached = ~np.isnan(view.hit)
+    ax.scatter(view.relative[-1][reached], view.hit[reached], s=8, alpha=0.6, label="reached J ≥ 0.9")
+    ax.scatter(view.relative[-1][~reached], np.full((~reached).sum(), view.steps[-1] * 1.15), s=8, alpha=0.4,
+               marker="x", color="crimson", label="never (drawn above K)")
+    ax.set(xlabel="relative cumulative gap at K", ylabel="steps to reach J ≥ 0.9", yscale="log",
+           title="(3) relative gap vs speed of convergence")
+    ax.legend(fontsize=8)
+
+
+def seed_band_frames(trajectories: bandit.BanditTrajectories, seeds, reading: str, bins: int = 40
+                     ) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The data of the seed-band figure, computed per seed.
+
+    Returns the bin centres (bins,) on [0, max M], and three frames: the mean J per bin of M per
+    seed (:func:`binned_mean`, empty bins dropped), the median M per recorded step of the converged
+    and the other contexts per seed, and the final relative gap against the steps to J ≥ 0.9 of the
+    contexts that get there (seed as text: a categorical hue).
+    """
+    edges = np.linspace(0, float(trajectories.cumulative_gap[reading].max()), bins + 1)
+    centres = (edges[1:] + edges[:-1]) / 2
+    rows_binned, rows_regime, rows_speed = [], [], []
+    for r, s in enumerate(seeds):
+        gap_r = trajectories.cumulative_gap[reading][:, r].numpy()  # (S, E)
+        value_r = trajectories.value[:, r].numpy()  # (S, E)
+        rows_binned.append(pd.DataFrame({"M": centres, "J": binned_mean(gap_r.ravel(), value_r.ravel(), edges),
+                                         "seed": s}))
+        converged_r = value_r[-1] >= CONVERGED_LEVEL
+        for name, mask in (("converged", converged_r), ("not converged", ~converged_r)):
+            if mask.any():
+                rows_regime.append(pd.DataFrame({"step": trajectories.recorded_steps.numpy(),
+                                                 "median M": np.median(gap_r[:, mask], axis=1),
+                                                 "regime": name, "seed": s}))
+        hit_r = hitting_steps(trajectories.value[:, r], trajectories.recorded_steps, CONVERGED_LEVEL)
+        ok = ~np.isnan(hit_r)
+        relative_r = trajectories.relative_cumulative_gap[reading][-1, r].numpy()  # (E,)
+        rows_speed.append(pd.DataFrame({"relative gap": relative_r[ok], "steps to 0.9": hit_r[ok], "seed": str(s)}))
+    return centres, pd.concat(rows_binned).dropna(), pd.concat(rows_regime), pd.concat(rows_speed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sensitivity to the step size
+# ----------------------------------------------------------------------------------------------
+
+
+def sweep(config: Figure1Config, seeds, device="cpu") -> tuple[np.ndarray, bandit.BanditTrajectories]:
+    """The step-size sweep: every seed × every α of :meth:`Figure1Config.sensitivity_grid` in one
+    batch, about 100 recorded steps per run. Returns the grid and the trajectories."""
+    grid = config.sensitivity_grid()
+    _, trajectories, _ = run(config, seeds, step_sizes=grid, record_every=max(1, config.steps // 100), device=device)
+    return grid, trajectories
+
+
+def sensitivity_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The mean over seeds of :func:`sensitivity_table`'s main columns, one row per step size."""
+    return table.groupby("step_size")[["final_J", "converged", "in_between", "learned_arms", "fell_back",
+                                       "r2_effective", "r2_nominal", "max_effective_step"]].mean()
+
+
+def describe_sensitivity(summary: pd.DataFrame) -> str:
+    """:func:`sensitivity_summary` as printed text (3 significant digits)."""
+    with pd.option_context("display.float_format", "{:.3g}".format, "display.width", 200):
+        return summary.to_string()
+
+
+def sensitivity_frames(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Long frames of :func:`sensitivity_table` for the sweep's first two panels: (seed, step_size,
+    quantity, value) for the final value, the converged share and the learned arm's share; and
+    (seed, step_size, reading, R²) for both η readings."""
+    long = table.rename(columns={"final_J": "mean final J", "converged": "share converged",
+                                 "learned_arm_share": "learned arm's share"}).melt(
+        id_vars=["seed", "step_size"], value_vars=["mean final J", "share converged", "learned arm's share"],
+        var_name="quantity")
+    fits_long = table.melt(id_vars=["seed", "step_size"], value_vars=["r2_effective", "r2_nominal"],
+                           var_name="reading", value_name="R²")
+    return long, fits_long
+
+
+def draw_band_and_arms(ax, table: pd.DataFrame) -> None:
+    """The sweep's third panel: the share of steps with an empty band (left axis) and the number of
+    learned arms (right axis) against α, each a mean over seeds with the seed range as band."""
+    import seaborn as sns
+
+    sns.lineplot(data=table, x="step_size", y="fell_back", errorbar=("pi", 100), marker="o", ax=ax,
+                 label="share of steps with an empty band", legend=False)
+    right = ax.twinx()
+    sns.lineplot(data=table, x="step_size", y="learned_arms", errorbar=("pi", 100), marker="s", ax=right,
+                 color="crimson", label="arms learned (right axis)", legend=False)
+    right.set(ylabel="arms learned", ylim=(-0.05, max(2, table["learned_arms"].max()) + 0.05))
+    right.grid(False)
+    handles = ax.get_lines()[:1] + right.get_lines()[:1]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="lower right")
+    ax.set(xscale="log", xlabel="step size α", ylabel="share of steps with an empty band",
+           title="curriculum band and learned arms")
