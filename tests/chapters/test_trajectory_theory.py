@@ -1,17 +1,28 @@
-"""Tests of rlvr_dynamics.chapters.trajectory_theory: phases and the critical step."""
+"""Tests of rlvr_dynamics.chapters.trajectory_theory: phases and the critical step, and the chapter's
+checks, margins, tables and figure panels — each margin shown to fail on a constructed counter-example."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from types import SimpleNamespace
 
-import numpy as np
-import pytest
-import torch
+import matplotlib
 
-from rlvr_dynamics.chapters import statistics
-from rlvr_dynamics.chapters import trajectory_theory as theory
+matplotlib.use("Agg")
 
-from _helpers import F64
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from rlvr_dynamics.chapters import statistics  # noqa: E402
+from rlvr_dynamics.chapters import trajectory_theory as theory  # noqa: E402
+from rlvr_dynamics.engines.three_response import Trajectories  # noqa: E402
+from rlvr_dynamics.theory import bounds  # noqa: E402
+
+from _helpers import F64, assert_close, t  # noqa: E402
 
 
 def test_classify_and_critical_step():
@@ -23,3 +34,324 @@ def test_classify_and_critical_step():
     assert theory.critical_step(grid, np.array([True, True, True, True])) == 0.1
     assert math.isnan(theory.critical_step(grid, np.array([True, False, False, False])))
     assert statistics.loglog_slope(np.array([1.0, 10.0, 100.0]), np.array([2.0, 2e3, 2e6])) == pytest.approx(3.0)
+
+
+def test_sweep_grid_and_constants():
+    grid = theory.sweep_grid(61)
+    assert grid[0] == pytest.approx(1e-4) and grid[-1] == pytest.approx(1.0) and grid[30] == pytest.approx(1e-2)
+    assert abs(theory.SHARP_CONSTANT - 1.5) < 1e-15  # L_o + G_o²/2 = 1/2 + 2/2
+    assert abs(bounds.LEMMA_CONSTANT - 16.5) < 1e-14  # L_o + 8G_o² = 1/2 + 16
+
+
+def _trajectories(value, alignment, step, log_odds=None, negative_variance=None):
+    """Trajectories from values (K + 1, B), alignments and steps (K, B); log-odds from the values."""
+    value, alignment, step = t(value), t(alignment), t(step)
+    odds = bounds.logit(value) if log_odds is None else t(log_odds)
+    variance = torch.zeros_like(step) if negative_variance is None else t(negative_variance)
+    return Trajectories(value, odds, alignment, step, variance, odds.diff(dim=0))
+
+
+# ----------------------------------------------------------------------------------------------
+# Assumption 1
+# ----------------------------------------------------------------------------------------------
+
+
+def test_softmax_constant_ratios_are_at_most_one_and_consume_two_normal_draws():
+    generator = torch.Generator().manual_seed(3)
+    score, lipschitz = theory.softmax_constant_ratios(generator, n=500)
+    assert 0.9 < score <= 1 and 0.5 < lipschitz <= 1
+    # the stream is left exactly where two (n, 3) normal draws leave it (the notebook's draw order)
+    reference = torch.Generator().manual_seed(3)
+    torch.randn(500, 3, generator=reference, dtype=F64)
+    torch.randn(500, 3, generator=reference, dtype=F64)
+    assert torch.equal(torch.rand(4, generator=generator), torch.rand(4, generator=reference))
+
+
+def test_bandit_score_ratio_by_hand():
+    # θ = 0 with N = 2 arms: π = (½, ½), the score of arm y is x ⊗ (e_y − π), of norm ‖x‖/√2:
+    # the ratio to G_o = √2‖x‖ is exactly ½, whatever the context.
+    problems = SimpleNamespace(theta=torch.zeros(3, 4, 2, dtype=F64), context=torch.rand(3, 4, dtype=F64) + 0.1)
+    assert theory.bandit_score_ratio(problems) == pytest.approx(0.5, abs=1e-15)
+    # N arms at θ = 0: ‖e_y − 1/N‖² = (N − 1)/N
+    problems = SimpleNamespace(theta=torch.zeros(1, 2, 5, dtype=F64), context=t([[1.0, 2.0]]))
+    assert theory.bandit_score_ratio(problems) == pytest.approx(math.sqrt(4 / 5) / math.sqrt(2), abs=1e-15)
+
+
+def test_assumption1_margins_fail_where_a_ratio_exceeds_one():
+    ratios = theory.Assumption1Ratios(0.5, 0.9, 0.75)
+    assert ratios.margins() == [0.5, pytest.approx(0.1), 0.25]
+    assert ratios.headline() == {"assumption1_ratios": {"score": 0.5, "bandit_score": 0.9, "lipschitz": 0.75}}
+    assert "three responses 0.5000, bandits 0.9000" in ratios.summary()
+    assert min(theory.Assumption1Ratios(0.5, 1.2, 0.75).margins()) == pytest.approx(-0.2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Lemma 1
+# ----------------------------------------------------------------------------------------------
+
+
+def test_lemma1_case_by_hand_and_on_a_violation():
+    # residual (0.1, 0), η² (1, 1e-12), constants ½ (paper) and 0.2 (sharp):
+    # paper margin min(0.5 − 0.1, 0.5e-12) = 5e-13; sharp margin min(0.1 + 1e-12, 2e-13 + 1e-12) = 1.2e-12;
+    # the ratio is taken only at the first entry (0.2 > 1e-9): 0.1 / 0.2 = ½.
+    case = theory.lemma1_case("x", t([[0.1, 0.0]]), 0.5, 0.2, t([[1.0, 1e-12]]))
+    assert case.paper_margin == pytest.approx(5e-13, rel=1e-12)
+    assert case.sharp_margin == pytest.approx(1.2e-12, rel=1e-12)
+    assert case.sharp_ratio == 0.5 and case.steps_checked == 2
+    # a residual above the constant times η² breaks the bound
+    broken = theory.lemma1_case("x", t([[0.6, 0.0]]), 0.5, 0.2, t([[1.0, 1e-12]]))
+    assert broken.paper_margin == pytest.approx(-0.1) and broken.sharp_margin < 0
+    assert broken.sharp_ratio == pytest.approx(3.0)
+
+
+def test_lemma1_on_the_instance_holds_and_fails_on_a_shifted_log_odds_change():
+    grid = theory.sweep_grid(60)[::6]  # 10 steps from 1e-4 to 0.5
+    runs = theory.instance_sweep(grid, 0.3, 0.01, 30)
+    assert set(runs) == {"gap", "overshoot", "benign"} and runs["gap"].value.shape == (31, len(grid))
+    cases = [theory.lemma1_instance_case(rule, r) for rule, r in runs.items()]
+    check = theory.Lemma1Check(cases, [])
+    assert (check.paper_margins() > 0).all() and min(check.sharp_margins()) > 0
+    assert 0 < check.headline()["lemma1_worst_sharp_ratio"] <= 1
+    # the log-odds moving by 1 more than Δμη at every step: (16) fails at every step η < 1/4
+    shifted = dataclasses.replace(runs["gap"], log_odds_change=runs["gap"].log_odds_change + 1.0)
+    assert theory.lemma1_instance_case("gap", shifted).paper_margin < 0
+
+
+def test_lemma1_bandit_cases_hold_on_a_small_bandit():
+    config = dataclasses.replace(theory.TrajectoryConfig(**theory.PRESETS["ci"]), bandit_seeds=1, bandit_steps=20,
+                                 bandit_eval_size=10)
+    cases = theory.lemma1_bandit_cases(config, seed=0, device="cpu")
+    assert [c.label for c in cases] == ["reinforce", "normalized"]
+    assert all(c.steps_checked == 20 * 3 * 10 for c in cases)  # K × (1 seed × 3 sizes) × E
+    check = theory.Lemma1Check([], cases)
+    assert (check.paper_margins() > 0).all() and min(check.sharp_margins()) > 0
+    table = check.bandit_table()
+    assert table["step sizes"].tolist() == [[0.1, 1.0, 10.0], [0.01, 0.1, 1.0]]
+    assert "worst margin of (16)" in check.summary()
+
+
+def test_lemma1_check_headline_by_hand():
+    cases = [theory.Lemma1Case("a", 2e-13, 1e-12, 0.1, 4), theory.Lemma1Case("b", -3e-12, 5e-13, 0.4, 6, [1.0])]
+    check = theory.Lemma1Check(cases[:1], cases[1:])
+    assert_close(torch.as_tensor(check.paper_margins()), [1.2e-12, -2e-12], rtol=1e-12, atol=0)
+    assert check.sharp_margins() == [1e-12, 5e-13]
+    assert check.headline() == {"lemma1_worst_margin": -3e-12, "lemma1_worst_sharp_ratio": 0.4}
+
+
+# ----------------------------------------------------------------------------------------------
+# Theorem 1 and Corollary 1
+# ----------------------------------------------------------------------------------------------
+
+
+def test_cumulative_alignment_by_hand():
+    # M(0) = 0, M(1) = [1]₊·0.5 = 0.5 and [−1]₊·0.5 = 0, M(2) = 0.5 + 2 = 2.5 and 0 + 3 = 3
+    M = theory.cumulative_alignment(t([[1.0, -1.0], [2.0, 3.0]]), t([[0.5, 0.5], [1.0, 1.0]]))
+    assert_close(M, [[0.0, 0.0], [0.5, 0.0], [2.5, 3.0]])
+
+
+def test_convergence_margin_by_hand_and_on_a_violation():
+    # J₀ = ½, Δμ = 2, η = 1: M(1) = 2 and (15b) gives J(1) ≥ sigmoid(0 + 1) = 0.7311
+    bound = 1 / (1 + math.exp(-1))
+    runs = _trajectories([[0.5], [0.8]], [[2.0]], [[1.0]])
+    assert theory.convergence_margin(runs) == 0.0  # the K = 0 entry is the bound itself
+    assert theory.convergence_margin(_trajectories([[0.5], [0.7]], [[2.0]], [[1.0]])) == pytest.approx(0.7 - bound)
+
+
+def test_stagnation_margin_by_hand_and_on_a_violation():
+    # J₀ = ½, Δμ = 1, η = ½: C₀ = ½, C₀′ = 16.5/4 = 4.125, cap = sigmoid(4.625)
+    cap = 1 / (1 + math.exp(-4.625))
+    assert theory.stagnation_margin(_trajectories([[0.5], [0.6]], [[1.0]], [[0.5]])) == pytest.approx(cap - 0.6)
+    assert theory.stagnation_margin(_trajectories([[0.5], [0.999]], [[1.0]], [[0.5]])) == pytest.approx(cap - 0.999)
+    assert cap - 0.999 < 0
+
+
+def test_theorem1_check_holds_on_the_instance():
+    starts = theory.theorem1_starts()
+    assert_close(starts, np.linspace(0.05, 0.95, 7), rtol=0, atol=1e-15)
+    check = theory.theorem1_check(starts[::3], 40, 0.01, stagnation_steps=40)
+    assert (check.convergence_margins() > 0).all() and (check.stagnation_margins() > 0).all()
+    assert check.table()["rule"].tolist() == ["gap", "overshoot", "benign"]
+    assert set(check.headline()) == {"theorem1b_worst_margin", "theorem1a_worst_margin"}
+    # (15a) keeps every step far below 1/(2√L_o)
+    assert (check.table()["max η_k · 2√L_o"] < 1).all()
+
+
+def test_theorem1_row_by_hand():
+    row = theory.theorem1_row("gap", _trajectories([[0.5, 0.5], [0.61234, 0.7]], [[1.0, 1.0]], [[0.25, 0.5]]))
+    assert row["final J (J0 = 0.05 … 0.95)"] == [0.612, 0.7]
+    assert row["max η_k · 2√L_o"] == pytest.approx(0.5 * 2 * math.sqrt(0.5))
+
+
+def test_corollary1_run_holds_and_its_margins_fail_for_an_overstated_gap():
+    run = theory.corollary1_run(theory.theorem1_starts()[::2], 200)
+    assert run.step == pytest.approx(math.sqrt(1.5) / 33)  # Δμ/(2(L_o + 8G_o²)) < 1/(2√L_o)
+    assert run.steps == 200 and run.log_bound.shape == (201, 4)
+    assert min(run.bound_margins()) > 0 and (run.rate_margins() > 0).all()
+    assert run.headline()["corollary1_bound_slope"] == pytest.approx(-0.5 * math.sqrt(1.5) * run.step)
+    # the same runs against a gap three times larger: the bound and the rate both fail
+    overstated = dataclasses.replace(run, alignment=3 * run.alignment)
+    assert min(overstated.bound_margins()) < 0 and (overstated.rate_margins() < 0).all()
+
+
+def test_corollary1_slopes_by_hand():
+    # log-odds 50 + k: log(1 − J_k) = −softplus(50 + k) = −(50 + k) to 1e-22, a slope of −1
+    odds = [[50.0 + k] for k in range(5)]
+    runs = _trajectories(torch.sigmoid(t(odds)).tolist(), [[1.0]] * 4, [[0.1]] * 4, log_odds=odds)
+    run = theory.Corollary1Run(1.0, 0.1, runs)
+    assert run.slopes.tolist() == [-1.0] and run.bound_slope == -0.05
+    assert run.rate_margins().tolist() == pytest.approx([0.95])
+
+
+# ----------------------------------------------------------------------------------------------
+# The second-order expansion (17)
+# ----------------------------------------------------------------------------------------------
+
+
+def test_expansion_residuals_by_hand():
+    # Δμ = 2, Var⁺ = 1, Var⁻ = 3 and a change that is exactly Δμη + ½(Var⁺ − Var⁻)η² = 2η − η²:
+    # the ½ version leaves 0, the printed version leaves |−η² + 2η²| = η².
+    etas = np.array([0.5, 1.0])
+    change = t([[0.75], [1.0]])
+    half, paper = theory.expansion_residuals(change, t([2.0]), t([1.0]), t([3.0]), etas)
+    assert_close(half, [[0.0], [0.0]])
+    assert_close(paper, [[0.25], [1.0]])
+
+
+def test_expansion_states_and_draw_order():
+    generator = torch.Generator().manual_seed(1)
+    states = theory.expansion_states(5, generator)
+    assert states.shape == (5, 3)
+    reference = torch.Generator().manual_seed(1)
+    values = torch.rand(5, generator=reference, dtype=F64) * 0.8 + 0.1
+    wrong = t([0.0, 0.3]) + torch.randn(5, 2, generator=reference, dtype=F64)
+    assert_close(states[:, 1:], wrong)
+    # J₀ is set before the wrong logits move: the logits give J₀ at wrong logits (0, 0.3)
+    assert_close(torch.sigmoid(states[:, 0] - torch.logsumexp(t([0.0, 0.3]), 0)), values)
+
+
+def test_expansion_study_on_both_families_and_on_counter_examples():
+    etas = theory.expansion_steps()
+    generator = torch.Generator().manual_seed(2)
+    states = theory.expansion_states(6, generator)
+    parts = [theory.instance_expansion(states, rule, 0.05, etas) for rule in ("gap", "overshoot", "benign")]
+    theta = torch.randn(4, 3, 6, generator=generator, dtype=F64)
+    reward = torch.zeros(4, 6, dtype=F64)
+    reward[:, :2] = 1  # two correct arms: Var⁺ ≠ 0
+    problems = SimpleNamespace(theta=theta, context=torch.rand(4, 3, generator=generator, dtype=F64), reward=reward)
+    parts.append(theory.bandit_expansion(problems, etas, generator))
+    study = theory.ExpansionStudy.from_parts(etas, parts)
+    assert study.residual_half.shape == (9, 3 * 6 + 4)
+    assert min(study.cubic_margins()) > 0 and min(study.paper_margins()) > 0
+    assert len(study.per_state_slopes) > 0 and (study.per_state_margins() > 0).all()
+    assert "median residual slope" in study.summary()
+    # residuals shrinking like η² with the ½ and like η³ without it: all three claims fail
+    e = torch.tensor(etas)[:, None]
+    swapped = theory.ExpansionStudy(etas, e**2 * t([[1.0, 2.0]]), e**3 * t([[1.0, 2.0]]))
+    assert min(swapped.cubic_margins()) < 0 and (swapped.per_state_margins() < 0).all()
+    assert min(swapped.paper_margins()) < 0
+    assert swapped.headline() == {"expansion_slope_half": pytest.approx(2.0),
+                                  "expansion_slope_paper": pytest.approx(3.0)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Theorem 2, the threshold sweep and the phase diagrams
+# ----------------------------------------------------------------------------------------------
+
+
+def test_theorem2_run_holds_and_fails_for_a_rising_value():
+    run = theory.theorem2_run(0.01, 0.3, 60)
+    low, high = run.window
+    assert low == pytest.approx(60 * 0.01 / 2.5) and high == pytest.approx(1 / (2 * math.sqrt(2.5)))
+    assert run.step_sizes.tolist() == pytest.approx([low, (low + high) / 2, high])
+    assert (run.alignment_margins() > 0).all() and (run.decrease_margins() > 0).all()
+    assert (run.collapse_margins() > 0).all()
+    assert "J strictly decreasing" in run.summary()
+    # J rising from ½ to ⅔ to ¾: the value increases and the log-odds rise
+    rising = theory.Theorem2Run(0.01, run.window, np.array([0.3]),
+                                _trajectories([[0.5], [2 / 3], [0.75]], [[0.02], [0.005]], [[0.3], [0.3]]))
+    assert rising.decrease_margins().tolist() == pytest.approx([-1 / 6])  # min(½ − ⅔, ⅔ − ¾)
+    assert rising.collapse_margins().tolist() == pytest.approx([-(math.log(3) - math.log(2))])
+    assert rising.alignment_margins().tolist() == pytest.approx([-0.005 + 1e-12])
+
+
+def _threshold(collapsed, critical, safe=1.5, window=(5.0, 6.0)):
+    grid = np.array([1.0, 2.0, 3.0, 4.0])
+    return theory.ThresholdSweep(grid, grid, grid, np.array(collapsed), critical, 0.5, safe, np.array([1.0, 3.0]),
+                                 window, 0.3, 10)
+
+
+def test_threshold_margins_by_hand_and_on_violations():
+    sweep = _threshold([False, False, True, True], 3.0)
+    assert sweep.threshold_margins() == [0.0, 0.0] and sweep.window_margins() == [2.0]
+    assert sweep.headline() == {"critical_step": 3.0, "critical_over_scale": 6.0, "safe_step": 1.5,
+                                "predicted_critical_second_order": 2.0}
+    assert _threshold([True, False, True, True], 3.0).threshold_margins() == [0.0, -1.0]  # a safe step collapses
+    assert _threshold([False, False, True, False], 3.0).threshold_margins() == [-1.0, 0.0]  # a large step recovers
+    assert _threshold([False, False, True, True], 3.0, window=(2.0, 6.0)).window_margins() == [-1.0]
+
+
+def test_threshold_sweep_on_the_instance():
+    grid = theory.sweep_grid(60)[::4]
+    sweep = theory.threshold_sweep(grid, theory.instance_sweep(grid, 0.3, 0.01, 100), 0.01, 0.3)
+    assert sweep.steps == 100 and sweep.scale == pytest.approx(0.01 / 2.5) and sweep.safe == pytest.approx(0.01 / 33)
+    assert sweep.threshold_margins() == [0.0, 0.0] and min(sweep.window_margins()) > 0
+    assert (sweep.gap_final > 0.3).all()  # the gap direction never collapses
+
+
+def test_bandit_sweep_by_hand():
+    # 2 step sizes × 2 seeds (seed-major), 2 evaluation contexts, recorded at steps 0 and 7
+    value = t([[[0.1, 0.1], [0.1, 0.1], [0.2, 0.2], [0.2, 0.2]],
+               [[0.1, 0.1], [0.4, 0.6], [0.3, 0.3], [0.6, 0.8]]])  # (S, B, E)
+    runs = SimpleNamespace(value=value, recorded_steps=torch.tensor([0, 7]))
+    sweep = theory.bandit_sweep(runs, np.array([0.1, 0.2]), [0, 1, 1, 2])
+    assert sweep.frame["η"].tolist() == [0.1, 0.2, 0.1, 0.2] and sweep.frame["seed"].tolist() == [0, 0, 1, 1]
+    assert sweep.steps == 7
+    headline = sweep.headline()
+    assert headline["bandit_sweep_mean_final_J"] == pytest.approx({0.1: 0.2, 0.2: 0.6})
+    assert headline["bandit_sweep_learned_arms"] == {0.1: 0.5, 0.2: 1.5}
+    assert "best mean final J 0.600 at η = 0.2" in sweep.summary()
+
+
+def test_phase_diagram_margins_by_hand_and_on_a_violation():
+    # cells η ≤ Δμ/33: only (Δμ = 1, η = 1e-3)
+    grid, alignments = np.array([1e-3, 1.0]), np.array([1e-3, 1.0])
+    phase = np.array([["collapses", "collapses"], ["converges", "collapses"]])
+    phases = theory.PhaseDiagrams(grid, np.array([0.3, 0.6]), alignments, phase, phase, 0.01, 10)
+    assert phases.safe_margins() == [0.0]
+    assert phases.shares() == {"collapses": 0.75, "converges": 0.25}
+    broken = dataclasses.replace(phases, phase_alignment=np.full((2, 2), "collapses"))
+    assert broken.safe_margins() == [-1.0]
+
+
+def test_phase_diagrams_run_on_small_grids():
+    config = dataclasses.replace(theory.TrajectoryConfig(**theory.PRESETS["ci"]), steps=30, phase_points=3)
+    grid = theory.sweep_grid(60)[::15]
+    phases = theory.phase_diagrams(grid, config)
+    assert phases.phase_value.shape == (3, len(grid)) and phases.phase_alignment.shape == (3, len(grid))
+    assert set(np.unique(phases.phase_alignment)) <= set(theory.PHASES)
+    assert phases.safe_margins() == [0.0]
+
+
+def test_figure_panels_draw():
+    etas = theory.expansion_steps()
+    e = torch.tensor(etas)[:, None]
+    fig, axes = plt.subplots(1, 4)
+    theory.draw_expansion(axes[0], theory.ExpansionStudy(etas, e**3, e**2))
+    assert len(axes[0].get_lines()) == 3 and "slope 3.00" in axes[0].get_legend().get_texts()[0].get_text()
+    run = theory.theorem2_run(0.01, 0.3, 20)
+    fig2, axes2 = plt.subplots(1, 3)
+    theory.draw_theorem2_traces(axes2, run)
+    assert [len(ax.get_lines()) for ax in axes2] == [4, 3, 3]
+    theory.draw_instance_sweep(axes[1], _threshold([False, False, True, True], 3.0))
+    assert axes[1].get_xscale() == "log" and axes[1].get_ylabel() == "J after 10 steps"
+    frame = pd.DataFrame({"η": [0.1, 0.2], "seed": [0, 0], "mean final J": [0.1, 0.2], "mean J0": [0.01, 0.01],
+                          "learned arms": [0, 1]})
+    theory.draw_bandit_sweep(axes[2], theory.BanditSweep(frame, 5))
+    assert axes[2].get_ylabel() == "J after 5 steps"
+    fig3, axes3 = plt.subplots(1, 2)
+    phase = np.array([["collapses", "converges"], ["stagnates", "collapses"]])
+    theory.draw_phase_diagrams(axes3, theory.PhaseDiagrams(np.array([1e-3, 1.0]), np.array([0.3, 0.6]),
+                                                           np.array([1e-3, 1.0]), phase, phase, 0.01, 10), 0.5)
+    assert axes3[0].get_title() == "Phase after 10 steps (Δμ = 0.01)"
+    for figure in (fig, fig2, fig3):
+        plt.close(figure)

@@ -1,23 +1,49 @@
-"""The chapter *Trajectory-level theory*: parameters, the runs behind each check, and summaries.
+"""The chapter *Trajectory-level theory*: parameters, the runs behind each check, their margins,
+tables, headline numbers and figure panels.
 
 Instances: the three-response softmax of :mod:`rlvr_dynamics.engines.three_response` (Theorem 2's
 construction and the Theorem-1 / Corollary-1 runs) and the Section-5.1 bandit of
 :mod:`rlvr_dynamics.engines.bandit` (Lemma 1 at every step; the threshold sweep with constant steps).
+The random linear-softmax bandits of the Assumption-1 and expansion checks are drawn by the notebook
+(``chapters.gradient_gap.random_bandits``, which this module may not import) and passed in: anything
+with ``theta`` (n, d, N), ``context`` (n, d) and ``reward`` (n, N).
+
+Every margin is ≥ 0 exactly when its claim holds (one entry per case).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+import seaborn as sns
 import torch
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
+from rlvr_dynamics.chapters import statistics
 from rlvr_dynamics.config import parameter
-from rlvr_dynamics.theory.bounds import CURVATURE
+from rlvr_dynamics.engines import bandit, three_response
+from rlvr_dynamics.engines.three_response import DIRECTION_RULES, Trajectories
+from rlvr_dynamics.theory import DTYPE, bounds, gaps
+from rlvr_dynamics.theory.bounds import CURVATURE, LEMMA_CONSTANT, SCORE_BOUND, SMOOTHNESS
+from rlvr_dynamics.theory.policies import bandit_log_policy, bandit_scores
 
 SWEEP_RANGE = (1e-4, 1.0)
 PHASES = ("converges", "stagnates", "collapses")
+FLOAT_SLACK = 1e-12
+"""Rounding of a difference of two log-odds (|f| ≲ 100) in float64."""
+MEASURABLE = 1e-9
+"""Second-order terms below this are rounding: the Lemma-1 ratio is taken only where (L_o + G_o²/2)η² exceeds it."""
+SHARP_CONSTANT = SMOOTHNESS + SCORE_BOUND**2 / 2
+"""L_o + G_o²/2, the constant of Lemma 1 that the chapter's proof gives (sharper than L_o + 8G_o²)."""
+UNIFORM_GAP = math.sqrt(1.5)
+"""The gap direction's alignment on the three-response softmax is √(1 + ‖π⁻‖²) ≥ √(3/2) (Corollary 1)."""
+LEMMA1_BANDIT_UPDATES = (("reinforce", [0.1, 1.0, 10.0]), ("normalized", [0.01, 0.1, 1.0]))
+"""The Section-5.1 updates of the Lemma-1 check and their step sizes (α for REINFORCE, η for constant length)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +74,7 @@ PRESETS = {
 
 
 def sweep_grid(points: int) -> np.ndarray:
+    """The constant step sizes of the threshold sweep: ``points`` on a log grid over :data:`SWEEP_RANGE`."""
     return np.geomspace(*SWEEP_RANGE, points)
 
 
@@ -67,3 +94,705 @@ def critical_step(step_sizes: np.ndarray, collapsed: np.ndarray) -> float:
     return float(step_sizes[first])
 
 
+
+
+# ----------------------------------------------------------------------------------------------
+# Assumption 1: the constants G_o and L_o of the two families
+# ----------------------------------------------------------------------------------------------
+
+
+def softmax_constant_ratios(generator: torch.Generator, n: int = 4000, scale: float = 4,
+                            perturbation: float = 0.05) -> tuple[float, float]:
+    """Largest score norm over G_o and largest Lipschitz ratio of the score over L_o, on ``n`` random
+    three-response logits (entries N(0, scale²)) and nearby pairs (perturbed by N(0, perturbation²)).
+
+    Consumes two (n, 3) normal draws of ``generator``. Returns (max ‖e_o − π‖ / G_o, max ratio / L_o),
+    both ≤ 1 under Assumption 1 (eqs. 12–13).
+    """
+    logits = scale * torch.randn(n, 3, generator=generator, dtype=DTYPE)  # (n, 3)
+    scores = torch.eye(3, dtype=DTYPE) - torch.softmax(logits, -1)[:, None, :]  # (n, o, 3): row o is e_o − π
+    score_ratio = torch.linalg.vector_norm(scores, dim=-1).max() / SCORE_BOUND
+    other = logits + perturbation * torch.randn(n, 3, generator=generator, dtype=DTYPE)
+    scores_other = torch.eye(3, dtype=DTYPE) - torch.softmax(other, -1)[:, None, :]
+    lipschitz_ratio = (torch.linalg.vector_norm(scores - scores_other, dim=-1).amax(-1)  # (n,)
+                       / torch.linalg.vector_norm(logits - other, dim=-1)).max() / SMOOTHNESS
+    return score_ratio.item(), lipschitz_ratio.item()
+
+
+def bandit_score_ratio(problems) -> float:
+    """Largest ‖x ⊗ (e_y − π)‖ / (√2 ‖x‖) over the arms and problems (theta (n, d, N), context (n, d)):
+    ≤ 1 by eq. (12) for linear-softmax bandits."""
+    bandit_score = torch.linalg.vector_norm(bandit_scores(problems.theta, problems.context), dim=-1).amax(-1)  # (n,)
+    return (bandit_score / bounds.bandit_score_bound(torch.linalg.vector_norm(problems.context, dim=-1))).max().item()
+
+
+@dataclass(frozen=True)
+class Assumption1Ratios:
+    """The measured constants over the claimed ones: score (three responses), bandit score, Lipschitz."""
+
+    score: float
+    bandit_score: float
+    lipschitz: float
+
+    def margins(self) -> list[float]:
+        """1 − ratio for each constant: < 0 where a measured value exceeds its constant."""
+        return [1 - self.score, 1 - self.bandit_score, 1 - self.lipschitz]
+
+    def headline(self) -> dict[str, dict[str, float]]:
+        return {"assumption1_ratios": dict(score=self.score, bandit_score=self.bandit_score, lipschitz=self.lipschitz)}
+
+    def summary(self) -> str:
+        return (f"max ‖score‖ / G_o: three responses {self.score:.4f}, bandits {self.bandit_score:.4f}\n"
+                f"max Lipschitz ratio / L_o (three responses, nearby pairs): {self.lipschitz:.4f}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Lemma 1, inequality (16), at every step
+# ----------------------------------------------------------------------------------------------
+
+
+def instance_sweep(grid: np.ndarray, initial_value: float, alignment: float, steps: int) -> dict[str, Trajectories]:
+    """The Theorem-2 instance (J₀ = ``initial_value``, target Δμ = ``alignment``) run ``steps`` steps at
+    every constant step of ``grid`` (B,), once per direction rule: {rule: trajectories (K + 1 or K, B)}."""
+    n = len(grid)
+    return {rule: three_response.simulate(three_response.instance_logits(initial_value, n), steps, rule,
+                                          torch.tensor(grid, dtype=DTYPE), torch.full((n,), alignment, dtype=DTYPE))
+            for rule in DIRECTION_RULES}
+
+
+@dataclass(frozen=True)
+class Lemma1Case:
+    """Lemma 1 on one family of runs.
+
+    Attributes:
+        label: the direction rule or the bandit update.
+        paper_margin: min of (L_o + 8G_o²)η² − |Δf − Δμη| over every step (eq. 16).
+        sharp_margin: min of (L_o + G_o²/2)η² + :data:`FLOAT_SLACK` − |Δf − Δμη|.
+        sharp_ratio: max of |Δf − Δμη| / ((L_o + G_o²/2)η²) where the denominator exceeds :data:`MEASURABLE`.
+        steps_checked: the number of (step, run, context) entries.
+        step_sizes: the step sizes of the runs (bandit cases; empty for the instance).
+    """
+
+    label: str
+    paper_margin: float
+    sharp_margin: float
+    sharp_ratio: float
+    steps_checked: int
+    step_sizes: list[float] | None = None
+
+
+def lemma1_case(label: str, residual: torch.Tensor, paper_constant, sharp_constant, eta2: torch.Tensor,
+                step_sizes: list[float] | None = None) -> Lemma1Case:
+    """Lemma 1's margins from the residuals |Δf − Δμη| and the squared steps η² (broadcasting against
+    each other); the constants are numbers or tensors that broadcast too (the bandit's depend on ‖x‖)."""
+    paper_margin = (paper_constant * eta2 - residual).min().item()
+    sharp_margin = (sharp_constant * eta2 + FLOAT_SLACK - residual).min().item()
+    measurable = sharp_constant * eta2 > MEASURABLE  # elsewhere the residual is rounding
+    sharp_ratio = (residual / (sharp_constant * eta2))[measurable].max().item()
+    return Lemma1Case(label, paper_margin, sharp_margin, sharp_ratio, residual.numel(), step_sizes)
+
+
+def lemma1_instance_case(rule: str, runs: Trajectories) -> Lemma1Case:
+    """Lemma 1 at every step of three-response runs (K, B), with G_o = √2 and L_o = ½."""
+    residual = (runs.log_odds_change - runs.alignment * runs.step).abs()  # (K, B)
+    return lemma1_case(rule, residual, LEMMA_CONSTANT, SHARP_CONSTANT, runs.step**2)
+
+
+def lemma1_bandit_cases(config: TrajectoryConfig, seed: int, device: torch.device | str) -> list[Lemma1Case]:
+    """Lemma 1 at every step and every evaluation context (at most 100, every step recorded) of the
+    Section-5.1 bandit, seeds ``seed`` … ``seed + bandit_seeds − 1``, for each of
+    :data:`LEMMA1_BANDIT_UPDATES`; the constants are those of context x, G_o = √2‖x‖ and L_o = ‖x‖²/2."""
+    problems = bandit.make_bandits(bandit.BanditSpec(eval_size=min(100, config.bandit_eval_size)),
+                                   range(seed, seed + config.bandit_seeds), config.bandit_steps, device=device)
+    cases = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bandit.EmptyBandWarning)  # the band is empty at the start, by design
+        for update, sizes in LEMMA1_BANDIT_UPDATES:
+            batch = problems.repeat(len(sizes))
+            result = bandit.simulate(batch, np.tile(sizes, config.bandit_seeds), config.bandit_steps, update=update)
+            norm = torch.linalg.vector_norm(batch.contexts[:, batch.evaluation].cpu().double(), dim=-1)  # (B, E)
+            step_alignment = result.signed_cumulative_alignment.diff(dim=0)  # Δμ_x(k) η_k, (K, B, E)
+            residual = (result.log_odds.diff(dim=0) - step_alignment).abs().double()
+            eta2 = result.effective_step.double()[:, :, None] ** 2  # (K, B, 1)
+            paper = bounds.bandit_smoothness_bound(norm) + 8 * bounds.bandit_score_bound(norm) ** 2  # (B, E)
+            sharp = bounds.bandit_smoothness_bound(norm) + bounds.bandit_score_bound(norm) ** 2 / 2
+            cases.append(lemma1_case(update, residual, paper, sharp, eta2, sizes))
+    return cases
+
+
+@dataclass(frozen=True)
+class Lemma1Check:
+    """Lemma 1 on the three-response runs (one case per rule) and the Section-5.1 bandits (one per update)."""
+
+    instance: list[Lemma1Case]
+    bandit: list[Lemma1Case]
+
+    @property
+    def cases(self) -> list[Lemma1Case]:
+        return self.instance + self.bandit
+
+    def paper_margins(self) -> np.ndarray:
+        """(16) with the paper's constant, up to :data:`FLOAT_SLACK`, one per case."""
+        return np.array([case.paper_margin for case in self.cases]) + FLOAT_SLACK
+
+    def sharp_margins(self) -> list[float]:
+        """(16) with the proof's constant L_o + G_o²/2 (slack already included), one per case."""
+        return [case.sharp_margin for case in self.cases]
+
+    def headline(self) -> dict[str, float]:
+        return dict(lemma1_worst_margin=min(case.paper_margin for case in self.cases),
+                    lemma1_worst_sharp_ratio=max(case.sharp_ratio for case in self.cases))
+
+    def bandit_table(self) -> pd.DataFrame:
+        return pd.DataFrame([{"update": case.label, "step sizes": case.step_sizes, "steps checked": case.steps_checked,
+                              "worst residual / (L+G²/2)η² (where > 1e-9)": case.sharp_ratio} for case in self.bandit])
+
+    def summary(self) -> str:
+        headline = self.headline()
+        return (self.bandit_table().to_string(index=False)
+                + f"\nworst margin of (16): {headline['lemma1_worst_margin']:.3e}; worst residual / ((L_o + G_o²/2) η²)"
+                f" where that exceeds 1e-9: {headline['lemma1_worst_sharp_ratio']:.3f}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Theorem 1 and Corollary 1
+# ----------------------------------------------------------------------------------------------
+
+
+def theorem1_starts() -> torch.Tensor:
+    """The seven starting values J₀ = 0.05 … 0.95 of the Theorem-1 and Corollary-1 runs. (7,)"""
+    return torch.linspace(0.05, 0.95, 7, dtype=DTYPE)
+
+
+def cumulative_alignment(alignment: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """M(K) = Σ_{k<K} [Δμ_k]₊ η_k (eq. 14) for K = 0 … steps. alignment, step (K, B) → (K + 1, B)."""
+    return torch.cat([torch.zeros(1, alignment.shape[1], dtype=DTYPE), (alignment.clamp_min(0) * step).cumsum(0)])
+
+
+def convergence_margin(runs: Trajectories) -> float:
+    """Theorem 1(b): min over K and runs of J_K − J₀/(J₀ + (1 − J₀)e^{−M(K)/2}) (eq. 15b)."""
+    bound = bounds.convergence_lower_bound(runs.value[0], cumulative_alignment(runs.alignment, runs.step))
+    return (runs.value - bound).min().item()
+
+
+def stagnation_margin(runs: Trajectories) -> float:
+    """Theorem 1(a) with C₀ = M(K) and C₀′ = (L_o + 8G_o²)Σ η²: min over k and runs of
+    J₀/(J₀ + e^{−(C₀ + C₀′)}(1 − J₀)) − J_k."""
+    c0 = (runs.alignment.clamp_min(0) * runs.step).sum(0)  # (B,)
+    c0_prime = LEMMA_CONSTANT * (runs.step**2).sum(0)
+    cap = bounds.stagnation_upper_bound(runs.value[0], c0, c0_prime)
+    return (cap - runs.value).min().item()
+
+
+def theorem1b_runs(starts: torch.Tensor, steps: int, rule: str, alignment: float) -> Trajectories:
+    """Runs from J₀ = ``starts`` (B,) with the step of (15a) taken with equality, η_k = [Δμ_k]₊/(2(L + 8G²));
+    the overshoot/benign rules aim at Δμ = 20 · ``alignment``."""
+    n = len(starts)
+    return three_response.simulate(three_response.instance_logits(starts), steps, rule, torch.zeros(n, dtype=DTYPE),
+                                   torch.full((n,), alignment * 20, dtype=DTYPE), step_rule="theorem1b")
+
+
+def theorem1a_runs(starts: torch.Tensor, rule: str, steps: int = 200) -> Trajectories:
+    """Runs from J₀ = ``starts`` (B,) with a geometrically decaying alignment Δμ_k = 0.05 · 0.9^k and
+    square-summable steps η_k = 0.3 · 0.9^k, so that M and Σ η² stay bounded."""
+    n = len(starts)
+    return three_response.simulate(three_response.instance_logits(starts), steps, rule,
+                                   torch.full((n,), 0.3, dtype=DTYPE), torch.full((n,), 0.05, dtype=DTYPE),
+                                   step_rule="decaying", alignment_decay=0.9)
+
+
+@dataclass(frozen=True)
+class Theorem1Check:
+    """Theorem 1's margins, one per direction rule, and the (b) runs' table rows."""
+
+    convergence: list[float]
+    stagnation: list[float]
+    rows: list[dict]
+
+    def convergence_margins(self) -> np.ndarray:
+        """(15b) up to :data:`FLOAT_SLACK`."""
+        return np.array(self.convergence) + FLOAT_SLACK
+
+    def stagnation_margins(self) -> np.ndarray:
+        """Theorem 1(a)'s cap up to :data:`FLOAT_SLACK`."""
+        return np.array(self.stagnation) + FLOAT_SLACK
+
+    def headline(self) -> dict[str, float]:
+        return dict(theorem1b_worst_margin=min(self.convergence), theorem1a_worst_margin=min(self.stagnation))
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+
+def theorem1_row(rule: str, runs: Trajectories) -> dict:
+    """The final values of (b) runs and their largest step in units of 1/(2√L_o) (≤ 1 is Theorem 1's condition)."""
+    return {"rule": rule, "final J (J0 = 0.05 … 0.95)": np.round(runs.value[-1].numpy(), 3).tolist(),
+            "max η_k · 2√L_o": (runs.step.max() * 2 * math.sqrt(SMOOTHNESS)).item()}
+
+
+def theorem1_check(starts: torch.Tensor, steps: int, alignment: float, stagnation_steps: int = 200) -> Theorem1Check:
+    """Theorem 1(b) (``steps`` steps) and (a) (``stagnation_steps`` steps) for every direction rule from
+    the starting values ``starts``."""
+    convergence, stagnation, rows = [], [], []
+    for rule in DIRECTION_RULES:
+        runs = theorem1b_runs(starts, steps, rule, alignment)
+        convergence.append(convergence_margin(runs))
+        rows.append(theorem1_row(rule, runs))
+        stagnation.append(stagnation_margin(theorem1a_runs(starts, rule, stagnation_steps)))
+    return Theorem1Check(convergence, stagnation, rows)
+
+
+@dataclass(frozen=True)
+class Corollary1Run:
+    """The gap direction at Corollary 1's largest constant step under the uniform gap ``alignment``."""
+
+    alignment: float
+    step: float
+    runs: Trajectories
+
+    @property
+    def steps(self) -> int:
+        return self.runs.value.shape[0] - 1
+
+    @property
+    def log_failure(self) -> torch.Tensor:
+        """log(1 − J_K) from the log-odds, exact as J → 1. (K + 1, B)"""
+        return -torch.nn.functional.softplus(self.runs.log_odds)
+
+    @property
+    def log_bound(self) -> torch.Tensor:
+        """log of (1 − J₀)/J₀ · exp(−ΔμηK/2), Corollary 1's bound. (K + 1, B)"""
+        K = torch.arange(self.steps + 1, dtype=DTYPE)[:, None]
+        return bounds.corollary1_log_failure_bound(self.runs.log_odds[0], self.alignment, self.step, K)
+
+    @property
+    def bound_slope(self) -> float:
+        """The bound's slope −Δμη/2 of log(1 − J_K) in K."""
+        return -0.5 * self.alignment * self.step
+
+    @property
+    def slopes(self) -> np.ndarray:
+        """The measured slope of log(1 − J_K) over the second half of the run, per start. (B,)"""
+        half = self.steps // 2
+        return ((self.log_failure[-1] - self.log_failure[half]) / (self.steps - half)).numpy()
+
+    def bound_margins(self) -> list[float]:
+        """Corollary 1 at every K and start: min of log bound − log(1 − J_K), up to :data:`FLOAT_SLACK`."""
+        return [(self.log_bound - self.log_failure).min().item() + FLOAT_SLACK]
+
+    def rate_margins(self) -> np.ndarray:
+        """−Δμη/2 − measured slope, per start."""
+        return -0.5 * self.alignment * self.step - self.slopes
+
+    def headline(self) -> dict[str, object]:
+        return dict(corollary1_eta=self.step, corollary1_measured_slopes=self.slopes.tolist(),
+                    corollary1_bound_slope=self.bound_slope)
+
+    def summary(self) -> str:
+        return (f"η = {self.step:.4f}; alignment min over all steps: {self.runs.alignment.min():.4f} "
+                f"(uniform gap {self.alignment:.4f})\nmeasured slope of log(1 − J_K) (second half): "
+                f"{np.round(self.slopes, 4)}; bound's slope −Δμη/2 = {self.bound_slope:.4f}")
+
+
+def corollary1_run(starts: torch.Tensor, steps: int, alignment: float = UNIFORM_GAP) -> Corollary1Run:
+    """The gap direction from J₀ = ``starts`` (B,) for ``steps`` steps at Corollary 1's step for ``alignment``."""
+    step = bounds.corollary1_step(alignment)
+    runs = three_response.simulate(three_response.instance_logits(starts), steps, "gap",
+                                   torch.full((len(starts),), step, dtype=DTYPE))
+    return Corollary1Run(alignment, step, runs)
+
+
+# ----------------------------------------------------------------------------------------------
+# The second-order expansion (17)
+# ----------------------------------------------------------------------------------------------
+
+
+def expansion_steps() -> np.ndarray:
+    """The steps η = 10⁻³ … 10⁻¹ (9, log grid) at which the expansion's residual is measured."""
+    return np.geomspace(1e-3, 1e-1, 9)
+
+
+def expansion_residuals(change: torch.Tensor, delta_mu: torch.Tensor, var_plus: torch.Tensor,
+                        var_minus: torch.Tensor, etas: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """|Δf − Δμη − ½(Var⁺ − Var⁻)η²| (the expansion with the ½) and |Δf − Δμη − (Var⁺ − Var⁻)η²| (the
+    paper's (17) as printed). change (S, n) at the S steps ``etas``; delta_mu, var_plus, var_minus (n,)."""
+    e = torch.tensor(etas)[:, None]  # (S, 1)
+    half = (change - delta_mu * e - 0.5 * (var_plus - var_minus) * e**2).abs()
+    paper = (change - delta_mu * e - (var_plus - var_minus) * e**2).abs()
+    return half, paper
+
+
+def expansion_states(n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` random states of the three-response softmax: J₀ ~ U[0.1, 0.9] and wrong logits (0, 0.3)
+    moved by N(0, 1). Consumes a uniform (n,) then a normal (n, 2) draw of ``generator``. (n, 3)"""
+    states = three_response.instance_logits(torch.rand(n, generator=generator, dtype=DTYPE) * 0.8 + 0.1)
+    states[:, 1:] += torch.randn(n, 2, generator=generator, dtype=DTYPE)
+    return states
+
+
+def instance_expansion(states: torch.Tensor, rule: str, alignment: float, etas: np.ndarray
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The residuals of :func:`expansion_residuals` at three-response ``states`` (n, 3) along the
+    direction of ``rule`` (target Δμ = ``alignment``); Var⁺ = 0 (one correct response). (S, n) each."""
+    w = three_response.direction(states, rule, torch.full((len(states),), alignment, dtype=DTYPE))  # (n, 3)
+    delta_mu = (w * three_response.gradient_gap(states)).sum(-1)
+    var_minus = three_response.negative_variance(states, w)
+    change = torch.stack([three_response.log_odds(states + eta * w) - three_response.log_odds(states) for eta in etas])
+    return expansion_residuals(change, delta_mu, torch.zeros_like(var_minus), var_minus, etas)
+
+
+def bandit_expansion(problems, etas: np.ndarray, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The residuals of :func:`expansion_residuals` on linear-softmax bandits (several correct arms, so
+    Var⁺ ≠ 0) along a random unit direction with positive alignment (one normal draw of ``generator``,
+    shaped like the gap (n, d·N)). (S, n) each."""
+    theta, context, reward = problems.theta, problems.context, problems.reward
+    log_prob = bandit_log_policy(theta, context)  # (n, N)
+    score = bandit_scores(theta, context)  # (n, N, d·N)
+    gap = gaps.gradient_gap(log_prob, score, reward)  # (n, d·N)
+    w = torch.randn(gap.shape, generator=generator, dtype=DTYPE)
+    w = torch.where(((w * gap).sum(-1, keepdim=True) < 0), -w, w)
+    w = w / torch.linalg.vector_norm(w, dim=-1, keepdim=True)
+    delta_mu = (w * gap).sum(-1)
+    var_plus, var_minus = gaps.conditional_variances(log_prob, score, reward, w)
+    f0 = gaps.log_odds(log_prob, reward)
+    change = torch.stack([gaps.log_odds(bandit_log_policy(theta + eta * w.unflatten(-1, theta.shape[-2:]), context),
+                                        reward) - f0 for eta in etas])  # (S, n)
+    return expansion_residuals(change, delta_mu, var_plus, var_minus, etas)
+
+
+@dataclass(frozen=True)
+class ExpansionStudy:
+    """The residuals of both versions of the expansion at every state: etas (S,), residuals (S, n)."""
+
+    etas: np.ndarray
+    residual_half: torch.Tensor
+    residual_paper: torch.Tensor
+
+    @classmethod
+    def from_parts(cls, etas: np.ndarray, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> ExpansionStudy:
+        """Join the (half, paper) residuals of several families along the state axis."""
+        return cls(etas, torch.cat([half for half, _ in parts], dim=1), torch.cat([paper for _, paper in parts], dim=1))
+
+    @property
+    def median_half(self) -> np.ndarray:
+        return self.residual_half.median(1).values.numpy()
+
+    @property
+    def median_paper(self) -> np.ndarray:
+        return self.residual_paper.median(1).values.numpy()
+
+    @property
+    def slope_half(self) -> float:
+        return statistics.loglog_slope(self.etas, self.median_half)
+
+    @property
+    def slope_paper(self) -> float:
+        return statistics.loglog_slope(self.etas, self.median_paper)
+
+    @property
+    def per_state_slopes(self) -> np.ndarray:
+        """Log-log slope of the ½-version residual of every state whose residuals all exceed 1e-14."""
+        return np.array([statistics.loglog_slope(self.etas, r.numpy()) for r in self.residual_half.T
+                         if (r > 1e-14).all()])
+
+    def cubic_margins(self) -> list[float]:
+        """The median residual with the ½ shrinks like η³: 0.2 − |slope − 3|."""
+        return [0.2 - abs(self.slope_half - 3)]
+
+    def per_state_margins(self) -> np.ndarray:
+        return self.per_state_slopes - 2.5
+
+    def paper_margins(self) -> list[float]:
+        """Without the ½ the median residual shrinks only like η²: 2.2 − slope."""
+        return [2.2 - self.slope_paper]
+
+    def headline(self) -> dict[str, float]:
+        return dict(expansion_slope_half=self.slope_half, expansion_slope_paper=self.slope_paper)
+
+    def summary(self) -> str:
+        slopes = self.per_state_slopes
+        return (f"median residual slope with ½(Var⁺ − Var⁻)η²: {self.slope_half:.3f}; with the paper's "
+                f"(Var⁺ − Var⁻)η²: {self.slope_paper:.3f}\nper-state slopes (½ version): min {slopes.min():.3f}, "
+                f"max {slopes.max():.3f} over {len(slopes)} states")
+
+
+def draw_expansion(ax, study: ExpansionStudy) -> None:
+    """The median residuals of both versions against η, with an η³ guide."""
+    etas, half = study.etas, study.median_half
+    ax.loglog(etas, half, "o-", label=f"Δμη + ½(Var⁺ − Var⁻)η²: slope {study.slope_half:.2f}")
+    ax.loglog(etas, study.median_paper, "s-",
+              label=f"Δμη + (Var⁺ − Var⁻)η² (as printed): slope {study.slope_paper:.2f}")
+    ax.loglog(etas, half[-1] * (etas / etas[-1]) ** 3, "k:", lw=1, label="η³")
+    ax.set(xlabel="step η", ylabel="median |residual| of the log-odds change", title="Second-order expansion (17)")
+    ax.legend(fontsize=8)
+
+
+# ----------------------------------------------------------------------------------------------
+# Theorem 2: the overshoot instance
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Theorem2Run:
+    """The overshoot instance at the two ends and the middle of Theorem 2's window: trace (K + 1 or K, 3)."""
+
+    alignment: float
+    window: tuple[float, float]
+    step_sizes: np.ndarray
+    trace: Trajectories
+
+    @property
+    def steps(self) -> int:
+        return self.trace.value.shape[0] - 1
+
+    @property
+    def late_slope(self) -> np.ndarray:
+        """Log-odds change per step over the second half of the run, per step size. (3,)"""
+        half = self.steps // 2
+        return ((self.trace.log_odds[-1] - self.trace.log_odds[half]) / (self.steps - half)).numpy()
+
+    def alignment_margins(self) -> np.ndarray:
+        """min_k Δμ_k − Δμ, up to :data:`FLOAT_SLACK`, per step size."""
+        return (self.trace.alignment.min(0).values - self.alignment + FLOAT_SLACK).numpy()
+
+    def decrease_margins(self) -> np.ndarray:
+        """min_k (J_k − J_{k+1}): > 0 iff J strictly decreases at every step, per step size."""
+        return (self.trace.value[:-1] - self.trace.value[1:]).min(0).values.numpy()
+
+    def collapse_margins(self) -> np.ndarray:
+        """Minus the second-half slope of the log-odds: > 0 iff they fall (J → 0), per step size."""
+        return -self.late_slope
+
+    def headline(self) -> dict[str, list[float]]:
+        return dict(theorem2_window=list(self.window), theorem2_final_values=self.trace.value[-1].tolist())
+
+    def summary(self) -> str:
+        low, high = self.window
+        table = pd.DataFrame({"η": self.step_sizes, "min Δμ_k": self.trace.alignment.min(0).values.numpy(),
+                              "J strictly decreasing": (self.trace.value[1:] < self.trace.value[:-1]).all(0).numpy(),
+                              "J_K": self.trace.value[-1].numpy(), "log-odds per step (2nd half)": self.late_slope})
+        return (f"window [60Δμ/(L+G²), 1/(2√(L+G²))] = [{low:.4f}, {high:.4f}]; J0 = {self.trace.value[0, 0]:.4f}\n"
+                + table.to_string(index=False))
+
+
+def theorem2_run(alignment: float, initial_value: float, steps: int) -> Theorem2Run:
+    """The overshoot rule from J₀ = ``initial_value`` at the steps low, (low + high)/2, high of Theorem 2's window."""
+    low, high = bounds.theorem2_window(alignment)
+    step_sizes = np.array([low, (low + high) / 2, high])
+    n = len(step_sizes)
+    trace = three_response.simulate(three_response.instance_logits(initial_value, n), steps, "overshoot",
+                                    torch.tensor(step_sizes, dtype=DTYPE), torch.full((n,), alignment, dtype=DTYPE))
+    return Theorem2Run(alignment, (low, high), step_sizes, trace)
+
+
+def draw_theorem2_traces(axes, run: Theorem2Run) -> None:
+    """Three panels: the alignment Δμ_k, the value J_k (log scale) and Var⁻ along w_k (even steps)."""
+    trace = run.trace
+    for i, eta in enumerate(run.step_sizes):
+        axes[0].plot(trace.alignment[:, i], label=f"η = {eta:.3f}")
+        axes[1].semilogy(trace.value[:, i], label=f"η = {eta:.3f}")
+        axes[2].plot(np.arange(0, run.steps, 2), trace.negative_variance[::2, i], label=f"η = {eta:.3f}")
+    axes[0].axhline(run.alignment, color="k", lw=0.8, ls="--", label="Δμ")
+    axes[0].set(xlabel="step k", ylabel="Δμ_k", title="gap alignment: positive at every step",
+                ylim=(0, 2 * run.alignment))
+    axes[1].set(xlabel="step k", ylabel="J_k (log scale)", title="value: strictly decreasing to 0")
+    axes[2].set(xlabel="step k (even steps; the odd ones alternate)", ylabel="Var⁻ along w_k",
+                title="the variance term that wins")
+    for ax in axes:
+        ax.legend(fontsize=8)
+
+
+# ----------------------------------------------------------------------------------------------
+# The threshold sweep and the phase diagrams
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThresholdSweep:
+    """The instance's final values against the constant step, and the steps that matter.
+
+    Attributes:
+        grid: the constant steps (B,).
+        overshoot_final, gap_final: J_K of the overshoot and the gap rule at each step (B,).
+        collapsed: whether J fell at every step, per step (B,).
+        critical: the measured η*; scale: Δμ/(L_o + G_o²); safe: (15a)'s step Δμ/(2(L_o + 8G_o²)).
+        predicted: 2Δμ/Var⁻(θ₀), per step (B,).
+        window: Theorem 2's window; initial_value: J₀; steps: K.
+    """
+
+    grid: np.ndarray
+    overshoot_final: np.ndarray
+    gap_final: np.ndarray
+    collapsed: np.ndarray
+    critical: float
+    scale: float
+    safe: float
+    predicted: np.ndarray
+    window: tuple[float, float]
+    initial_value: float
+    steps: int
+
+    def threshold_margins(self) -> list[float]:
+        """0 if every step from η* up collapses, and 0 if no step ≤ the safe step does; −1 otherwise."""
+        return [float(self.collapsed[self.grid >= self.critical].all()) - 1,
+                float(not self.collapsed[self.grid <= self.safe].any()) - 1]
+
+    def window_margins(self) -> list[float]:
+        """Theorem 2's lower end − η*: > 0 iff the measured critical step lies below the window."""
+        return [self.window[0] - self.critical]
+
+    def headline(self) -> dict[str, float]:
+        return dict(critical_step=self.critical, critical_over_scale=self.critical / self.scale, safe_step=self.safe,
+                    predicted_critical_second_order=float(np.median(self.predicted)))
+
+    def summary(self) -> str:
+        return (f"measured critical step η* = {self.critical:.4g}; η*/(Δμ/(L+G²)) = {self.critical / self.scale:.2f}; "
+                f"Theorem 2's lower end is 60× that scale, (15a)'s safe step is {self.safe / self.scale:.3f}×\n"
+                f"second-order prediction 2Δμ/Var⁻(θ0) = {np.median(self.predicted):.4g}")
+
+
+def threshold_sweep(grid: np.ndarray, runs: dict[str, Trajectories], alignment: float, initial_value: float
+                    ) -> ThresholdSweep:
+    """The threshold of the instance from :func:`instance_sweep`'s runs at the steps ``grid``."""
+    sweep = runs["overshoot"]
+    collapsed = classify(sweep.value) == "collapses"
+    return ThresholdSweep(grid, sweep.value[-1].numpy(), runs["gap"].value[-1].numpy(), collapsed,
+                          critical_step(grid, collapsed), alignment / CURVATURE, alignment / (2 * LEMMA_CONSTANT),
+                          2 * alignment / sweep.negative_variance[0].numpy(),  # η where Δμη = ½Var⁻η² at the start
+                          bounds.theorem2_window(alignment), initial_value, sweep.value.shape[0] - 1)
+
+
+def draw_instance_sweep(ax, sweep: ThresholdSweep) -> None:
+    """J_K against the constant step for both rules, with the safe step, the scale, η* and Theorem 2's window."""
+    ax.semilogx(sweep.grid, sweep.overshoot_final, "o-", ms=3, label="overshoot direction (Theorem-2 instance)")
+    ax.semilogx(sweep.grid, sweep.gap_final, "s-", ms=3, label="gap direction, same instance")
+    ax.axhline(sweep.initial_value, color="grey", lw=0.8, ls=":", label="J₀")
+    ax.axvline(sweep.safe, color="green", lw=1, ls="--", label="safe step (15a)")
+    ax.axvline(sweep.scale, color="purple", lw=1, ls="-.", label="scale Δμ/(L+G²)")
+    ax.axvline(sweep.critical, color="crimson", lw=1.2, label=f"measured η* = {sweep.critical:.3g}")
+    ax.axvspan(*sweep.window, color="crimson", alpha=0.12, label="Theorem 2's window")
+    ax.set(xlabel="constant step η", ylabel=f"J after {sweep.steps} steps", title="Threshold sweep: Theorem-2 instance")
+    ax.legend(fontsize=7, loc="center left")
+
+
+def bandit_threshold_runs(config: TrajectoryConfig, grid: np.ndarray, seed: int, device: torch.device | str
+                          ) -> bandit.BanditTrajectories:
+    """The Section-5.1 bandit (seeds ``seed`` …) at every constant step of ``grid`` along the normalized
+    REINFORCE direction, recording only the start and the end: runs ordered seed-major (seeds · B)."""
+    problems = bandit.make_bandits(bandit.BanditSpec(eval_size=config.bandit_eval_size),
+                                   range(seed, seed + config.bandit_seeds), config.bandit_steps, device=device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bandit.EmptyBandWarning)
+        return bandit.simulate_in_groups(problems.repeat(len(grid)), np.tile(grid, config.bandit_seeds),
+                                         config.bandit_steps, update="normalized", record_every=config.bandit_steps)
+
+
+@dataclass(frozen=True)
+class BanditSweep:
+    """Per run of the bandit sweep: η, seed index, mean final J and mean J₀ over the evaluation
+    contexts, and the number of arms learned (``frame``); ``steps`` K."""
+
+    frame: pd.DataFrame
+    steps: int
+
+    @property
+    def by_step(self) -> pd.DataFrame:
+        """Mean final J and learned arms per step size, averaged over seeds."""
+        return self.frame.groupby("η")[["mean final J", "learned arms"]].mean()
+
+    def headline(self) -> dict[str, dict]:
+        best = self.by_step
+        return {"bandit_sweep_mean_final_J": best["mean final J"].to_dict(),
+                "bandit_sweep_learned_arms": best["learned arms"].to_dict()}
+
+    def summary(self) -> str:
+        best = self.by_step
+        final = best["mean final J"]
+        return (f"bandit: best mean final J {final.max():.3f} at η = {final.idxmax():.3g}\n"
+                + best.iloc[[0, len(best) // 2, int(0.8 * len(best)), -1]].round(3).to_string())
+
+
+def bandit_sweep(trajectories: bandit.BanditTrajectories, grid: np.ndarray, learned_arms: list[int]) -> BanditSweep:
+    """The table of :class:`BanditSweep` from :func:`bandit_threshold_runs` (runs seed-major over ``grid``)
+    and the arms learned in each run."""
+    n = len(grid)
+    seeds = trajectories.value.shape[1] // n
+    frame = pd.DataFrame({"η": np.tile(grid, seeds), "seed": np.repeat(range(seeds), n),
+                          "mean final J": trajectories.value[-1].mean(-1).numpy(),
+                          "mean J0": trajectories.value[0].mean(-1).numpy(), "learned arms": learned_arms})
+    return BanditSweep(frame, int(trajectories.recorded_steps[-1]))
+
+
+def draw_bandit_sweep(ax, sweep: BanditSweep) -> None:
+    """Mean final J against the constant step (band: the range over seeds) and the mean J₀."""
+    sns.lineplot(data=sweep.frame, x="η", y="mean final J", errorbar=("pi", 100), marker="o", ms=3, ax=ax,
+                 label="mean over evaluation contexts (band: seeds)")
+    ax.axhline(sweep.frame["mean J0"].mean(), color="grey", lw=0.8, ls=":", label="J₀ ≈ 1/N")
+    ax.set(xscale="log", xlabel="constant step η (normalized REINFORCE direction)",
+           ylabel=f"J after {sweep.steps} steps", title="Threshold sweep: Section-5.1 bandit")
+    ax.legend(fontsize=8)
+
+
+@dataclass(frozen=True)
+class PhaseDiagrams:
+    """The overshoot instance's phase (:data:`PHASES`) after K steps on two grids: step × initial value
+    at the instance's Δμ, and step × alignment at the instance's J₀. Maps (points, steps)."""
+
+    grid: np.ndarray
+    values: np.ndarray
+    alignments: np.ndarray
+    phase_value: np.ndarray
+    phase_alignment: np.ndarray
+    alignment: float
+    steps: int
+
+    def safe_margins(self) -> list[float]:
+        """0 if no cell with η ≤ Δμ/(2(L_o + 8G_o²)) (the safe step (15a)) collapses, −1 otherwise."""
+        eta_grid, align_grid = np.meshgrid(self.grid, self.alignments)
+        safe = eta_grid <= align_grid / (2 * LEMMA_CONSTANT)
+        return [float(not (self.phase_alignment[safe] == "collapses").any()) - 1]
+
+    def shares(self) -> dict[str, float]:
+        """Share of each phase on the step × alignment grid (3 decimals)."""
+        return pd.Series(self.phase_alignment.ravel()).value_counts(normalize=True).round(3).to_dict()
+
+    def headline(self) -> dict[str, dict[str, float]]:
+        return dict(phase_shares_eta_alignment=self.shares())
+
+
+def phase_diagrams(grid: np.ndarray, config: TrajectoryConfig) -> PhaseDiagrams:
+    """Run the overshoot rule on both grids (``phase_points`` initial values 0.05 … 0.95 and
+    alignments 10⁻³ … 1, log-spaced, against the steps ``grid``) and classify each run."""
+    values = np.linspace(0.05, 0.95, config.phase_points)
+    alignments = np.geomspace(1e-3, 1.0, config.phase_points)
+    eta_grid, value_grid = np.meshgrid(grid, values)
+    runs = three_response.simulate(three_response.instance_logits(torch.tensor(value_grid.ravel())), config.steps,
+                                   "overshoot", torch.tensor(eta_grid.ravel()),
+                                   torch.full((eta_grid.size,), config.alignment, dtype=DTYPE))
+    phase_value = classify(runs.value).reshape(value_grid.shape)
+    eta_grid2, align_grid = np.meshgrid(grid, alignments)
+    runs2 = three_response.simulate(three_response.instance_logits(config.initial_value, eta_grid2.size),
+                                    config.steps, "overshoot", torch.tensor(eta_grid2.ravel()),
+                                    torch.tensor(align_grid.ravel()))
+    phase_align = classify(runs2.value).reshape(align_grid.shape)
+    return PhaseDiagrams(grid, values, alignments, phase_value, phase_align, config.alignment, config.steps)
+
+
+def draw_phase_diagrams(axes, phases: PhaseDiagrams, critical: float) -> None:
+    """Two panels: the phase over step × J₀ (with η*) and over step × Δμ (with the scale and the safe step)."""
+    codes = {name: i for i, name in enumerate(PHASES)}
+    cmap = ListedColormap(sns.color_palette("colorblind", 3))
+    for ax, phase_map, y, ylabel in ((axes[0], phases.phase_value, phases.values, "initial value J₀"),
+                                     (axes[1], phases.phase_alignment, phases.alignments, "alignment Δμ")):
+        ax.pcolormesh(phases.grid, y, np.vectorize(codes.get)(phase_map), cmap=cmap, vmin=-0.5, vmax=2.5,
+                      shading="nearest", rasterized=True)
+        ax.set(xscale="log", xlabel="constant step η", ylabel=ylabel)
+    axes[0].axvline(critical, color="k", lw=1, label="η* at J₀ of the instance")
+    axes[0].set_title(f"Phase after {phases.steps} steps (Δμ = {phases.alignment})")
+    axes[1].set_yscale("log")
+    axes[1].plot(phases.grid, phases.grid * CURVATURE, "w--", lw=1, label="η = Δμ/(L+G²)")
+    axes[1].plot(phases.grid, phases.grid * 2 * LEMMA_CONSTANT, "w:", lw=1.2, label="safe step (15a)")
+    axes[1].set(ylim=(phases.alignments[0], phases.alignments[-1]), title="Phase after K steps (J₀ of the instance)")
+    handles = [Patch(color=cmap(i), label=name) for name, i in codes.items()]
+    axes[0].legend(handles=handles + axes[0].get_lines(), fontsize=8, loc="lower left")
+    axes[1].legend(handles=handles + axes[1].get_lines(), fontsize=8, loc="lower left")
