@@ -91,15 +91,15 @@ def test_assumption1_margins_fail_where_a_ratio_exceeds_one():
 
 
 def test_lemma1_case_by_hand_and_on_a_violation():
-    # residual (0.1, 0), η² (1, 1e-12), constants ½ (paper) and 0.2 (sharp):
+    # residual (0.1, 0), η² (1, 1e-12), paper bound ½η² and sharp constant 0.2:
     # paper margin min(0.5 − 0.1, 0.5e-12) = 5e-13; sharp margin min(0.1 + 1e-12, 2e-13 + 1e-12) = 1.2e-12;
     # the ratio is taken only at the first entry (0.2 > 1e-9): 0.1 / 0.2 = ½.
-    case = theory.lemma1_case("x", t([[0.1, 0.0]]), 0.5, 0.2, t([[1.0, 1e-12]]))
+    case = theory.lemma1_case("x", t([[0.1, 0.0]]), 0.5 * t([[1.0, 1e-12]]), 0.2, t([[1.0, 1e-12]]))
     assert case.paper_margin == pytest.approx(5e-13, rel=1e-12)
     assert case.sharp_margin == pytest.approx(1.2e-12, rel=1e-12)
     assert case.sharp_ratio == 0.5 and case.steps_checked == 2
     # a residual above the constant times η² breaks the bound
-    broken = theory.lemma1_case("x", t([[0.6, 0.0]]), 0.5, 0.2, t([[1.0, 1e-12]]))
+    broken = theory.lemma1_case("x", t([[0.6, 0.0]]), 0.5 * t([[1.0, 1e-12]]), 0.2, t([[1.0, 1e-12]]))
     assert broken.paper_margin == pytest.approx(-0.1) and broken.sharp_margin < 0
     assert broken.sharp_ratio == pytest.approx(3.0)
 

@@ -130,6 +130,6 @@ class Chapter:
         write_metrics(self.settings.output_dir, self.spec.name, self.settings, self.config,
                       str(self.device) if device is None else device,
                       self.headline, self.claims, self.figures, self.timings)
-        with pd.option_context("display.max_colwidth", 90, "display.float_format", "{:.3g}".format):
+        with pd.option_context("display.max_colwidth", None, "display.float_format", "{:.3g}".format):
             display(self.claims.table())
         self.claims.assert_all()

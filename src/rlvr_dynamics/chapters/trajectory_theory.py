@@ -181,11 +181,13 @@ class Lemma1Case:
     step_sizes: list[float] | None = None
 
 
-def lemma1_case(label: str, residual: torch.Tensor, paper_constant, sharp_constant, eta2: torch.Tensor,
+def lemma1_case(label: str, residual: torch.Tensor, paper_bound: torch.Tensor, sharp_constant, eta2: torch.Tensor,
                 step_sizes: list[float] | None = None) -> Lemma1Case:
-    """Lemma 1's margins from the residuals |Δf − Δμη| and the squared steps η² (broadcasting against
-    each other); the constants are numbers or tensors that broadcast too (the bandit's depend on ‖x‖)."""
-    paper_margin = (paper_constant * eta2 - residual).min().item()
+    """Lemma 1's margins from the residuals |Δf − Δμη|, the paper's bound (L_o + 8G_o²)η²
+    (:func:`~rlvr_dynamics.theory.bounds.lemma1_remainder_bound`) and the squared steps η², all
+    broadcasting against each other; the proof's sharper constant is a number or a tensor that
+    broadcasts too (the bandit's depend on ‖x‖)."""
+    paper_margin = (paper_bound - residual).min().item()
     sharp_margin = (sharp_constant * eta2 + FLOAT_SLACK - residual).min().item()
     measurable = sharp_constant * eta2 > MEASURABLE  # elsewhere the residual is rounding
     sharp_ratio = (residual / (sharp_constant * eta2))[measurable].max().item()
@@ -195,7 +197,7 @@ def lemma1_case(label: str, residual: torch.Tensor, paper_constant, sharp_consta
 def lemma1_instance_case(rule: str, runs: Trajectories) -> Lemma1Case:
     """Lemma 1 at every step of three-response runs (K, B), with G_o = √2 and L_o = ½."""
     residual = (runs.log_odds_change - runs.alignment * runs.step).abs()  # (K, B)
-    return lemma1_case(rule, residual, LEMMA_CONSTANT, SHARP_CONSTANT, runs.step**2)
+    return lemma1_case(rule, residual, bounds.lemma1_remainder_bound(runs.step), SHARP_CONSTANT, runs.step**2)
 
 
 def lemma1_bandit_cases(config: TrajectoryConfig, seed: int, device: torch.device | str) -> list[Lemma1Case]:
@@ -213,10 +215,11 @@ def lemma1_bandit_cases(config: TrajectoryConfig, seed: int, device: torch.devic
             norm = torch.linalg.vector_norm(batch.contexts[:, batch.evaluation].cpu().double(), dim=-1)  # (B, E)
             step_alignment = result.signed_cumulative_alignment.diff(dim=0)  # Δμ_x(k) η_k, (K, B, E)
             residual = (result.log_odds.diff(dim=0) - step_alignment).abs().double()
-            eta2 = result.effective_step.double()[:, :, None] ** 2  # (K, B, 1)
-            paper = bounds.bandit_smoothness_bound(norm) + 8 * bounds.bandit_score_bound(norm) ** 2  # (B, E)
+            step = result.effective_step.double()[:, :, None]  # (K, B, 1)
+            paper = bounds.lemma1_remainder_bound(step, bounds.bandit_smoothness_bound(norm),
+                                                  bounds.bandit_score_bound(norm))  # (K, B, E)
             sharp = bounds.bandit_smoothness_bound(norm) + bounds.bandit_score_bound(norm) ** 2 / 2
-            cases.append(lemma1_case(update, residual, paper, sharp, eta2, sizes))
+            cases.append(lemma1_case(update, residual, paper, sharp, step**2, sizes))
     return cases
 
 

@@ -81,7 +81,7 @@ def lemma1_remainder_bound(step: torch.Tensor, smoothness: torch.Tensor | float 
                            score_bound: torch.Tensor | float = SCORE_BOUND) -> torch.Tensor:
     """Lemma 1, inequality (16): |f(θ_{k+1}) − f(θ_k) − Δμ_k η_k| ≤ (L_o + 8G_o²) η_k², the bound on
     the second-order remainder of one step of the log-odds f = log J/(1 − J). Broadcasts."""
-    return (smoothness + 8 * torch.as_tensor(score_bound) ** 2) * step**2
+    return (smoothness + 8 * score_bound**2) * step**2
 
 
 def corollary1_step(alignment: float, smoothness: float = SMOOTHNESS, score_bound: float = SCORE_BOUND) -> float:
