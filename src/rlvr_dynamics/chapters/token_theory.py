@@ -30,7 +30,7 @@ from scipy import stats
 
 from rlvr_dynamics.chapters import statistics
 from rlvr_dynamics.config import parameter
-from rlvr_dynamics.engines import token_chain
+from rlvr_dynamics.engines import token_chain, token_training
 from rlvr_dynamics.theory import DTYPE, bounds, estimators, gaps, markov
 from rlvr_dynamics.theory.policies import TokenPolicy
 
@@ -72,8 +72,9 @@ PRESETS = {
 
 
 def measured_constants(vocab_size: int, states: int, generator: torch.Generator) -> tuple[float, float]:
-    """The largest token-score norm ‖e_v − π(· | p)‖ and largest λ_max(diag π − ππᵀ) over random
-    softmax rows of growing scale (logits × 1 … 30): the suprema G_p = √2 and L_p = ½ of Assumption 2."""
+    """Assumption 2, measured: the largest token-score norm ‖e_v − π(· | p)‖ and largest
+    λ_max(diag π − ππᵀ) over random softmax rows of growing scale (logits × 1 … 30), which approach
+    the suprema G_p = √2 and L_p = ½."""
     scales = torch.logspace(0, math.log10(30), states, dtype=DTYPE).unsqueeze(-1)
     probs = torch.softmax(scales * torch.randn(states, vocab_size, generator=generator, dtype=DTYPE), dim=-1)
     eye = torch.eye(vocab_size, dtype=DTYPE)
@@ -564,11 +565,6 @@ def sampled_training(config: TokenConfig, seed: int, device: torch.device | str)
     ``training_steps`` SGD steps with groups of ``group_size`` (:func:`token_training.train`; the
     samples at length T are drawn from a generator on ``device`` seeded seed + T). J is recorded
     about 50 times per run."""
-    # Imported here, not at the top: token_training imports tqdm.auto, which warns "IProgress not found"
-    # in a notebook unless Chapter.start has silenced it, and the book's registry imports this module
-    # (so every notebook would) before any chapter starts.
-    from rlvr_dynamics.engines import token_training
-
     train_seeds = instance_seeds(seed, config.training_seeds, TRAINING_SEED_OFFSET)
     lengths = [t for t in TRAINING_LENGTHS if t <= config.training_longest_length]
     variants = list(estimators.VARIANTS)

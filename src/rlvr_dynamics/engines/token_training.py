@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from rlvr_dynamics.theory import estimators, markov
 from rlvr_dynamics.theory.policies import TokenPolicy
