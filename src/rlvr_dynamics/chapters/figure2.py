@@ -1,10 +1,19 @@
 """The chapter *Figure 2: GRPO on language models* (Section 5.2): its parameters and the analysis.
 
 The runs are one :mod:`rlvr_dynamics.lm.experiment` (GRPO runs from one warmed-up checkpoint); this
-module turns their records into the chapter's numbers: the cumulative gap of each reading, rank
-correlations, a logistic fit of accuracy on the cumulative gap, the shape of the relation
-(logistic / concave / linear within noise), and whether the cumulative gap is only a relabelled
-step count (both of its factors near constant under Adam).
+module holds the chapter's checks and turns the runs' records into its numbers:
+
+* the checks of the task (disjoint splits, reference rewards, the answer extractor) and of the
+  warm-up;
+* identity (f2-grpo-direction) — GRPO's per-prompt direction is c_q (ḡ⁺ − ḡ⁻) — on groups sampled
+  from the warmed-up model;
+* the per-run summary (alignments, the paper's estimate (a) against the measured gap) and the
+  margins of the findings stated about it;
+* Figure 2's table and panels: the cumulative gap of each reading against validation accuracy,
+  with logistic fits;
+* the shape of the relation (rank correlation, logistic fit, curvature tests: logistic / concave /
+  linear within noise), and whether the cumulative gap is only a relabelled step count (both of
+  its factors near constant under Adam).
 """
 
 from __future__ import annotations
@@ -14,15 +23,24 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import optimize, special, stats
 
 from rlvr_dynamics.config import parameter
-from rlvr_dynamics.lm import experiment, grpo
+from rlvr_dynamics.lm import experiment, grpo, scoring
+from rlvr_dynamics.lm import task as lm_task
 from rlvr_dynamics.lm.experiment import run_label
 
 READINGS = {"estimate": "(a) paper's estimate: Σ η_k ‖Δ̂‖_k",
             "measured": "(b) measured: Σ η_k [Δμ_k]₊"}
 """The two cumulative-gap readings of Figure 2 (``GRPORun.cumulative`` columns)."""
+
+EXTRACTOR_CASES = {"#### 1,234": 1234, "so 12+7=19\n#### 19": 19, "The answer is $42.": 42, "-7": -7,
+                   "3.50 dollars": 3.5, "no number": None}
+"""Completions and the number the answer extractor must read from each (None: no number)."""
+
+DIRECTION_TOLERANCE = 1e-5
+"""Largest relative error of identity (f2-grpo-direction) on the float32 model."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +55,176 @@ class Figure2Config(experiment.LMExperimentConfig):
 PRESETS = {preset: dict(values, min_gain=0.10) for preset, values in experiment.PRESETS.items()}
 
 
+def format_table(frame: pd.DataFrame, width: int = 200) -> str:
+    """``frame`` as text, floats with three decimals, without the index."""
+    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", width):
+        return frame.to_string(index=False)
+
+
 # ----------------------------------------------------------------------------------------------
-# Analysis
+# The task, the reward and the warm-up
+# ----------------------------------------------------------------------------------------------
+
+
+def describe_problems(train: list[lm_task.Problem], validation: list[lm_task.Problem],
+                      examples: list[lm_task.Problem]) -> str:
+    """The split sizes, then the prompt and reference of two training problems and of ``examples``."""
+    lines = [f"{len(train)} training and {len(validation)} validation problems; examples:"]
+    lines += [f"  prompt {problem.prompt!r} → reference {problem.solution!r}" for problem in train[:2] + examples]
+    return "\n".join(lines)
+
+
+def overlap_margins(train: list[lm_task.Problem], validation: list[lm_task.Problem]) -> list[int]:
+    """One margin: minus the number of questions the two splits share (0 when disjoint)."""
+    overlap = {p.question for p in train} & {p.question for p in validation}
+    return [-len(overlap)]
+
+
+def reference_reward_margins(problems: list[lm_task.Problem]) -> np.ndarray:
+    """Per problem, the reward of its reference solution minus 1 (0 when the verifier accepts it)."""
+    rewards = lm_task.correctness_reward([p.solution for p in problems], [str(p.answer) for p in problems])
+    return np.asarray(rewards) - 1
+
+
+def extract_answers(cases=EXTRACTOR_CASES) -> dict:
+    """What :func:`rlvr_dynamics.lm.task.extract_answer` reads from each completion of ``cases``."""
+    return {text: lm_task.extract_answer(text) for text in cases}
+
+
+def describe_extractor(extracted: dict) -> str:
+    """The extracted numbers as floats (None where there is none)."""
+    return f"extractor: {({text: (None if v is None else float(v)) for text, v in extracted.items()})}"
+
+
+def extractor_margins(extracted: dict, cases=EXTRACTOR_CASES) -> list[int]:
+    """Per case, 0 when the extractor read the expected number (or rightly none), else −1."""
+    return [0 if (extracted[t] is None) == (v is None) and (v is None or float(extracted[t]) == v) else -1
+            for t, v in cases.items()]
+
+
+def describe_warmup(parameter_count: int, warmup, target: float) -> str:
+    """The model size and, when there was a warm-up (a ``WarmupResult``), where it stopped."""
+    lines = [f"model: {parameter_count:,} parameters"]
+    if warmup is not None:
+        lines += [f"warm-up: {warmup.steps} steps, sampled validation accuracy {warmup.final_accuracy:.3f} "
+                  f"(target {target}); reached: {warmup.reached_target}",
+                  f"accuracy checks (step, accuracy): {[(s, round(a, 3)) for s, a in warmup.history[-4:]]}"]
+    return "\n".join(lines)
+
+
+def warmup_headline(warmup) -> dict:
+    """The warm-up's steps and final sampled validation accuracy."""
+    return dict(warmup_steps=warmup.steps, warmup_accuracy=warmup.final_accuracy)
+
+
+def warmup_margins(warmup, target: float) -> list[float]:
+    """One margin: the warm-up's final sampled accuracy minus its target."""
+    return [warmup.final_accuracy - target]
+
+
+# ----------------------------------------------------------------------------------------------
+# Identity (f2-grpo-direction) on sampled groups
+# ----------------------------------------------------------------------------------------------
+
+
+def direction_errors(model, tokenizer, problems: list[lm_task.Problem], config: experiment.LMExperimentConfig,
+                     generator: torch.Generator, device, groups: int = 4) -> list[float]:
+    """Identity (f2-grpo-direction) on the first ``groups`` sampled groups with both outcomes.
+
+    For each problem in turn, samples a group of ``config.num_generations`` completions from
+    ``generator``; a group with both outcomes is compared under every reward scaling of
+    ``grpo.SCALE_REWARDS``. Returns ‖left − right‖/‖right‖ per (group, scaling), group-major,
+    with left = (1/G) Σ_i A_i ∇log π(o_i | q) and right = c_q (ḡ⁺ − ḡ⁻), both by autograd.
+    """
+    G = config.num_generations
+    errors, mixed = [], 0
+    for problem in problems:
+        if mixed == groups:
+            break
+        encoded = tokenizer([problem.prompt] * G, return_tensors="pt", add_special_tokens=False).to(device)
+        ids, mask = scoring.sample_completions(model, encoded["input_ids"], encoded["attention_mask"],
+                                               config.max_completion_length, tokenizer.eos_token_id,
+                                               tokenizer.pad_token_id, generator, config.temperature)  # (G, L)
+        texts = tokenizer.batch_decode(ids * mask + tokenizer.pad_token_id * (1 - mask), skip_special_tokens=True)
+        rewards = torch.tensor(lm_task.correctness_reward(texts, [str(problem.answer)] * G))  # (G,)
+        if 0 < rewards.sum() < G:  # a group with both outcomes
+            mixed += 1
+            for scale in grpo.SCALE_REWARDS:
+                left, right = grpo.group_identity_sides(model, encoded["input_ids"], encoded["attention_mask"], ids,
+                                                        mask, rewards, scale)  # (D,), (D,)
+                errors.append(float((left - right).norm() / right.norm()))
+    return errors
+
+
+def describe_direction_errors(errors: list[float]) -> str:
+    """How many groups and scalings were compared, and the largest relative error."""
+    groups = len(errors) // len(grpo.SCALE_REWARDS)
+    return (f"(f2-grpo-direction) on {groups} mixed groups × {len(grpo.SCALE_REWARDS)} reward scalings: "
+            f"largest relative error {max(errors):.1e}")
+
+
+def direction_margins(errors: list[float]) -> np.ndarray:
+    """Per comparison, the tolerance minus the relative error."""
+    return DIRECTION_TOLERANCE - np.asarray(errors)
+
+
+# ----------------------------------------------------------------------------------------------
+# The runs
+# ----------------------------------------------------------------------------------------------
+
+
+def accuracy_gain(run: grpo.GRPORun) -> float:
+    """Final minus initial sampled validation accuracy."""
+    return float(run.evals["accuracy"].iloc[-1] - run.evals["accuracy"].iloc[0])
+
+
+def run_summary(runs: list[grpo.GRPORun]) -> pd.DataFrame:
+    """One row per run: accuracy at the start and the end, its gain, the fraction of prompts whose
+    group has both outcomes, the mean cosines of the loss gradient −∇L and of the update u with the
+    measured gap Δ, the fraction of steps with u·Δ > 0, the median ratio of estimate (a) to ‖Δ‖
+    (eq. f2-estimate) and the mean ratio of a single prompt's gap to the batch-average gap."""
+    return pd.DataFrame([{
+        "run": run_label(run),
+        "accuracy at 0": run.evals["accuracy"].iloc[0],
+        "final accuracy": run.evals["accuracy"].iloc[-1],
+        "gain": accuracy_gain(run),
+        "mixed prompts": run.steps["mixed_prompts"].mean() / run.config.prompts_per_step,
+        "cos(−∇L, Δ)": run.steps["gradient_gap_cosine"].mean(),
+        "cos(u, Δ)": run.steps["alignment_cosine"].mean(),
+        "u·Δ > 0": (run.steps["alignment"] > 0).mean(),
+        "(a)/‖Δ‖": (run.steps["gap_estimate"] / run.steps["gap_norm"]).median(),
+        "mean ‖Δ_q‖/‖Δ‖": (run.steps["prompt_gap_norm_mean"] / run.steps["gap_norm"]).mean(),
+    } for run in runs])
+
+
+def gain_margins(run: grpo.GRPORun, min_gain: float) -> list[float]:
+    """One margin: the run's accuracy gain minus ``min_gain``."""
+    return [accuracy_gain(run) - min_gain]
+
+
+def run_margins(run: grpo.GRPORun) -> dict[str, list[float]]:
+    """The margins of the findings about one run, each ≥ 0 when it holds:
+
+    * ``gradient_along_gap``: mean cos(−∇L, Δ) ≥ 0.9;
+    * ``update_off_gap``: mean cos(u, Δ) ≤ 0.3 (Adam's update far from the gap);
+    * ``estimate_matches``: the median of (a)/‖Δ‖ within 15% of 1;
+    * ``prompt_gap_longer``: a single prompt's gap ≥ 2× the batch-average gap, on average;
+    * ``positive_alignment``: u·Δ > 0 at ≥ 95% of steps;
+    * ``measured_smaller``: the final cumulative gap (b) ≥ 3× smaller than (a) (eq. f2-cumulative).
+    """
+    final = run.cumulative().iloc[-1]
+    return {
+        "gradient_along_gap": [run.steps["gradient_gap_cosine"].mean() - 0.9],
+        "update_off_gap": [0.3 - run.steps["alignment_cosine"].mean()],
+        "estimate_matches": [0.15 - abs((run.steps["gap_estimate"] / run.steps["gap_norm"]).median() - 1)],
+        "prompt_gap_longer": [(run.steps["prompt_gap_norm_mean"] / run.steps["gap_norm"]).mean() - 2],
+        "positive_alignment": [(run.steps["alignment"] > 0).mean() - 0.95],
+        "measured_smaller": [final["estimate"] / final["measured"] - 3],
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Figure 2
 # ----------------------------------------------------------------------------------------------
 
 
@@ -54,6 +240,7 @@ def figure2_table(runs: list[grpo.GRPORun]) -> pd.DataFrame:
 
 
 def logistic(x, intercept, slope):
+    """σ(a + b·x), elementwise."""
     return special.expit(intercept + slope * x)
 
 
@@ -68,6 +255,27 @@ def logistic_fit(gap: np.ndarray, accuracy: np.ndarray) -> dict:
     total = ((accuracy - accuracy.mean()) ** 2).sum()
     return {"intercept": float(a), "slope": float(b), "rmse": float(np.sqrt((residual ** 2).mean())),
             "r2": float(1 - (residual ** 2).sum() / total) if total > 0 else float("nan")}
+
+
+def draw_relation_panel(ax, table: pd.DataFrame, reading: str, title: str):
+    """One panel of Figure 2 on the matplotlib Axes ``ax``: accuracy against the cumulative gap
+    ``reading`` of :func:`figure2_table`, one marker per run, coloured by the normalized step, with
+    each run's logistic fit dashed. Returns the last scatter (for the colour bar)."""
+    markers = dict(zip(table["run"].unique(), ["o", "s", "^", "D", "v"], strict=False))  # up to five runs
+    for label, data in table.groupby("run", sort=False):
+        points = ax.scatter(data[reading], data["accuracy"], c=data["normalized_step"], cmap="viridis", vmin=0,
+                            vmax=1, marker=markers[label], s=38, edgecolor="k", linewidth=0.3, label=label)
+        fit = logistic_fit(data[reading], data["accuracy"])
+        grid = np.linspace(0, data[reading].max(), 100)
+        ax.plot(grid, logistic(grid, fit["intercept"], fit["slope"]), color="0.4", lw=1, ls="--")
+    ax.set(title=title, xlabel="cumulative gradient gap", ylabel="sampled validation accuracy")
+    ax.legend(loc="lower right", fontsize=8)
+    return points
+
+
+# ----------------------------------------------------------------------------------------------
+# The shape of the relation, and the relabelling test
+# ----------------------------------------------------------------------------------------------
 
 
 def _unit_interval(x) -> np.ndarray:
@@ -111,10 +319,11 @@ def relation_shape(gap: np.ndarray, accuracy: np.ndarray, level: float = 0.05) -
     """Is accuracy vs cumulative gap logistic, concave, convex, or linear within noise?
 
     A logistic relation is one whose log-odds are linear in G. Two F-tests (x² and x³ terms over
-    a line, at ``level``): on the log-odds (weighted by the delta method) and on the accuracy. Verdicts: log-odds non-linear →
-    ``"concave"`` or ``"convex"`` by the sign of their quadratic term (accuracy saturates faster,
-    or slower, than a logistic); log-odds linear but accuracy not → ``"logistic"``; neither →
-    ``"linear within noise"`` (the range is too narrow to tell a logistic from a line).
+    a line, at ``level``): on the log-odds (weighted by the delta method) and on the accuracy.
+    Verdicts: log-odds non-linear → ``"concave"`` or ``"convex"`` by the sign of their quadratic
+    term (accuracy saturates faster, or slower, than a logistic); log-odds linear but accuracy not →
+    ``"logistic"``; neither → ``"linear within noise"`` (the range is too narrow to tell a logistic
+    from a line).
     """
     accuracy = np.clip(np.asarray(accuracy, float), 1e-3, 1 - 1e-3)
     log_odds = special.logit(accuracy)
@@ -164,6 +373,103 @@ def pooled_fit_comparison(table: pd.DataFrame) -> dict:
     return out
 
 
-def accuracy_gain(run: grpo.GRPORun) -> float:
-    """Final minus initial sampled validation accuracy."""
-    return float(run.evals["accuracy"].iloc[-1] - run.evals["accuracy"].iloc[0])
+def _interval(estimate: tuple[float, float, float]) -> str:
+    return "{:+.3f} [{:+.3f}, {:+.3f}]".format(*estimate)
+
+
+@dataclass(frozen=True)
+class RelationStudy:
+    """Accuracy against the cumulative gap, every run and reading: the shape tests and the
+    relabelling test, with the margins of the findings about them (each ≥ 0 when it holds).
+
+    Attributes:
+        shape: one row per (run, reading): Spearman, logistic fit, the two curvatures with their
+            95% intervals (as text), the verdict of :func:`relation_shape`, the R² of G on k.
+        curvatures: the accuracy curvature estimate of each row of ``shape``.
+        relabelling: one row per run: :func:`step_relabelling`.
+        pooled: :func:`pooled_fit_comparison`'s RMSE per column.
+        first_run: the label of the first run.
+    """
+
+    shape: pd.DataFrame
+    curvatures: list[float]
+    relabelling: pd.DataFrame
+    pooled: dict[str, float]
+    first_run: str
+
+    def report(self) -> str:
+        """The shape table, the coefficients of variation and the pooled RMSEs, as text."""
+        columns = ["run", "step_length_cv", "gap_estimate_cv", "gap_norm_cv", "alignment_cv"]
+        return "\n".join([format_table(self.shape, 250), "", format_table(self.relabelling[columns], 250),
+                          f"pooled logistic fit over all runs, RMSE in accuracy: "
+                          f"{({k: round(v, 4) for k, v in self.pooled.items()})}"])
+
+    def headline(self) -> dict:
+        return dict(shape=self.shape.to_dict("records"), relabelling=self.relabelling.to_dict("records"),
+                    pooled_rmse=self.pooled)
+
+    def step_r2_margins(self) -> list[float]:
+        """Per reading, the smallest R² of G on k over the runs minus 0.95."""
+        return [self.relabelling[f"{r}_vs_step_r2"].min() - 0.95 for r in READINGS]
+
+    def step_length_margins(self) -> np.ndarray:
+        """Per run, 0.5 minus the coefficient of variation of η_k."""
+        return 0.5 - self.relabelling["step_length_cv"].to_numpy()
+
+    def spearman_margins(self) -> np.ndarray:
+        """Per (run, reading), the rank correlation minus 0.5."""
+        return self.shape["spearman"].to_numpy() - 0.5
+
+    def pooled_margins(self) -> list[float]:
+        """Per reading, its pooled RMSE minus 0.9 × the normalized step's (< 0: the gap fits ≥ 10% better)."""
+        return [self.pooled[r] - 0.9 * self.pooled["normalized_step"] for r in READINGS]
+
+    def no_logistic_margins(self) -> list[float]:
+        """Per (run, reading), −1 where the verdict is "logistic", else 0."""
+        return [-float(v == "logistic") for v in self.shape["shape"]]
+
+    def concave_margins(self) -> list[float]:
+        """Per (run, reading), minus the accuracy curvature estimate."""
+        return [-c for c in self.curvatures]
+
+    def first_run_concave_margins(self) -> list[float]:
+        """Per reading of the first run, 0 where the verdict is "concave", else −1."""
+        first = self.shape[self.shape["run"] == self.first_run]
+        return [-float(v != "concave") for v in first["shape"]]
+
+
+def relation_study(runs: list[grpo.GRPORun], table: pd.DataFrame) -> RelationStudy:
+    """The shape and relabelling tests of every run and reading; ``table`` is :func:`figure2_table`."""
+    rows, curvatures = [], []
+    for run in runs:
+        cumulative = run.cumulative()
+        relabel = step_relabelling(run)
+        for reading in READINGS:
+            fit = logistic_fit(cumulative[reading], cumulative["accuracy"])
+            shape = relation_shape(cumulative[reading], cumulative["accuracy"])
+            curvatures.append(shape["accuracy_curvature"][0])
+            rows.append({"run": run_label(run), "reading": reading,
+                         "spearman": stats.spearmanr(cumulative[reading], cumulative["accuracy"]).statistic,
+                         "logistic slope b": fit["slope"], "logistic R²": fit["r2"],
+                         "accuracy curvature [95%]": _interval(shape["accuracy_curvature"]),
+                         "log-odds curvature [95%]": _interval(shape["log_odds_curvature"]),
+                         "shape": shape["verdict"], "R² of G on k": relabel[f"{reading}_vs_step_r2"]})
+    relabelling = pd.DataFrame([{"run": run_label(run), **step_relabelling(run)} for run in runs])
+    return RelationStudy(pd.DataFrame(rows), curvatures, relabelling, pooled_fit_comparison(table),
+                         run_label(runs[0]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-step diagnostics
+# ----------------------------------------------------------------------------------------------
+
+
+def diagnostics_frames(runs: list[grpo.GRPORun]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The per-step records of every run (a ``run`` column added), and two long views of them: the
+    gap norms (``gap``: gap_estimate or gap_norm, ``value``) and the cosines with Δ (``cosine with
+    Δ``: gradient_gap_cosine or alignment_cosine, ``value``)."""
+    long = pd.concat([run.steps.assign(run=run_label(run)) for run in runs], ignore_index=True)
+    gaps = long.melt(id_vars=["step", "run"], value_vars=["gap_estimate", "gap_norm"], var_name="gap")
+    cosines = long.melt(id_vars=["step", "run"], value_vars=["gradient_gap_cosine", "alignment_cosine"],
+                        var_name="cosine with Δ")
+    return long, gaps, cosines
