@@ -63,3 +63,53 @@ def test_validation_ignores_notebook_locals_but_cli_is_strict(tmp_path):
     resolve_parameters("gradient_gap", {"output_dir": str(tmp_path), "np": object(), "_": 1})
     with pytest.raises(ParameterError, match="unknown"):
         notebook_spec("gradient_gap").resolve({"output_dir": str(tmp_path), "typo": 1}, strict=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Thin notebooks: the notebook narrates and calls its chapter module
+# ----------------------------------------------------------------------------------------------
+
+MAX_CELL_LINES = 25
+
+
+def thinness_problems(text: str) -> list[str]:
+    """What keeps a notebook's MyST source from being thin: more code lines than other lines (counting
+    as the before-stop hook does: every line inside a code cell is code, every other line is not), a
+    function or class defined in it, a code cell over 25 lines (the parameters cell, a list of the
+    chapter's parameters for papermill, excepted)."""
+    cells, current, other = [], None, 0
+    for line in text.splitlines():
+        if current is None and line.startswith("```{code-cell}"):
+            current = []
+        elif current is not None and line.startswith("```"):
+            cells.append(current)
+            current = None
+        elif current is not None:
+            current.append(line)
+        else:
+            other += 1
+    code = sum(len(cell) for cell in cells)
+    problems = [f"{code} code lines > {other} other lines"] if code > other else []
+    for cell in cells:
+        source = "\n".join(line for line in cell if not line.startswith(":tags:"))
+        defined = [n.name for n in ast.walk(ast.parse(source)) if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+        problems += [f"defines {name}: move it to the chapter module" for name in defined]
+        if ":tags: [parameters]" not in cell and len(cell) > MAX_CELL_LINES:
+            problems.append(f"a code cell of {len(cell)} lines starting {cell[0]!r}")
+    return problems
+
+
+@pytest.mark.parametrize("name", list(NOTEBOOKS))
+def test_notebooks_are_thin(name):
+    assert thinness_problems((project_root() / NOTEBOOKS[name].source).read_text(encoding="utf-8")) == []
+
+
+def test_the_thinness_check_catches_a_thick_notebook():
+    parameters = "```{code-cell} ipython3\n:tags: [parameters]\n" + "x = None\n" * 30 + "```\n"
+    helper = "```{code-cell} ipython3\ndef margin(x):\n    return x\n```\n"
+    long_cell = "```{code-cell} ipython3\n" + "y = 1\n" * 26 + "```\n"
+    prose = "Some prose.\n" * 100
+    assert thinness_problems(prose + parameters) == []  # a long parameters cell is allowed
+    assert thinness_problems(prose + helper) == ["defines margin: move it to the chapter module"]
+    assert thinness_problems(prose + long_cell) == ["a code cell of 26 lines starting 'y = 1'"]
+    assert thinness_problems("Prose.\n" + long_cell)[0] == "26 code lines > 1 other lines"

@@ -18,7 +18,7 @@ F64 = torch.float64
 
 @pytest.fixture
 def bandit():
-    return ts.SoftmaxBandit(6, 2, torch.tensor([[1.0, 0.6, 0.1]], dtype=F64))
+    return softmax_bandit.SoftmaxBandit(6, 2, torch.tensor([[1.0, 0.6, 0.1]], dtype=F64))
 
 
 def test_bandit_classes_rewards_and_initial_masses(bandit):
@@ -39,7 +39,7 @@ def test_bandit_classes_rewards_and_initial_masses(bandit):
 def test_bad_bandits_are_rejected(kwargs, message):
     rewards = torch.tensor(kwargs.pop("rewards", [[1.0, 0.5, 0.0]]), dtype=F64)
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        ts.SoftmaxBandit(kwargs["actions"], kwargs["high_actions"], rewards)
+        softmax_bandit.SoftmaxBandit(kwargs["actions"], kwargs["high_actions"], rewards)
 
 
 def test_initial_masses_must_leave_room_for_low_actions(bandit):
@@ -87,14 +87,14 @@ def test_compositions_count_and_sum():
     assert rows.shape == (math.comb(9, 2), 3) and (rows.sum(1) == 7).all() and len({tuple(r) for r in rows}) == 36
 
 
-@pytest.mark.parametrize("reward_model", ts.REWARD_MODELS)
+@pytest.mark.parametrize("reward_model", softmax_bandit.REWARD_MODELS)
 def test_expected_update_equals_enumeration_of_every_group(bandit, reward_model):
     """Theorem 1 against a brute-force sum over all V^G action tuples (and reward draws), G = 3."""
     G = 3
     logits = torch.tensor([[-0.5, 0.4, 0.1, -0.2, 0.3, -1.0]], dtype=F64)
     probs = torch.softmax(logits, -1)[0]
     rewards = bandit.rewards[0]
-    for scale in ts.SCALES:
+    for scale in logit_dynamics.SCALES:
         for variant in softmax_bandit.SIGN_VARIANTS:
             total = torch.zeros(6, dtype=F64)
             for tup in np.ndindex(*(6,) * G):
@@ -117,7 +117,7 @@ def test_expected_update_equals_enumeration_of_every_group(bandit, reward_model)
 
 def test_dr_grpo_closed_form_and_zero_sum(bandit):
     logits = torch.randn(4, 6, generator=torch.Generator().manual_seed(2), dtype=F64)
-    for model in ts.REWARD_MODELS:
+    for model in softmax_bandit.REWARD_MODELS:
         exact = softmax_bandit.expected_logit_update(logits, bandit.repeat(4), 5, 0.2, "none", "grpo", model)
         assert torch.allclose(exact, softmax_bandit.dr_grpo_expected_update(logits, bandit.repeat(4), 5, 0.2),
                               atol=1e-14)
@@ -182,7 +182,7 @@ def test_cumulative_projected_gap_is_the_first_order_log_odds_change(bandit):
 def test_two_stage_shape_on_the_mean_field_path():
     """Below the onset threshold: π_O dips, π_H peaks, then π_O takes over, and the dip ends where
     π_L ≈ (n_H + 1) π_O (Proposition TS7)."""
-    bandit = ts.SoftmaxBandit(10, 3, torch.tensor([[1.0, 0.5, 0.0]], dtype=F64))
+    bandit = softmax_bandit.SoftmaxBandit(10, 3, torch.tensor([[1.0, 0.5, 0.0]], dtype=F64))
     run = softmax_bandit.simulate(bandit, bandit.initial_logits(0.01, 0.4), 2000, 8, 0.3, "group", "grpo",
                                   dynamics="expected")
     optimal, high = run.class_mass[:, 0, 0], run.class_mass[:, 0, 1]
