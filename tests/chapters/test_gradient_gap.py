@@ -8,7 +8,7 @@ import dataclasses
 import torch
 
 from rlvr_dynamics.chapters import gradient_gap
-from rlvr_dynamics.theory.policies import TokenPolicy
+from rlvr_dynamics.theory.policies import TokenPolicy, random_bandits
 
 from _helpers import assert_close, t
 
@@ -49,7 +49,7 @@ def test_monte_carlo_gradient_by_hand():
 def _small_instances(seed=0, n=3):
     generator = torch.Generator().manual_seed(seed)
     tokens = gradient_gap.random_token_policies(TokenPolicy(3, 3), n, 1.0, generator)
-    bandits = gradient_gap.random_bandits(n, 3, 5, 1.0, generator)
+    bandits = random_bandits(n, 3, 5, 1.0, generator)
     return tokens, bandits
 
 

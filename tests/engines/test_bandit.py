@@ -687,3 +687,13 @@ def test_bandit_normalized_update_has_constant_effective_step_and_matches_autogr
     assert_close(result.final_theta[0], problems.theta0[0] + 0.7 * grad / torch.linalg.vector_norm(grad), atol=1e-12)
     with pytest.raises(ValueError, match="'update'"):
         bandit.simulate(problems, 0.7, 1, update="adam")
+
+
+def test_learned_arms_are_the_optimal_arms_of_converged_contexts():
+    bandits = make_bandits(SMALL, [0], 200)
+    result = quiet_simulate(bandits, 2.0, 200)
+    final, best = result.value[-1, 0], result.best_arm[0]
+    learned = bandit.learned_arms(result, 0)
+    assert learned.tolist() == sorted(set(best[final >= 0.9].tolist()))
+    assert len(bandit.learned_arms(result, 0, level=1.1)) == 0  # nothing reaches J > 1
+    assert set(bandit.learned_arms(result, 0, level=0.0).tolist()) == set(best.tolist())

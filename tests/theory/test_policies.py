@@ -23,6 +23,7 @@ from rlvr_dynamics.theory.policies import (
     bandit_policy_gradient,
     bandit_scores,
     contains_token_reward,
+    random_bandits,
     random_reward,
 )
 
@@ -410,3 +411,13 @@ def test_random_reward_bad_fraction_raises(fraction):
 def test_random_reward_too_few_responses_raises():
     with pytest.raises(ValueError):
         random_reward(1, 0.5, torch.Generator().manual_seed(0))
+
+
+def test_random_bandits_are_seeded_and_mark_one_to_a_quarter_of_the_arms_correct():
+    draw = lambda: random_bandits(50, 4, 12, 2.0, torch.Generator().manual_seed(9))  # noqa: E731
+    problems, again = draw(), draw()
+    assert problems.theta.shape == (50, 4, 12) and problems.context.shape == (50, 4)
+    assert torch.equal(problems.reward, again.reward) and torch.equal(problems.theta, again.theta)
+    correct = problems.reward.sum(-1)
+    assert bool(((correct >= 1) & (correct <= 3)).all()) and len(correct.unique()) > 1  # k ~ U{1 … ⌈12/4⌉}
+    assert bool(((problems.context >= 0) & (problems.context <= 1)).all())

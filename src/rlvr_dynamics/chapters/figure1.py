@@ -26,9 +26,10 @@ from rlvr_dynamics.engines import bandit
 from rlvr_dynamics.theory import bounds
 from rlvr_dynamics.theory.policies import bandit_log_policy
 
-CONVERGED_LEVEL = 0.9
-"""A context has *converged* when J_x(K) ≥ 0.9 and is *stuck* when J_x(K) ≤ 0.1."""
+CONVERGED_LEVEL = bandit.CONVERGED_LEVEL
 STUCK_LEVEL = 0.1
+"""A context has *converged* when J_x(K) ≥ 0.9 (:data:`~rlvr_dynamics.engines.bandit.CONVERGED_LEVEL`) and
+is *stuck* when J_x(K) ≤ 0.1."""
 SENSITIVITY_RANGE = (0.01, 10.0)
 """The step sizes of the sensitivity sweep: a log grid over [0.01, 10] (the issue's range)."""
 
@@ -146,7 +147,7 @@ def regimes(trajectories: bandit.BanditTrajectories, run: int) -> dict[str, floa
     converged = final >= CONVERGED_LEVEL
     stuck = final <= STUCK_LEVEL
     best = trajectories.best_arm[run]
-    learned = torch.unique(best[converged])
+    learned = bandit.learned_arms(trajectories, run)
     learned_arm = int(torch.bincount(best[converged]).argmax()) if converged.any() else -1
     has_learned = best == learned_arm
     return {

@@ -23,6 +23,7 @@ from scipy import stats
 from rlvr_dynamics.config import parameter
 from rlvr_dynamics.theory import DTYPE, estimators, gaps
 from rlvr_dynamics.theory.policies import (
+    BanditInstances,
     TokenPolicy,
     bandit_gradient_gap,
     bandit_log_policy,
@@ -81,28 +82,6 @@ def relative_error(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Ten
 # ----------------------------------------------------------------------------------------------
 # Linear-softmax bandits
 # ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BanditInstances:
-    """n independent bandit problems: theta (n, d, N), context (n, d), reward (n, N)."""
-
-    theta: torch.Tensor
-    context: torch.Tensor
-    reward: torch.Tensor
-
-
-def random_bandits(n: int, dim: int, arms: int, theta_scale: float, generator: torch.Generator) -> BanditInstances:
-    """Section 5.1's reward on random problems: β ~ N(0, 1)^{d×N}, x ~ U[0,1]^d, the k arms with
-    the largest scores βᵀx are correct (k = 1 is the paper's argmax; k ~ U{1 … ⌈N/4⌉} varies J)."""
-    device = generator.device
-    beta = torch.randn(n, dim, arms, generator=generator, device=device, dtype=DTYPE)
-    context = torch.rand(n, dim, generator=generator, device=device, dtype=DTYPE)
-    theta = theta_scale * torch.randn(n, dim, arms, generator=generator, device=device, dtype=DTYPE)
-    scores = torch.einsum("nd,ndk->nk", context, beta)  # (n, N)
-    top_k = torch.randint(1, max(2, -(-arms // 4)) + 1, (n, 1), generator=generator, device=device)
-    ranks = scores.argsort(-1, descending=True).argsort(-1)  # rank 0 = argmax arm
-    return BanditInstances(theta, context, (ranks < top_k).to(DTYPE))
 
 
 def bandit_identity(instances: BanditInstances) -> dict[str, torch.Tensor]:

@@ -4,9 +4,8 @@ tables, headline numbers and figure panels.
 Instances: the three-response softmax of :mod:`rlvr_dynamics.engines.three_response` (Theorem 2's
 construction and the Theorem-1 / Corollary-1 runs) and the Section-5.1 bandit of
 :mod:`rlvr_dynamics.engines.bandit` (Lemma 1 at every step; the threshold sweep with constant steps).
-The random linear-softmax bandits of the Assumption-1 and expansion checks are drawn by the notebook
-(``chapters.gradient_gap.random_bandits``, which this module may not import) and passed in: anything
-with ``theta`` (n, d, N), ``context`` (n, d) and ``reward`` (n, N).
+The random linear-softmax bandits of the Assumption-1 and expansion checks
+(:func:`rlvr_dynamics.theory.policies.random_bandits`) are drawn by the notebook and passed in.
 
 Every margin is ≥ 0 exactly when its claim holds (one entry per case).
 """

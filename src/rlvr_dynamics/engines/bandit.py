@@ -67,6 +67,7 @@ __all__ = [
     "simulate_in_groups",
     "check_band",
     "check_step_sizes",
+    "learned_arms",
 ]
 
 FALLBACKS = ("pool", "nearest")
@@ -86,6 +87,8 @@ ETA_READINGS = ("effective", "nominal")
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 REFRESH_EVERY = 64  # steps between exact recomputations of the logits from θ
+CONVERGED_LEVEL = 0.9
+"""A context has *converged* when its final value J_x(K) is at least this."""
 
 
 class EmptyBandWarning(UserWarning):
@@ -547,6 +550,13 @@ def concatenate(parts: Sequence[BanditTrajectories]) -> BanditTrajectories:
         else:  # (S or K, B, ...) tensors
             joined[field.name] = torch.cat(values, dim=1)
     return BanditTrajectories(**joined)
+
+
+def learned_arms(trajectories: BanditTrajectories, run: int, level: float = CONVERGED_LEVEL) -> torch.Tensor:
+    """The arms run ``run`` learned: the optimal arms of its evaluation contexts that converged
+    (J_x(K) ≥ ``level``), each once, in increasing order."""
+    final = trajectories.value[-1, run]
+    return torch.unique(trajectories.best_arm[run][final >= level])
 
 
 def _first_false(flags: torch.Tensor) -> str:

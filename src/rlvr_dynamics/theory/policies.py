@@ -264,3 +264,25 @@ def random_reward(n_responses: int, success_fraction: float, generator: torch.Ge
     order = torch.randperm(n_responses, generator=generator, device=device)
     reward[order[0]], reward[order[1]] = 1.0, 0.0
     return reward
+
+
+@dataclass(frozen=True)
+class BanditInstances:
+    """n independent bandit problems: theta (n, d, N), context (n, d), reward (n, N)."""
+
+    theta: torch.Tensor
+    context: torch.Tensor
+    reward: torch.Tensor
+
+
+def random_bandits(n: int, dim: int, arms: int, theta_scale: float, generator: torch.Generator) -> BanditInstances:
+    """Section 5.1's reward on random problems: β ~ N(0, 1)^{d×N}, x ~ U[0,1]^d, the k arms with
+    the largest scores βᵀx are correct (k = 1 is the paper's argmax; k ~ U{1 … ⌈N/4⌉} varies J)."""
+    device = generator.device
+    beta = torch.randn(n, dim, arms, generator=generator, device=device, dtype=torch.float64)
+    context = torch.rand(n, dim, generator=generator, device=device, dtype=torch.float64)
+    theta = theta_scale * torch.randn(n, dim, arms, generator=generator, device=device, dtype=torch.float64)
+    scores = torch.einsum("nd,ndk->nk", context, beta)  # (n, N)
+    top_k = torch.randint(1, max(2, -(-arms // 4)) + 1, (n, 1), generator=generator, device=device)
+    ranks = scores.argsort(-1, descending=True).argsort(-1)  # rank 0 = argmax arm
+    return BanditInstances(theta, context, (ranks < top_k).to(torch.float64))
