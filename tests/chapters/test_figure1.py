@@ -99,7 +99,7 @@ def test_relative_offset_is_the_sum_of_the_training_contexts_own_alignments():
     bandits = make_bandits(SMALL, [3], steps)
     result = quiet_simulate(bandits, 2.0, steps)
     offset = result.cumulative_gap["effective"] - result.relative_cumulative_gap["effective"]  # (S, 1, E)
-    expected = torch.cat([t([0.0]), torch.cumsum(result.train_gap_norm[:, 0] * result.effective_step[:, 0], 0)])
+    expected = torch.cat([t([0.0]), torch.cumsum(result.train_gap_norm[:, 0] * result.step[:, 0], 0)])
     assert_close(offset[:, 0, 0], expected, rtol=1e-10, atol=1e-13)
     nominal = result.cumulative_gap["nominal"] - result.relative_cumulative_gap["nominal"]
     expected = torch.cat([t([0.0]), torch.cumsum(result.train_gap_norm[:, 0] * 2.0, 0)])
@@ -211,7 +211,7 @@ def test_lemma1_margins_by_hand():
     # One run, two evaluation contexts of norms 1 and 2: L_o + 8G_o² = ‖x‖²/2 + 16‖x‖² = 16.5 and 66.
     bandits = SimpleNamespace(n_runs=1, evaluation=slice(1, None), contexts=t([[[1.0, 1.0], [1.0, 0.0], [0.0, 2.0]]]))
     signed = t([[[0.0, 0.0]], [[0.3, -0.2]], [[0.5, 0.1]]])  # (S, B, E), Σ Δμ η
-    trajectories = SimpleNamespace(effective_step=t([[0.1], [0.2]]), recorded_steps=torch.tensor([0, 1, 2]),
+    trajectories = SimpleNamespace(step=t([[0.1], [0.2]]), recorded_steps=torch.tensor([0, 1, 2]),
                                    signed_cumulative_alignment=signed, log_odds=signed - 4.0)
     # Zero residual: the smallest margin is the tolerance (at K = 0, Σ η² = 0).
     assert figure1.lemma1_margins(bandits, trajectories, 1e-3) == pytest.approx([1e-3])

@@ -28,10 +28,11 @@ def _trajectories(class_mass, steps=None, **fields) -> ts.Trajectories:
     records, runs = class_mass.shape[:2]
     zeros = torch.zeros(records, runs, dtype=F64)
     values = {name: t(fields[name]) if name in fields else zeros.clone()
-              for name in ("entropy", "value", "log_odds", "cumulative_signed", "cumulative_aligned",
+              for name in ("entropy", "value", "log_odds", "signed_cumulative_alignment", "cumulative_gap",
                            "moving_steps", "misaligned_steps")}
     steps = torch.arange(records) if steps is None else torch.tensor(steps)
-    return ts.Trajectories(steps=steps, class_mass=class_mass, final_logits=torch.zeros(runs, 3, dtype=F64), **values)
+    return ts.Trajectories(recorded_steps=steps, class_mass=class_mass, final_logits=torch.zeros(runs, 3, dtype=F64),
+                           **values)
 
 
 def _masses(optimal, high):
@@ -349,13 +350,13 @@ def test_variant_margins_hold_and_fail_by_hand():
 def test_first_order_r2_by_hand():
     change = np.array([[0.0, 0.5, 1.5], [0.0, -0.2, 0.3]] * 3).T  # (S, B) log-odds with logit J(0) = 0
     exact = {"deterministic": _trajectories(_masses([[0.1] * 3] * 6, [[0.4] * 3] * 6), log_odds=change.tolist(),
-                                            cumulative_signed=change.tolist())}
+                                            signed_cumulative_alignment=change.tolist())}
     r2 = ts.first_order_r2(exact, 2)
     assert r2 == {"deterministic/grpo": 1.0, "deterministic/grpo_n": 1.0, "deterministic/grpo_p": 1.0}
     assert ts.r2_margins(r2) == pytest.approx([0.1] * 3)
     # a first-order prediction that never moves explains nothing: R² = 0
     flat = {"deterministic": dataclasses.replace(exact["deterministic"],
-                                                 cumulative_signed=torch.zeros(3, 6, dtype=F64))}
+                                                 signed_cumulative_alignment=torch.zeros(3, 6, dtype=F64))}
     assert ts.r2_margins(ts.first_order_r2(flat, 2)) == pytest.approx([-0.9] * 3)
 
 

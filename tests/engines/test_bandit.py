@@ -189,7 +189,7 @@ def test_one_step_equals_autograd(seed, alpha):
     # Per-step trace.
     gap0 = autograd_gap(theta0, x0, y0)
     assert_close(result.train_value[0, 0], j0)
-    assert_close(result.effective_step[0, 0], eta0)
+    assert_close(result.step[0, 0], eta0)
     assert_close(result.train_gap_norm[0, 0], torch.linalg.vector_norm(gap0))
     assert_close(result.step_size, t([alpha]))
 
@@ -234,7 +234,7 @@ def test_several_steps_equal_autograd_loop(alpha):
             assert index == min(int(bandits.uniforms[run, k] * TINY.pool_size), TINY.pool_size - 1)
             _, grad = autograd_value_gradient(theta, contexts[index], best[index])
             eta = alpha * torch.linalg.vector_norm(grad)
-            assert_close(result.effective_step[k, run], eta, rtol=1e-11)
+            assert_close(result.step[k, run], eta, rtol=1e-11)
             direction = grad / torch.linalg.vector_norm(grad)
             gap = bandit_gradient_gap(theta, eval_x, one_hot(eval_best, TINY.arms))
             alignment = torch.einsum("dn,edn->e", direction, gap)
@@ -257,7 +257,7 @@ def test_trajectories_shapes_and_bookkeeping():
         assert tensor.shape == (s, b, e)
     assert set(result.cumulative_gap) == set(result.relative_cumulative_gap) == set(bandit.ETA_READINGS)
     assert result.pool_value.shape == (s, b, p)
-    for tensor in (result.train_index, result.train_value, result.train_gap_norm, result.effective_step,
+    for tensor in (result.train_index, result.train_value, result.train_gap_norm, result.step,
                    result.fell_back):
         assert tensor.shape == (30, b)
     assert result.fell_back.dtype == torch.bool
@@ -277,7 +277,7 @@ def test_trajectories_shapes_and_bookkeeping():
     picked = full.pool_value[:-1].gather(-1, full.train_index.unsqueeze(-1)).squeeze(-1)
     assert_close(full.train_value, picked)
     # η_k = α J(1 − J) ‖gap‖ with J the training context's value.
-    assert_close(full.effective_step, full.step_size * full.train_value * (1 - full.train_value)
+    assert_close(full.step, full.step_size * full.train_value * (1 - full.train_value)
                  * full.train_gap_norm, rtol=1e-10)
 
 
@@ -359,7 +359,7 @@ def test_record_every(steps, every, expected):
         assert torch.equal(sparse.cumulative_gap[name], full.cumulative_gap[name][at])
         assert torch.equal(sparse.relative_cumulative_gap[name], full.relative_cumulative_gap[name][at])
     # Per-step traces do not depend on the recording.
-    for name in ("train_index", "train_value", "train_gap_norm", "effective_step", "fell_back", "final_theta"):
+    for name in ("train_index", "train_value", "train_gap_norm", "step", "fell_back", "final_theta"):
         assert torch.equal(getattr(sparse, name), getattr(full, name)), name
 
 
@@ -564,7 +564,7 @@ def test_engine_alignment_equals_alignment_matrix():
     contexts, best = bandits.contexts[0], bandits.best_arm[0]
     row = bandit.alignment_matrix(bandits.theta0[0], contexts[index][None], best[index][None],
                                   contexts[bandits.evaluation], best[bandits.evaluation])[0]
-    assert_close(result.signed_cumulative_alignment[1, 0], row * result.effective_step[0, 0], atol=1e-13)
+    assert_close(result.signed_cumulative_alignment[1, 0], row * result.step[0, 0], atol=1e-13)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -678,7 +678,7 @@ def test_bandit_normalized_update_has_constant_effective_step_and_matches_autogr
     spec = bandit.BanditSpec(dim=4, arms=6, pool_size=5, eval_size=7, init_scale=1.0)
     problems = bandit.make_bandits(spec, [0], 3)
     result = bandit.simulate(problems, 0.7, 1, band=(0.0, 1.0), update="normalized")
-    assert_close(result.effective_step, torch.full_like(result.effective_step, 0.7), atol=1e-15)
+    assert_close(result.step, torch.full_like(result.step, 0.7), atol=1e-15)
     index = int(result.train_index[0, 0])
     theta = problems.theta0[0].clone().requires_grad_(True)
     x = problems.contexts[0, index]

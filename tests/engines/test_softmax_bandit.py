@@ -147,7 +147,7 @@ def test_simulation_is_seeded_and_batched_runs_are_independent(bandit):
     assert torch.equal(a.final_logits, b.final_logits) and torch.equal(a.class_mass, b.class_mass)
     assert not torch.equal(a.final_logits[0], a.final_logits[3])  # same settings, different draws
     assert torch.allclose(a.class_mass.sum(-1), torch.ones_like(a.value))
-    assert a.steps.tolist() == list(range(41))
+    assert a.recorded_steps.tolist() == list(range(41))
 
 
 def test_simulation_needs_a_generator_and_valid_options(bandit):
@@ -175,8 +175,8 @@ def test_cumulative_projected_gap_is_the_first_order_log_odds_change(bandit):
     start = bandit.initial_logits(0.1, 0.4)
     run = softmax_bandit.simulate(bandit, start, 200, 4, 0.01, "none", "grpo", dynamics="expected")
     change = run.log_odds[-1, 0] - run.log_odds[0, 0]
-    assert change > 0 and abs(run.cumulative_signed[-1, 0] / change - 1) < 0.01
-    assert torch.equal(run.cumulative_signed, run.cumulative_aligned)  # Dr. GRPO's mean step ∥ ∇J: Δμ ≥ 0
+    assert change > 0 and abs(run.signed_cumulative_alignment[-1, 0] / change - 1) < 0.01
+    assert torch.equal(run.signed_cumulative_alignment, run.cumulative_gap)  # Dr. GRPO's mean step ∥ ∇J: Δμ ≥ 0
 
 
 def test_two_stage_shape_on_the_mean_field_path():
@@ -186,8 +186,8 @@ def test_two_stage_shape_on_the_mean_field_path():
     run = softmax_bandit.simulate(bandit, bandit.initial_logits(0.01, 0.4), 2000, 8, 0.3, "group", "grpo",
                                   dynamics="expected")
     optimal, high = run.class_mass[:, 0, 0], run.class_mass[:, 0, 1]
-    switch = ts.switch_steps(run.class_mass[..., 1], run.steps)[0]
-    takeover = ts.takeover_steps(run.class_mass[..., 0], run.steps)[0]
+    switch = ts.switch_steps(run.class_mass[..., 1], run.recorded_steps)[0]
+    takeover = ts.takeover_steps(run.class_mass[..., 0], run.recorded_steps)[0]
     assert 0 < switch < takeover < 2000
     assert optimal[: int(switch)].min() < 0.5 * optimal[0]
     onset = int(optimal.argmin())  # the bottom of the dip: π_O turns up there

@@ -43,11 +43,11 @@ def test_train_shapes_and_recorded_values():
     rates = t([1.0, 2.0, 3.0])
     run = token_training.train(policy, verifier, theta, ["reinforce", "grpo", "dr_grpo"], rates, 5, 4,
                                torch.Generator().manual_seed(0), record_every=2)
-    assert run.value.shape == (4, 3) and run.update_norm.shape == (5, 3)
-    assert run.steps.tolist() == [0, 2, 4, 5]
+    assert run.value.shape == (4, 3) and run.step.shape == (5, 3)
+    assert run.recorded_steps.tolist() == [0, 2, 4, 5]
     assert_close(run.value[0], t([0.2, 0.2, 0.2]), rtol=0, atol=1e-6)
     assert_close(run.value[0], markov.outcomes(policy, theta, verifier).log_success.exp(), rtol=0, atol=1e-15)
-    assert bool((run.update_norm >= 0).all()) and bool(((run.value > 0) & (run.value < 1)).all())
+    assert bool((run.step >= 0).all()) and bool(((run.value > 0) & (run.value < 1)).all())
 
 
 def test_train_first_step_replays_by_hand():
@@ -63,7 +63,7 @@ def test_train_first_step_replays_by_hand():
         estimators.sampled_direction(scores[0], rewards[0], lengths[0], "reinforce", value[0]),
         estimators.sampled_direction(scores[1], rewards[1], lengths[1], "grpo"),
     ]) * rates.unsqueeze(-1)
-    assert_close(run.update_norm[0], torch.linalg.vector_norm(update, dim=-1), rtol=1e-12, atol=1e-15)
+    assert_close(run.step[0], torch.linalg.vector_norm(update, dim=-1), rtol=1e-12, atol=1e-15)
     expected = markov.outcomes(policy, theta + update, verifier).log_success.exp()
     assert_close(run.value[1], expected, rtol=1e-12, atol=0)
 
@@ -74,7 +74,7 @@ def test_train_is_deterministic_per_seed():
     first = token_training.train(*arguments, torch.Generator().manual_seed(7))
     second = token_training.train(*arguments, torch.Generator().manual_seed(7))
     other = token_training.train(*arguments, torch.Generator().manual_seed(8))
-    assert torch.equal(first.value, second.value) and torch.equal(first.update_norm, second.update_norm)
+    assert torch.equal(first.value, second.value) and torch.equal(first.step, second.step)
     assert not torch.equal(first.value, other.value)
 
 

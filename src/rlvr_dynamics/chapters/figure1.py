@@ -224,7 +224,7 @@ def sensitivity_table(trajectories: bandit.BanditTrajectories, step_sizes: np.nd
         row = {"seed": int(trajectories.seed[index]), "step_size": float(step_sizes[step_index]),
                "final_J": trajectories.value[-1, index].mean().item(),
                "fell_back": trajectories.fell_back[:, index].double().mean().item(),
-               "max_effective_step": trajectories.effective_step[:, index].max().item()}
+               "max_effective_step": trajectories.step[:, index].max().item()}
         row.update({k: v for k, v in regimes(trajectories, index).items() if k != "learned_arm"})
         for reading in bandit.ETA_READINGS:
             fit = log_odds_fit(trajectories.log_odds[:, index], trajectories.cumulative_gap[reading][:, index])
@@ -338,7 +338,7 @@ def lemma1_margins(bandits: bandit.ContextualBandits, trajectories: bandit.Bandi
     for r in range(bandits.n_runs):
         norm = torch.linalg.vector_norm(bandits.contexts[r, bandits.evaluation].cpu().double(), dim=-1)  # (E,)
         constant = bounds.bandit_smoothness_bound(norm) + 8 * bounds.bandit_score_bound(norm) ** 2  # (E,)
-        eta2 = trajectories.effective_step[:, r].double() ** 2  # (K,)
+        eta2 = trajectories.step[:, r].double() ** 2  # (K,)
         cumulative_eta2 = torch.cat([torch.zeros(1, dtype=torch.float64),  # (K + 1,) at the recorded steps → (S,)
                                      eta2.cumsum(0)])[trajectories.recorded_steps]
         residual = (trajectories.log_odds[:, r] - trajectories.log_odds[0, r]

@@ -582,7 +582,7 @@ def sampled_training(config: TokenConfig, seed: int, device: torch.device | str)
         for index, (variant, rate, instance) in enumerate(layout):
             finals.append(dict(T=length, variant=variant, learning_rate=rate, instance=instance,
                                final_J=run.value[-1, index].item(), tail_J=tail[index].item()))
-            for step, value in zip(run.steps.tolist(), run.value[:, index].tolist(), strict=True):
+            for step, value in zip(run.recorded_steps.tolist(), run.value[:, index].tolist(), strict=True):
                 curves.append(dict(T=length, variant=variant, learning_rate=rate, instance=instance, step=step,
                                    J=value))
     curves, finals = pd.DataFrame(curves), pd.DataFrame(finals)

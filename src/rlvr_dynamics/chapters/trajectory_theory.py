@@ -214,7 +214,7 @@ def lemma1_bandit_cases(config: TrajectoryConfig, seed: int, device: torch.devic
             norm = torch.linalg.vector_norm(batch.contexts[:, batch.evaluation].cpu().double(), dim=-1)  # (B, E)
             step_alignment = result.signed_cumulative_alignment.diff(dim=0)  # Δμ_x(k) η_k, (K, B, E)
             residual = (result.log_odds.diff(dim=0) - step_alignment).abs().double()
-            step = result.effective_step.double()[:, :, None]  # (K, B, 1)
+            step = result.step.double()[:, :, None]  # (K, B, 1)
             paper = bounds.lemma1_remainder_bound(step, bounds.bandit_smoothness_bound(norm),
                                                   bounds.bandit_score_bound(norm))  # (K, B, E)
             sharp = bounds.bandit_smoothness_bound(norm) + bounds.bandit_score_bound(norm) ** 2 / 2

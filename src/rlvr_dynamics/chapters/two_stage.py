@@ -378,8 +378,8 @@ def times_table(trajectories: Trajectories, labels: Sequence[dict], runs_per_set
     runs of setting i are rows i·runs_per_setting … (i + 1)·runs_per_setting − 1 of the trajectories.
 
     Returns the table and every run's switch and takeover step (B,) (NaN: censored)."""
-    switch = switch_steps(trajectories.class_mass[..., 1], trajectories.steps)
-    takeover = takeover_steps(trajectories.class_mass[..., 0], trajectories.steps)
+    switch = switch_steps(trajectories.class_mass[..., 1], trajectories.recorded_steps)
+    takeover = takeover_steps(trajectories.class_mass[..., 0], trajectories.recorded_steps)
     out, parts = [], ("median", "low", "high")
     for index, label in enumerate(labels):
         rows_ = slice(index * runs_per_setting, (index + 1) * runs_per_setting)
@@ -409,7 +409,7 @@ def mass_frame(trajectories: Trajectories, run_slices: Sequence[slice], names: S
     for name, rows_ in zip(names, run_slices, strict=True):
         mass = trajectories.class_mass[:, rows_].numpy()  # (S, runs, 3)
         for c, cls in enumerate(CLASSES):
-            frames.append(pd.DataFrame(dict(step=trajectories.steps.numpy(), mass=mass[:, :, c].mean(1),
+            frames.append(pd.DataFrame(dict(step=trajectories.recorded_steps.numpy(), mass=mass[:, :, c].mean(1),
                                             low=np.quantile(mass[:, :, c], 0.1, axis=1),
                                             high=np.quantile(mass[:, :, c], 0.9, axis=1), action=cls,
                                             setting=name)))
@@ -479,7 +479,7 @@ def onset_table(mean_field: Trajectories, settings: Sequence[tuple[float, float]
     for run, (p0, r_h) in enumerate(settings):
         onset = int(optimal[:, run].argmin())
         dipped = bool(optimal[onset, run] < optimal[0, run] * (1 - 1e-9))
-        rows.append(dict(pi_O0=p0, r_H=r_h, dips=dipped, onset_step=float(mean_field.steps[onset]),
+        rows.append(dict(pi_O0=p0, r_H=r_h, dips=dipped, onset_step=float(mean_field.recorded_steps[onset]),
                          dip_ratio=float(optimal[onset, run] / optimal[0, run]),
                          high_mass_at_onset=float(mean_field.class_mass[onset, run, 1]),
                          onset_ratio=float(logit_dynamics.exploration_onset_ratio(mean_field.class_mass[onset, run],
@@ -541,8 +541,8 @@ def group_study(config: TwoStageConfig, generators: Sequence[torch.Generator], d
                               config.reward_model, dynamics="expected", record_every=config.record_every,
                               device=device)
         table, _, _ = times_table(sampled, [dict(G=G_, pi_O0=p) for p in config.optimal_grid], S)
-        table["mean_field_switch"] = switch_steps(mean_field.class_mass[..., 1], mean_field.steps)
-        table["mean_field_takeover"] = takeover_steps(mean_field.class_mass[..., 0], mean_field.steps)
+        table["mean_field_switch"] = switch_steps(mean_field.class_mass[..., 1], mean_field.recorded_steps)
+        table["mean_field_takeover"] = takeover_steps(mean_field.class_mass[..., 0], mean_field.recorded_steps)
         rows.append(table)
         masses[G_] = (mass_frame(sampled, [slice(main * S, (main + 1) * S)], ["s"]),
                       mass_frame(mean_field, [slice(main, main + 1)], ["m"]))
@@ -671,8 +671,8 @@ def variant_metrics(runs: dict[str, Trajectories], seeds: int) -> dict[str, dict
     steps with Δμ < 0."""
     metrics = {}
     for reward_model_, trajectories in runs.items():
-        switch = switch_steps(trajectories.class_mass[..., 1], trajectories.steps)
-        takeover = takeover_steps(trajectories.class_mass[..., 0], trajectories.steps)
+        switch = switch_steps(trajectories.class_mass[..., 1], trajectories.recorded_steps)
+        takeover = takeover_steps(trajectories.class_mass[..., 0], trajectories.recorded_steps)
         for v_index, variant in enumerate(SIGN_VARIANTS):
             rows_ = variant_rows(v_index, seeds)
             entropy = trajectories.entropy[:, rows_]  # (S, seeds)
@@ -685,7 +685,7 @@ def variant_metrics(runs: dict[str, Trajectories], seeds: int) -> dict[str, dict
                 switch=statistics.median_interval(switch[rows_]),
                 takeover=statistics.median_interval(takeover[rows_]),
                 entropy_initial=float(entropy[0, 0]), entropy_min=statistics.mean_interval(minimum.values.numpy()),
-                entropy_min_step=statistics.median_interval(trajectories.steps[minimum.indices].double().numpy()),
+                entropy_min_step=statistics.median_interval(trajectories.recorded_steps[minimum.indices].double().numpy()),
                 entropy_final=statistics.mean_interval(entropy[-1].numpy()),
                 rises_after_min=float(((entropy[-1] - minimum.values) > REBOUND).double().mean()),
                 success=statistics.wilson_interval(successes, seeds),
@@ -714,7 +714,7 @@ def draw_variant_row(axes, trajectories: Trajectories, reward_model: str, seeds:
     import seaborn as sns
 
     variant_palette = dict(zip(SIGN_VARIANTS, [sns.color_palette("colorblind")[i] for i in (0, 4, 3)], strict=True))
-    steps_axis = trajectories.steps.numpy()
+    steps_axis = trajectories.recorded_steps.numpy()
     for v_index, variant in enumerate(SIGN_VARIANTS):
         rows_ = variant_rows(v_index, seeds)
         color = variant_palette[variant]
@@ -726,7 +726,7 @@ def draw_variant_row(axes, trajectories: Trajectories, reward_model: str, seeds:
         axes[1].plot(steps_axis, entropy.mean(1), color=color, label=variant)
         axes[1].fill_between(steps_axis, *np.quantile(entropy, [0.1, 0.9], axis=1), color=color, alpha=0.15, lw=0)
         change = (trajectories.log_odds[:, rows_] - trajectories.log_odds[0, rows_]).numpy()
-        first_order = trajectories.cumulative_signed[:, rows_].numpy()
+        first_order = trajectories.signed_cumulative_alignment[:, rows_].numpy()
         axes[2].plot(first_order.mean(1), change.mean(1), color=color, label=variant)
     axes[1].axhline(trajectories.entropy[0, 0], color="grey", ls=":", lw=1, label="initial")
     axes[0].set(ylabel=f"{reward_model}\nπ_O (mean, 10–90%)")
@@ -777,7 +777,7 @@ def first_order_r2(runs: dict[str, Trajectories], seeds: int) -> dict[str, float
         for v_index, variant in enumerate(SIGN_VARIANTS):
             rows_ = variant_rows(v_index, seeds)
             change = (trajectories.log_odds[:, rows_] - trajectories.log_odds[0, rows_]).flatten().numpy()
-            predicted = trajectories.cumulative_signed[:, rows_].flatten().numpy()
+            predicted = trajectories.signed_cumulative_alignment[:, rows_].flatten().numpy()
             r2[f"{name}/{variant}"] = float(1 - np.var(change - predicted) / np.var(change))
     return r2
 

@@ -48,6 +48,7 @@ import torch
 from tqdm import tqdm
 
 from rlvr_dynamics.devices import resolve_device
+from rlvr_dynamics.engines.records import Record
 from rlvr_dynamics.theory.policies import bandit_conditional_probs
 
 __all__ = [
@@ -245,7 +246,7 @@ def make_bandits(spec: BanditSpec, seeds: Sequence[int], steps: int, device: str
 
 
 @dataclass(frozen=True)
-class BanditTrajectories:
+class BanditTrajectories(Record):
     """What :func:`simulate` records (CPU tensors). S = number of recorded steps, K = steps run.
 
     Per recorded step, per evaluation context (S, B, E):
@@ -259,7 +260,7 @@ class BanditTrajectories:
             step condition (15a) held at x for all steps before k iff it is ≥ 2(L_o + 8G_o²).
     Per step (K, B):
         train_index: pool index of x_k; train_value: J_{x_k}(k); train_gap_norm: ‖gap_{x_k}‖;
-        effective_step: η_k = α‖∇J_{x_k}‖; fell_back: True where the band was empty.
+        step: η_k = α‖∇J_{x_k}‖, the effective step; fell_back: True where the band was empty.
     Per run (B,): step_size α, seed. Per evaluation context (B, E): best_arm.
     Pool values at the recorded steps (S, B, P): pool_value. Final parameters (B, d, N): final_theta.
     """
@@ -276,7 +277,7 @@ class BanditTrajectories:
     train_index: torch.Tensor
     train_value: torch.Tensor
     train_gap_norm: torch.Tensor
-    effective_step: torch.Tensor
+    step: torch.Tensor
     fell_back: torch.Tensor
     step_size: torch.Tensor
     seed: torch.Tensor
@@ -504,7 +505,7 @@ def simulate(bandits: ContextualBandits, step_sizes, steps: int, band: Sequence[
         train_index=train_index.cpu(),
         train_value=trace[:, 0],
         train_gap_norm=trace[:, 1],
-        effective_step=trace[:, 2],
+        step=trace[:, 2],
         fell_back=fell_back,
         step_size=alpha.cpu(),
         seed=torch.tensor(bandits.seeds),

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from rlvr_dynamics.config import check_choice
 from rlvr_dynamics.devices import resolve_device
+from rlvr_dynamics.engines.records import Record
 from rlvr_dynamics.theory.estimators import GRPO_STD_EPSILON
 from rlvr_dynamics.theory.logit_dynamics import SCALES
 
@@ -311,30 +312,27 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Trajectories:
+@dataclass(frozen=True)
+class Trajectories(Record):
     """Recorded every ``record_every`` steps (S records including step 0) for B runs.
 
     ``class_mass`` (S, B, 3): mass of (optimal, high, low); ``entropy`` (S, B); ``value`` (S, B) = J;
-    ``log_odds`` (S, B) = logit J; ``cumulative_signed`` (S, B) = Σ_k ⟨Δz_k, g⁺ − g⁻⟩ (the first-
-    order change of logit J); ``cumulative_aligned`` (S, B) = Σ_k η_k [Δμ_k]₊ with η_k = ‖Δz_k‖ and
+    ``log_odds`` (S, B) = logit J; ``signed_cumulative_alignment`` (S, B) = Σ_k ⟨Δz_k, g⁺ − g⁻⟩ (the
+    first-order change of logit J); ``cumulative_gap`` (S, B) = Σ_k η_k [Δμ_k]₊ with η_k = ‖Δz_k‖ and
     Δμ_k = ⟨Δz_k/‖Δz_k‖, g⁺ − g⁻⟩ (eqs. 12–14 of Suk & Duan); ``moving_steps`` and
     ``misaligned_steps`` (S, B): counts of steps with Δz ≠ 0 and with Δμ_k < 0.
     """
 
-    steps: torch.Tensor
+    recorded_steps: torch.Tensor
     class_mass: torch.Tensor
     entropy: torch.Tensor
     value: torch.Tensor
     log_odds: torch.Tensor
-    cumulative_signed: torch.Tensor
-    cumulative_aligned: torch.Tensor
+    signed_cumulative_alignment: torch.Tensor
+    cumulative_gap: torch.Tensor
     moving_steps: torch.Tensor
     misaligned_steps: torch.Tensor
     final_logits: torch.Tensor
-
-    def to_cpu(self) -> Trajectories:
-        return Trajectories(**{k: v.cpu() for k, v in vars(self).items()})
 
 
 def simulate(bandit: SoftmaxBandit, initial_logits: torch.Tensor, steps: int, group_size: int, step_size,
@@ -365,17 +363,17 @@ def simulate(bandit: SoftmaxBandit, initial_logits: torch.Tensor, steps: int, gr
     rewards = bandit.rewards  # (B, V)
     signed = torch.zeros(runs, dtype=torch.float64, device=device)
     aligned, moving, misaligned = torch.zeros_like(signed), torch.zeros_like(signed), torch.zeros_like(signed)
-    records: dict[str, list[torch.Tensor]] = {k: [] for k in ("steps", "class_mass", "entropy", "value", "log_odds",
-                                                              "cumulative_signed", "cumulative_aligned",
-                                                              "moving_steps", "misaligned_steps")}
+    records: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("recorded_steps", "class_mass", "entropy", "value", "log_odds", "signed_cumulative_alignment",
+                        "cumulative_gap", "moving_steps", "misaligned_steps")}
 
     def record(step: int, probs: torch.Tensor, success: torch.Tensor, failure: torch.Tensor) -> None:
-        records["steps"].append(torch.tensor(step))
+        records["recorded_steps"].append(torch.tensor(step))
         records["class_mass"].append(bandit.class_mass(probs))
         records["entropy"].append(entropy(logits))
         records["value"].append(success)
         records["log_odds"].append(success.log() - failure.log())
-        for key, value in (("cumulative_signed", signed), ("cumulative_aligned", aligned),
+        for key, value in (("signed_cumulative_alignment", signed), ("cumulative_gap", aligned),
                            ("moving_steps", moving), ("misaligned_steps", misaligned)):
             records[key].append(value.clone())
 
@@ -405,4 +403,4 @@ def simulate(bandit: SoftmaxBandit, initial_logits: torch.Tensor, steps: int, gr
         if step % record_every == 0 or step == steps:
             record(step, probs, success, failure)
     stacked = {k: torch.stack(v) for k, v in records.items()}
-    return Trajectories(**stacked, final_logits=logits).to_cpu()
+    return Trajectories(**stacked, final_logits=logits).to("cpu")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rlvr_dynamics.engines.records import Record
 from rlvr_dynamics.theory import DTYPE, bounds
 from rlvr_dynamics.theory.bounds import SCORE_BOUND, SMOOTHNESS
 
@@ -100,7 +101,7 @@ def direction(logits: torch.Tensor, rule: str, alignment: torch.Tensor | None = 
 
 
 @dataclass(frozen=True)
-class Trajectories:
+class Trajectories(Record):
     """Per step (K + 1 or K, B): values, log-odds, alignment Δμ_k, steps η_k, Var⁻ along w_k,
     and the one-step change of the log-odds (K, B)."""
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rlvr_dynamics.engines.records import Record
 from rlvr_dynamics.theory import DTYPE, estimators, markov
 from rlvr_dynamics.theory.bounds import theorem3_step_bound
 from rlvr_dynamics.theory.policies import TokenPolicy
@@ -93,7 +94,7 @@ def overshoot_candidates(gap: torch.Tensor, hessian: torch.Tensor, alignment: to
 
 
 @dataclass(frozen=True)
-class ExactRun:
+class ExactRun(Record):
     """Per step, (K + 1, B) or (K, B): value J, log(1 − J), log-odds, alignment Δμ_k, step η_k,
     ‖|o|‖_ψ₁ and E|o| at θ_k, and the one-step log-odds change."""
 

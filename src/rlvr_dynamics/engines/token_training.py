@@ -15,18 +15,19 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from rlvr_dynamics.engines.records import Record
 from rlvr_dynamics.theory import estimators, markov
 from rlvr_dynamics.theory.policies import TokenPolicy
 
 
 @dataclass(frozen=True)
-class TrainingRun:
-    """value (R + 1, B): exact J at steps 0, k, 2k, …; steps (R + 1,): those step numbers;
-    update_norm (K, B): ‖α ĝ‖ at every step."""
+class TrainingRun(Record):
+    """value (R + 1, B): exact J at steps 0, k, 2k, …; recorded_steps (R + 1,): those step numbers;
+    step (K, B): η_k = ‖α ĝ‖ at every step."""
 
     value: torch.Tensor
-    steps: torch.Tensor
-    update_norm: torch.Tensor
+    recorded_steps: torch.Tensor
+    step: torch.Tensor
 
 
 def train(policy: TokenPolicy, verifier: markov.Verifier, theta: torch.Tensor, variants: list[str],
