@@ -47,9 +47,9 @@ def test_initial_masses_must_leave_room_for_low_actions(bandit):
         bandit.initial_logits(0.5, 0.5)
 
 
-def test_group_advantages_filters_and_scales():
+def test_filtered_advantages_filter_and_scale():
     rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * 4, dtype=F64)
-    out = softmax_bandit.group_advantages(rewards, ["group", "group", "group", "none"],
+    out = softmax_bandit.filtered_advantages(rewards, ["group", "group", "group", "none"],
                                           ["grpo", "grpo_n", "grpo_p", "grpo"])
     lone = 0.75 / (0.5 + 1e-4)  # centred 0.75, unbiased std 0.5: (G − 1)/√G = 1.5 up to ε
     assert math.isclose(out[0, 0].item(), lone, rel_tol=1e-12)
@@ -57,14 +57,14 @@ def test_group_advantages_filters_and_scales():
     assert (out[1, 0] == 0) and (out[1, 1:] < 0).all()  # GRPO-N keeps only the negatives
     assert (out[2, 1:] == 0).all() and out[2, 0] > 0
     assert torch.allclose(out[3], torch.tensor([0.75, -0.25, -0.25, -0.25], dtype=F64))
-    assert (softmax_bandit.group_advantages(torch.ones(2, 3, dtype=F64), "group", "grpo") == 0).all()
+    assert (softmax_bandit.filtered_advantages(torch.ones(2, 3, dtype=F64), "group", "grpo") == 0).all()
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: softmax_bandit.group_advantages(torch.zeros(2, 1), "group", "grpo"), "at least 2 rollouts"),
-    (lambda: softmax_bandit.group_advantages(torch.zeros(2, 3), "std", "grpo"), "'scale' = 'std' is unknown"),
-    (lambda: softmax_bandit.group_advantages(torch.zeros(2, 3), "group", "ppo"), "'variant' = 'ppo' is unknown"),
-    (lambda: softmax_bandit.group_advantages(torch.zeros(2, 3), "group", ["grpo"]), "1 values for 2 runs"),
+    (lambda: softmax_bandit.filtered_advantages(torch.zeros(2, 1), "group", "grpo"), "at least 2 rollouts"),
+    (lambda: softmax_bandit.filtered_advantages(torch.zeros(2, 3), "std", "grpo"), "'scale' = 'std' is unknown"),
+    (lambda: softmax_bandit.filtered_advantages(torch.zeros(2, 3), "group", "ppo"), "'variant' = 'ppo' is unknown"),
+    (lambda: softmax_bandit.filtered_advantages(torch.zeros(2, 3), "group", ["grpo"]), "1 values for 2 runs"),
 ])
 def test_bad_options_raise(call, message):
     with pytest.raises(ValueError, match=message):
@@ -108,7 +108,7 @@ def test_expected_update_equals_enumeration_of_every_group(bandit, reward_model)
                         p_bits = torch.where(paid[0] > 0, rewards[list(tup)], 1 - rewards[list(tup)]).prod()
                         outcomes.append((paid, float(p_bits)))
                 for paid, p_paid in outcomes:
-                    adv = softmax_bandit.group_advantages(paid, scale, variant)
+                    adv = softmax_bandit.filtered_advantages(paid, scale, variant)
                     total += p_actions * p_paid * softmax_bandit.sampled_logit_update(probs.unsqueeze(0), actions, adv,
                                                                           torch.ones(1, dtype=F64))[0]
             exact = softmax_bandit.expected_logit_update(logits, bandit, G, 1.0, scale, variant, reward_model)[0]

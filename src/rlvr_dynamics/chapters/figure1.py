@@ -23,10 +23,10 @@ from scipy import stats
 
 from rlvr_dynamics.config import parameter
 from rlvr_dynamics.engines import bandit
+from rlvr_dynamics.engines.bandit import CONVERGED_LEVEL
 from rlvr_dynamics.theory import bounds
 from rlvr_dynamics.theory.policies import bandit_log_policy
 
-CONVERGED_LEVEL = bandit.CONVERGED_LEVEL
 STUCK_LEVEL = 0.1
 """A context has *converged* when J_x(K) ≥ 0.9 (:data:`~rlvr_dynamics.engines.bandit.CONVERGED_LEVEL`) and
 is *stuck* when J_x(K) ≤ 0.1."""

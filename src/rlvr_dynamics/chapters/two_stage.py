@@ -33,15 +33,13 @@ from rlvr_dynamics.engines.softmax_bandit import (
     conditional_advantages,
     dr_grpo_expected_update,
     expected_logit_update,
-    group_advantages,
+    filtered_advantages,
     sampled_logit_update,
     simulate,
 )
 from rlvr_dynamics.lm import experiment
-from rlvr_dynamics.theory import logit_dynamics
+from rlvr_dynamics.theory import DTYPE, logit_dynamics
 from rlvr_dynamics.theory.logit_dynamics import SCALES
-
-F64 = torch.float64
 
 
 def switch_steps(high_mass: torch.Tensor, steps: torch.Tensor, drop: float = 0.1) -> np.ndarray:
@@ -231,9 +229,9 @@ class Lemma1Study:
 def lemma1_study(actions: int, step_size: float, generator: torch.Generator, cases: int = LEMMA_CASES) -> Lemma1Study:
     """Lemma 1 on ``cases`` random cases drawn from ``generator`` (CPU): logits of spread 3 (cases, V),
     a uniform action (cases,) and a standard normal advantage (cases,), in that order."""
-    logits = 3 * torch.randn(cases, actions, generator=generator, dtype=F64)  # (n, V)
+    logits = 3 * torch.randn(cases, actions, generator=generator, dtype=DTYPE)  # (n, V)
     action = torch.randint(actions, (cases,), generator=generator)  # (n,)
-    advantage = torch.randn(cases, generator=generator, dtype=F64)  # (n,)
+    advantage = torch.randn(cases, generator=generator, dtype=DTYPE)  # (n,)
     formula = logit_dynamics.logit_update(logits, action, advantage, step_size)  # (n, V)
     autograd = logit_dynamics.logit_update_autograd(logits, action, advantage, step_size)
     error = (formula - autograd).abs().max().item()
@@ -299,7 +297,7 @@ def theorem1_study(bandit: SoftmaxBandit, group_size: int, groups: int, generato
 
     Draws from ``generator``: the states (3, V), then per (reward model, scaling, filter, state) the
     ``groups`` sampled groups of G actions (and, for a Bernoulli verifier, their uniforms)."""
-    states = STATE_SPREAD * torch.randn(THEOREM1_STATES, bandit.actions, generator=generator, dtype=F64)  # (3, V)
+    states = STATE_SPREAD * torch.randn(THEOREM1_STATES, bandit.actions, generator=generator, dtype=DTYPE)  # (3, V)
     G, N = group_size, groups
     rows, z_scores, closed_form_errors = [], [], []
     for reward_model in REWARD_MODELS:
@@ -311,9 +309,9 @@ def theorem1_study(bandit: SoftmaxBandit, group_size: int, groups: int, generato
                     actions_mc = torch.multinomial(probs_s, G, replacement=True, generator=generator)  # (N, G)
                     paid = bandit.rewards[0][actions_mc]
                     if reward_model == "bernoulli":
-                        paid = (torch.rand(paid.shape, generator=generator, dtype=F64) < paid).to(F64)
-                    updates = sampled_logit_update(probs_s, actions_mc, group_advantages(paid, scale, variant),
-                                                   torch.ones(N, dtype=F64))  # (N, V)
+                        paid = (torch.rand(paid.shape, generator=generator, dtype=DTYPE) < paid).to(DTYPE)
+                    updates = sampled_logit_update(probs_s, actions_mc, filtered_advantages(paid, scale, variant),
+                                                   torch.ones(N, dtype=DTYPE))  # (N, V)
                     mean, standard_error = updates.mean(0), updates.std(0) / N**0.5
                     z = ((mean - exact[s]) / standard_error.clamp(min=1e-15)).abs()  # (V,)
                     z_scores.append(z.max().item())
@@ -357,8 +355,8 @@ def run_figure1(config: TwoStageConfig, generator: torch.Generator, device) -> t
     """GRPO with G rollouts at every Figure-1 setting: ``seeds`` sampled runs per setting (drawn from
     ``generator``; runs of one setting are consecutive) and one mean-field path per setting."""
     settings, S = figure1_settings(config), config.seeds
-    runs_p = torch.tensor([p for p, _ in settings], dtype=F64).repeat_interleave(S)  # (settings · S,)
-    runs_r = torch.tensor([[config.optimal_reward, r, config.low_reward] for _, r in settings], dtype=F64)  # (k, 3)
+    runs_p = torch.tensor([p for p, _ in settings], dtype=DTYPE).repeat_interleave(S)  # (settings · S,)
+    runs_r = torch.tensor([[config.optimal_reward, r, config.low_reward] for _, r in settings], dtype=DTYPE)  # (k, 3)
     sampled_bandit = SoftmaxBandit(config.actions, config.high_actions, runs_r.repeat_interleave(S, 0))
     sampled_start = sampled_bandit.initial_logits(runs_p, config.initial_high)
     sampled = simulate(sampled_bandit, sampled_start, config.steps, config.group_size, config.step_size,
@@ -530,7 +528,7 @@ def group_study(config: TwoStageConfig, generators: Sequence[torch.Generator], d
     ``generators[i]`` and one mean-field path per π_O(0), on the main bandit (r_H = high_reward)."""
     bandit, S = config.bandit(), config.seeds
     rows, masses = [], {}
-    grid_p = torch.tensor(config.optimal_grid, dtype=F64)  # (P,)
+    grid_p = torch.tensor(config.optimal_grid, dtype=DTYPE)  # (P,)
     main = main_index(config)
     for g_index, G_ in enumerate(config.group_grid):
         start = bandit.initial_logits(grid_p, config.initial_high)  # (P, V)

@@ -170,7 +170,7 @@ def _apply(centred: torch.Tensor, spread: torch.Tensor, flags) -> torch.Tensor:
     return torch.where(keep, advantages, 0.0)
 
 
-def group_advantages(rewards: torch.Tensor, scales: Sequence[str] | str, variants: Sequence[str] | str,
+def filtered_advantages(rewards: torch.Tensor, scales: Sequence[str] | str, variants: Sequence[str] | str,
                      flags=None) -> torch.Tensor:
     """Filtered group advantages φ(A_i). rewards (B, G) → (B, G).
 
@@ -387,7 +387,7 @@ def simulate(bandit: SoftmaxBandit, initial_logits: torch.Tensor, steps: int, gr
             if reward_model == "bernoulli":
                 draws = torch.rand(paid.shape, dtype=paid.dtype, device=device, generator=generator)
                 paid = (draws < paid).to(paid.dtype)
-            delta = sampled_logit_update(probs, actions, group_advantages(paid, None, None, flags), eta)
+            delta = sampled_logit_update(probs, actions, filtered_advantages(paid, None, None, flags), eta)
         else:
             delta = expected_logit_update(logits, bandit, group_size, eta, None, None, reward_model, flags)
         inner = (delta * gap).sum(-1)  # ⟨Δz_k, g⁺ − g⁻⟩ = η_k Δμ_k
