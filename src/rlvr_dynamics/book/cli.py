@@ -235,7 +235,7 @@ def _dispatch(argv: list[str]) -> int:
 
     args = make_parser().parse_args(argv)
     args.command_line = " ".join(["rlvr-book", *argv])  # recorded by the benchmarks
-    import rlvr_dynamics.book.registry  # noqa: F401  (imports torch, which a KeyboardInterrupt would abort)
+    import rlvr_dynamics.book.registry  # noqa: F401  (imports torch, whose import a KeyboardInterrupt would abort)
 
     interrupt.arm()
     handlers = {"list": command_list, "run": command_run, "execute-all": command_execute_all, "build": command_build,
