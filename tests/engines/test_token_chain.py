@@ -12,26 +12,7 @@ from rlvr_dynamics.engines import token_chain
 from rlvr_dynamics.theory import bounds, estimators, gaps, markov
 from rlvr_dynamics.theory.policies import TokenPolicy
 
-from _helpers import F64, assert_close, t
-
-V = 4
-
-
-def bigram(length, vocab=V):
-    return TokenPolicy(vocab, length, position_bias=False)
-
-
-def random_theta(policy, seed, batch=(), scale=1.0):
-    generator = torch.Generator().manual_seed(seed)
-    return scale * torch.randn(*batch, policy.n_params, generator=generator, dtype=F64)
-
-
-def enumerated(policy, verifier, theta):
-    """log π (..., R), scores (..., R, D), reward (R,), lengths (R,), tokens (R, T) over every response."""
-    tokens, lengths = policy.enumerate_responses()
-    log_prob, score = policy.log_prob_and_score(theta, tokens, lengths)
-    return log_prob, score, verifier.reward(tokens, lengths), lengths, tokens
-
+from _helpers import F64, V, assert_close, enumerated, t
 
 # ----------------------------------------------------------------------------------------------
 # Instances

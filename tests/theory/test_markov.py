@@ -15,26 +15,9 @@ from rlvr_dynamics.engines import token_chain
 from rlvr_dynamics.theory import estimators, gaps, markov
 from rlvr_dynamics.theory.policies import EOS, TokenPolicy, contains_token_reward
 
-from _helpers import F64, assert_close, t
+from _helpers import F64, V, assert_close, bigram, enumerated, random_theta, t
 
-V = 4
 LOG2 = math.log(2.0)
-
-
-def bigram(length, vocab=V):
-    return TokenPolicy(vocab, length, position_bias=False)
-
-
-def random_theta(policy, seed, batch=(), scale=1.0):
-    generator = torch.Generator().manual_seed(seed)
-    return scale * torch.randn(*batch, policy.n_params, generator=generator, dtype=F64)
-
-
-def enumerated(policy, verifier, theta):
-    """log π (..., R), scores (..., R, D), reward (R,), lengths (R,), tokens (R, T) over every response."""
-    tokens, lengths = policy.enumerate_responses()
-    log_prob, score = policy.log_prob_and_score(theta, tokens, lengths)
-    return log_prob, score, verifier.reward(tokens, lengths), lengths, tokens
 
 
 def masked_logsumexp(values, mask):
