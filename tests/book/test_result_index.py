@@ -68,9 +68,12 @@ def test_every_paper_result_of_the_theory_chapters_is_indexed():
 def test_the_page_links_each_result_to_its_statement():
     titles = {name: spec.title for name, spec in NOTEBOOKS.items()}
     page = result_index.render_page(result_index.RESULTS, SOURCES, titles)
-    assert page.count("\n* - ") == len(result_index.RESULTS) + 1  # one row per result, and the header
-    assert "{prf:ref}`gg-prop-identity` in {doc}" in page and "{eq}`gg-alignment` in {doc}" in page
-    assert "`policy_gradient_from_gap` in `rlvr_dynamics.theory.gaps`" in page
+    assert page.count("\n- **") == len(result_index.RESULTS)  # one item per result
+    assert page.count("\n## ") == len({r.chapter for r in result_index.RESULTS})  # one section per chapter
+    assert "(identity ∇J = J(1 − J)(g⁺ − g⁻)" not in page  # statements are escaped text, not code
+    assert "({prf:ref}`gg-prop-identity`)" in page and "({eq}`gg-alignment`)" in page
+    assert ("Code: `policy_gradient_from_gap` in `theory/gaps.py`. Test: `test_identity_on_random_token_policies` "
+            "in `theory/test_gaps.py`.") in page
 
 
 def test_a_wrong_entry_is_caught(tmp_path):

@@ -189,38 +189,32 @@ def label_kinds(notebook_sources: dict[str, str]) -> dict[str, str]:
 
 
 def render_page(results: Sequence[Result], notebook_sources: dict[str, str], titles: dict[str, str]) -> str:
-    """The MyST page *Where each result lives* (its references are resolved by the strict build)."""
+    """The MyST page *Where each result lives*, one section per chapter (in book order) listing its
+    results; its cross-references to the statements are resolved by the strict build."""
     kinds = label_kinds(notebook_sources)
     lines = [
         "# Where each result lives",
         "",
         "Every result the book states, by its number in the paper (or, marked *book*, a result of the book's "
-        "own), with the chapter that states and checks it, the function that implements it and the test that "
-        "fails when that function is wrong. The table is generated from `rlvr_dynamics.book.result_index`, "
-        "whose test checks that every function, test and label exists and that every implementation's "
-        "docstring opens with the result's number. Paths are in the repository: `src/rlvr_dynamics/…` and "
-        "`tests/…`.",
+        "own), with where a chapter states it, the function that implements it and the test that fails when "
+        "that function is wrong. The page is generated from `rlvr_dynamics.book.result_index`, whose test "
+        "checks that every function, test and label exists and that every implementation's docstring opens "
+        "with the result's number. Code paths are under `src/rlvr_dynamics/`, tests under `tests/`.",
         "",
-        ":::{list-table}",
-        ":header-rows: 1",
-        ":widths: 14 30 18 20 18",
-        "",
-        "* - result",
-        "  - statement",
-        "  - stated in",
-        "  - implementation",
-        "  - test",
     ]
-    for result in results:
-        kind = kinds.get(result.label)
-        where = f"{{doc}}`{_escape(titles[result.chapter])} <../notebooks/{result.chapter}>`"
-        if kind is not None:
-            where = f"{{{kind}}}`{result.label}` in " + where
-        module, _, name = result.implementation.rpartition(".")
-        test_file, _, test_name = result.test.partition("::")
-        lines += [f"* - {_escape(result.number)}", f"  - {_escape(result.statement)}", f"  - {where}",
-                  f"  - `{name}` in `{module}`", f"  - `{test_name}` in `tests/{test_file}`"]
-    lines += [":::", ""]
+    for chapter, title in titles.items():
+        chapter_results = [r for r in results if r.chapter == chapter]
+        if not chapter_results:
+            continue
+        lines += [f"## {_escape(title)}", "", f"Chapter: {{doc}}`../notebooks/{chapter}`.", ""]
+        for result in chapter_results:
+            kind = kinds.get(result.label)
+            where = f" ({{{kind}}}`{result.label}`)" if kind is not None else ""
+            module, _, name = result.implementation.removeprefix("rlvr_dynamics.").rpartition(".")
+            test_file, _, test_name = result.test.partition("::")
+            lines += [f"- **{_escape(result.number)}**: {_escape(result.statement)}{where}. "
+                      f"Code: `{name}` in `{module.replace('.', '/')}.py`. "
+                      f"Test: `{test_name}` in `{test_file}`.", ""]
     return "\n".join(lines)
 
 
