@@ -12,7 +12,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Notebooks executed at a time (papermill and nbval), each kernel on one thread (runner.BOOK_THREADS).
 JOBS ?= 2
 
-.PHONY: book test lint unit notebooks nbval site book-checks browser bench bench-lm venv lock clean
+.PHONY: book test lint unit notebooks nbval seeds site book-checks browser bench bench-lm robustness venv lock clean
 
 venv: $(STAMP)
 
@@ -30,7 +30,7 @@ book: $(STAMP)
 ## test: everything CI runs — the architecture and lint checks, unit tests, papermill + nbval on every notebook (and the determinism check),
 ## strict book build, HTML checks and every page in headless Chromium (skipped, saying how to install it,
 ## where there is no Chromium: `make browser`)
-test: lint unit notebooks nbval site book-checks
+test: lint unit notebooks nbval seeds site book-checks
 
 ## lint: the package's layers (import-linter contracts in pyproject.toml) and ruff
 lint: $(STAMP)
@@ -50,6 +50,16 @@ nbval: notebooks
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadscope \
 		--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg build/executed/*.ipynb
 	$(BIN)/python -m pytest -m "determinism or reference" tests
+
+# Every chapter once more at another seed than the book's (claims must hold for any seed); the full
+# record over seeds 0-9 is committed in data/robustness (make robustness) and checked by the unit tests.
+SEED ?= 1
+seeds: $(STAMP)
+	$(BIN)/rlvr-book robustness --seeds $(SEED) --jobs $(JOBS) --output build/robustness-check
+
+## robustness: every chapter at seeds 0-9 (about 40 min on 2 cores); writes data/robustness/NAME.json
+robustness: $(STAMP)
+	$(BIN)/rlvr-book robustness --seeds 0-9 --jobs $(JOBS)
 
 site: notebooks
 	$(BIN)/rlvr-book build --jobs $(JOBS)

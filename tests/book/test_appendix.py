@@ -56,17 +56,21 @@ def test_the_page_lists_every_figure_and_claim_with_its_chapter(tmp_path):
         "figure1": recorded_run(tmp_path, "figure1", {"step_size": 1.0},
                                 figures=("figure1.png", "figure1.svg", "seeds.png", "seeds.svg")),
     }
-    page = appendix.render_appendix(runs)
+    robustness = {"gradient_gap": {"claims": [{"claim": "identity | holds", "held": 10, "of": 10, "worst_margin": 0.0},
+                                              {"claim": "bound $x$ *tight*", "held": 7, "of": 10,
+                                               "worst_margin": -0.5}]}}
+    page = appendix.render_appendix(runs, robustness)
     assert "**2 chapters, 3 figures, 3 checked claims, 2 of which hold.**" in page
     for stem in ("plot", "figure1", "seeds"):
         assert f"| `{stem}` | PNG · SVG |" in page
     table = page[page.index(":::{list-table}"):]
     rows = [row.split("\n  - ") for row in table.split("\n* - ")[2:]]  # after the header row
     assert len(rows) == 3
-    assert rows[0] == ["{doc}`gradient_gap <../notebooks/gradient_gap>`", "identity \\| holds", "yes", "0", "2", "no"]
-    assert rows[1][1:] == ["bound \\$x\\$ \\*tight\\*", "**no**", "-0.25", "1", "no"]
+    assert rows[0] == ["{doc}`gradient_gap <../notebooks/gradient_gap>`", "identity \\| holds", "yes", "0", "2", "no",
+                       "10 of 10", "0"]
+    assert rows[1][1:] == ["bound \\$x\\$ \\*tight\\*", "**no**", "-0.25", "1", "no", "**7 of 10**", "-0.5"]
     assert rows[2][:4] == ["{doc}`figure1 <../notebooks/figure1>`", "a claim", "yes", "0.5"]
-    assert rows[2][-1].startswith("no\n:::")
+    assert rows[2][5:7] == ["no", "—"] and rows[2][-1].startswith("—\n:::")  # no robustness table for figure1
     assert "-p step_size 1.0" in page and "Parameters that differ from the preset: `step_size = 1.0`." in page
     assert "seed 7, device `cpu`" in page and "run time " in page
     listed = page[page.index("### Figure 1"):].split("All parameters of the run: ", 1)[1].split("\n", 1)[0]

@@ -1,6 +1,8 @@
 """Every notebook follows the parameter contract of DESIGN.md."""
 
 import ast
+import importlib
+import re
 
 import jupytext
 import pytest
@@ -113,3 +115,44 @@ def test_the_thinness_check_catches_a_thick_notebook():
     assert thinness_problems(prose + helper) == ["defines margin: move it to the chapter module"]
     assert thinness_problems(prose + long_cell) == ["a code cell of 26 lines starting 'y = 1'"]
     assert thinness_problems("Prose.\n" + long_cell)[0] == "26 code lines > 1 other lines"
+
+
+# ----------------------------------------------------------------------------------------------
+# Numbers in prose come from the run
+# ----------------------------------------------------------------------------------------------
+
+_NOT_PROSE = [
+    r"```\{code-cell\}.*?\n```",  # code cells
+    r"`{3,4}\{math\}.*?\n`{3,4}",  # display maths
+    r"\$\$.*?\$\$",
+    r"\$[^$\n]+\$",  # inline maths
+    r"\{[\w:-]+\}`[^`]*`",  # roles: {glue:text}`x:.2f`, {eq}`label`, {cite:p}`key`
+    r"`[^`\n]*`",  # code spans
+    r"\A---\n.*?\n---\n",  # front matter
+    r"Sections?[ -]\d+(?:\.\d+)?(?:[–-]\d+(?:\.\d+)?)?",  # the paper's section numbers
+]
+
+
+def typed_decimals(text: str) -> list[str]:
+    """Decimal numbers and percentages typed in a notebook's prose (outside code, maths and roles)."""
+    for pattern in _NOT_PROSE:
+        text = re.sub(pattern, " ", text, flags=re.S | re.M)
+    return re.findall(r"(?<![\w.])\d*\.\d+(?:[eE][-+]?\d+)?(?![\w.])|(?<![\w.])\d+(?:\.\d+)?\s?%", text)
+
+
+def test_typed_decimals_finds_numbers_in_prose_only():
+    text = ("The fit has R² of about 0.85 ($\\eta = 0.1$, `alpha=0.3`) and {glue:text}`r2:.2f`;\n"
+            "```{code-cell} ipython3\nx = 0.5\n```\nSection 5.1 reports 95% intervals and 1e-3, 2.5·10⁹.\n")
+    assert typed_decimals(text) == ["0.85", "95%", "2.5"]
+
+
+@pytest.mark.parametrize("name", list(NOTEBOOKS))
+def test_numbers_in_prose_are_constants_of_the_set_up(name):
+    """Every decimal typed in a chapter's prose is one of its chapter module's SETUP_NUMBERS (a constant
+    of the set-up, whose value the test checks); measured numbers are glued from the run."""
+    module = importlib.import_module(f"rlvr_dynamics.chapters.{name}")
+    constants = getattr(module, "SETUP_NUMBERS", {})
+    for typed in typed_decimals((project_root() / NOTEBOOKS[name].source).read_text(encoding="utf-8")):
+        assert typed in constants, f"{name}: {typed!r} is typed in the prose: glue it from the run"
+        value = float(typed.rstrip("% ")) / (100 if typed.endswith("%") else 1)
+        assert value == pytest.approx(float(constants[typed]), rel=1e-12), f"{name}: {typed} ≠ {constants[typed]}"

@@ -67,3 +67,15 @@ def test_the_committed_records_pass():
     assert records and lm_records
     assert min(performance.engine_agreement_margins(records)) >= 0
     assert min(performance.lm_overhead_margins(lm_records)) >= 0
+
+
+def test_the_sweep_floor_counts_one_exponential_per_run_context_arm_and_step():
+    record = bandit_record()
+    record["sweep"].update(configurations=64, steps=2000, evaluation_contexts=500)
+    assert performance.sweep_exponentials(record) == 64 * 2000 * (500 + 100) * 100  # 7.68e9
+
+
+def test_the_prose_constants_are_the_benchmarks():
+    from rlvr_dynamics.bench.bandit import SWEEP_STEP_SIZES
+
+    assert list(performance.SETUP_NUMBERS) == ["0.01"] and performance.SETUP_NUMBERS["0.01"] == SWEEP_STEP_SIZES[0]

@@ -94,8 +94,21 @@ def _chapter_link(name: str) -> str:
     return f"{{doc}}`{name} <../notebooks/{name}>`"
 
 
-def render_appendix(metrics_by_notebook: Mapping[str, Mapping[str, Any]]) -> str:
-    """The MyST page of the appendix for the given runs (book order)."""
+def _across_seeds(table: Mapping[str, Any] | None, claim: str) -> tuple[str, str]:
+    """("k of n", worst margin over the seeds) of ``claim`` in a robustness table; "—" where the
+    table has no such claim (the committed table is stale: its test fails)."""
+    row = next((c for c in (table or {}).get("claims", []) if c["claim"] == claim), None)
+    if row is None:
+        return "—", "—"
+    held = f"{row['held']} of {row['of']}" if row["held"] == row["of"] else f"**{row['held']} of {row['of']}**"
+    return held, "—" if row["worst_margin"] is None else _margin(row["worst_margin"])
+
+
+def render_appendix(metrics_by_notebook: Mapping[str, Mapping[str, Any]],
+                    robustness: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The MyST page of the appendix for the given runs (book order), with each claim's record over
+    seeds from the chapters' robustness tables (:mod:`rlvr_dynamics.book.robustness`)."""
+    robustness = robustness or {}
     claims = [(name, claim) for name, metrics in metrics_by_notebook.items() for claim in metrics["claims"]]
     figures = {name: _figure_stems(m["figures"]) for name, m in metrics_by_notebook.items()}
     n_figures = sum(len(stems) for stems in figures.values())
@@ -113,8 +126,11 @@ def render_appendix(metrics_by_notebook: Mapping[str, Mapping[str, Any]]) -> str
         f"**{len(metrics_by_notebook)} chapters, {n_figures} figures, {len(claims)} checked claims, "
         f"{held} of which hold.** A claim's *worst margin* is the smallest of its per-case margins, in the "
         "claim's own units; it is ≥ 0 exactly when the claim holds in every case checked. An *enforced* claim "
-        "fails the notebook, and so the build, when it breaks; the others are empirical findings that the "
-        "prose states for the `ci` settings shown and records under other parameters.",
+        "fails the notebook, and so the build, when it breaks; the others are findings the prose reports "
+        "without enforcing them (it says which). A claim must hold for any seed, not only the book's: *held "
+        "at seeds* and *worst over seeds* come from running each chapter at the `ci` preset at seeds 0–9 "
+        "(`rlvr-book robustness`; the tables are committed in `data/robustness/`, and a test fails when an "
+        "enforced claim fails at any of them).",
         "",
         "Each command writes the executed notebook, the figures (PNG and SVG) and `metrics.json` into its "
         "`--output-dir`. Every parameter of a chapter is listed by `rlvr-book list`; the ones below that are "
@@ -156,14 +172,16 @@ def render_appendix(metrics_by_notebook: Mapping[str, Mapping[str, Any]]) -> str
         "",
         ":::{list-table}",
         ":header-rows: 1",
-        ":widths: 12 58 6 10 7 7",
+        ":widths: 11 45 6 9 6 7 8 8",
         "",
-        *_list_table_row(("chapter", "claim", "holds", "worst margin", "cases", "enforced")),
+        *_list_table_row(("chapter", "claim", "holds", "worst margin", "cases", "enforced", "held at seeds",
+                          "worst over seeds")),
     ]
     for name, claim in claims:
+        held, worst = _across_seeds(robustness.get(name), claim["claim"])
         lines += _list_table_row((_chapter_link(name), escape_markdown(claim["claim"]),
                                   "yes" if claim["holds"] else "**no**", _margin(claim["worst_margin"]),
-                                  str(claim["n_checked"]), "yes" if claim["enforced"] else "no"))
+                                  str(claim["n_checked"]), "yes" if claim["enforced"] else "no", held, worst))
     lines += [":::", ""]
     return "\n".join(lines)
 
@@ -173,8 +191,12 @@ def _list_table_row(cells: Sequence[str]) -> list[str]:
     return [f"* - {cells[0]}", *(f"  - {cell}" for cell in cells[1:])]
 
 
-def write_appendix(site: Path, outputs_dir: Path) -> Path:
-    """Render the appendix from ``outputs_dir/*/metrics.json`` into the staged book ``site``."""
+def write_appendix(site: Path, outputs_dir: Path, root: Path) -> Path:
+    """Render the appendix from ``outputs_dir/*/metrics.json`` and the committed robustness tables
+    (``root/data/robustness``) into the staged book ``site``."""
+    from rlvr_dynamics.book.robustness import load_tables
+
+    metrics = load_metrics(outputs_dir)
     page = Path(site) / APPENDIX_PAGE
-    return write_bytes_atomic(page, render_appendix(load_metrics(outputs_dir)).encode("utf-8"))
+    return write_bytes_atomic(page, render_appendix(metrics, load_tables(root, list(metrics))).encode("utf-8"))
 

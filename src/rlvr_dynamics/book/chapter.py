@@ -113,6 +113,15 @@ class Chapter:
         """An observation the prose reports but does not claim: recorded, never enforced."""
         return self.claims.check(claim, margins, detail, enforced=False)
 
+    def glue(self, **values) -> None:
+        """Make run-dependent numbers (or texts) available to the prose: ``{glue:text}`NAME:.3f``` in a
+        markdown cell shows this run's value, so a rerun with another seed, preset or device reads its
+        own numbers (myst-nb ``glue``; nothing is displayed in the cell)."""
+        from myst_nb import glue
+
+        for name, value in values.items():
+            glue(name, value.item() if hasattr(value, "item") else value, display=False)
+
     def show(self, fig, name: str) -> None:
         """Save ``fig`` as ``name``.png and .svg in the output folder, record it, and display it."""
         import matplotlib.pyplot as plt

@@ -187,12 +187,37 @@ def make_parser() -> argparse.ArgumentParser:
         "re-record", help="after a deliberate change: copy the book's figure data (build/outputs, from "
         "`make book`) to the committed references data/reference/NAME.json")
     re_record.add_argument("names", nargs="*", help="only these notebooks")
+    robustness = commands.add_parser(
+        "robustness", help="execute chapters at several seeds and record, per claim, at how many it held and its "
+        "worst margin (data/robustness/NAME.json); exit 1 if an enforced claim failed at some seed")
+    robustness.add_argument("names", nargs="*", help="only these notebooks (default: every chapter)")
+    robustness.add_argument("--seeds", default="0-9", help="seeds: a range and/or a comma list, e.g. 0-9 or 1,4,7")
+    robustness.add_argument("--preset", default="ci", choices=PRESETS)
+    robustness.add_argument("--jobs", type=int, default=1, choices=range(1, 17), metavar="N",
+                            help="runs executed at a time (1 to 16; each kernel gets one thread)")
+    robustness.add_argument("--output", default=None, help="folder of the tables (default data/robustness)")
     bench_bandit.add_arguments(commands.add_parser(
         "bench", help="time the batched bandit engine against per-run loops", description=bench_bandit.__doc__))
     bench_lm.add_arguments(commands.add_parser(
         "bench-lm", help="time GRPO steps with and without gradient-gap tracking",
         description=bench_lm.__doc__.split("\n\n")[0]))
     return parser
+
+
+def command_robustness(args) -> int:
+    from rlvr_dynamics.book import robustness
+    from rlvr_dynamics.book.params import check_output_dir
+    from rlvr_dynamics.book.registry import NOTEBOOKS, notebook_spec
+
+    specs = [notebook_spec(name) for name in args.names or list(NOTEBOOKS)]  # unknown names: one line, nothing run
+    seeds = robustness.parse_seeds(args.seeds)
+    output = Path(args.output).expanduser().resolve() if args.output else None
+    if output is not None:
+        check_output_dir(output)
+    failed = robustness.run(specs, seeds, args.preset, args.jobs, output)
+    for line in failed:
+        print(f"rlvr-book: {line}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def command_bench(args) -> int:
@@ -239,7 +264,8 @@ def _dispatch(argv: list[str]) -> int:
 
     interrupt.arm()
     handlers = {"list": command_list, "run": command_run, "execute-all": command_execute_all, "build": command_build,
-                "re-record": command_re_record, "bench": command_bench, "bench-lm": command_bench_lm}
+                "re-record": command_re_record, "robustness": command_robustness, "bench": command_bench,
+                "bench-lm": command_bench_lm}
     try:
         code = handlers[args.command](args)
     except ParameterError as error:

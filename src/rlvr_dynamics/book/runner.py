@@ -253,7 +253,7 @@ def stage_site(root: Path | None = None) -> Path:
         if not executed.is_file():
             raise FileNotFoundError(f"{executed} is missing: run `rlvr-book execute-all` first")
         shutil.copy2(executed, notebooks / f"{name}.ipynb")
-    appendix.write_appendix(site, build_dir(root) / "outputs")
+    appendix.write_appendix(site, build_dir(root) / "outputs", root)
     result_index.write_page(site, root)
     return site
 

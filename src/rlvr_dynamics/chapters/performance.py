@@ -10,10 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from rlvr_dynamics.engines.bandit import BanditSpec
+
 LM_OVERHEAD_LIMIT = 0.25
 """The paper's estimate (a) may cost at most this fraction of a plain GRPO step."""
 AGREEMENT_TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
 """Largest |ΔJ| between a timed engine run and the NumPy loop of the definitions, per dtype."""
+SETUP_NUMBERS = {"0.01": 0.01}
+"""Decimals the prose may type: the sweep's smallest step size (``rlvr_dynamics.bench.bandit.SWEEP_STEP_SIZES``)."""
 
 
 @dataclass(frozen=True)
@@ -95,3 +99,11 @@ def engine_agreement_margins(records: dict[str, dict]) -> list[float]:
              for variant, error in record["sweep"]["max_abs_value_difference_vs_numpy"].items()]
             + [AGREEMENT_TOLERANCE["float64"] - record["figure1"]["max_abs_value_difference"]
                for record in records.values()])
+
+
+def sweep_exponentials(record: dict) -> int:
+    """The floor of the sweep on a CPU: one exponential per (run, context, arm, step), the contexts being
+    the evaluation and the pool contexts of the Section-5.1 problem."""
+    spec = BanditSpec()
+    sweep = record["sweep"]
+    return sweep["configurations"] * sweep["steps"] * (sweep["evaluation_contexts"] + spec.pool_size) * spec.arms
