@@ -129,3 +129,16 @@ def test_alignment_table_by_hand():
     headline = gradient_gap.alignment_headline(
         dict(exact, J=t([0.3, 0.9]), grpo_step_per_lr=t([1.0, 3.0]), reinforce_step_per_lr=t([1.0, 1.5])), table)
     assert headline["max_J"] == 0.9 and headline["grpo_over_reinforce_step_at_max_J"] == 2.0
+
+
+def test_alignment_glue_reads_the_headline():
+    nan = float("nan")
+    exact = {f"{v}_cosine": t([0.9, 0.8]) for v in ("reinforce", "grpo", "dr_grpo")}
+    sampled = {"reinforce": t([[0.5, -0.5], [1.0, 0.5]]), "grpo": t([[nan, 0.2], [nan, nan]]),
+               "dr_grpo": t([[0.1, nan], [0.3, -0.1]])}
+    table = gradient_gap.alignment_table(exact, sampled)
+    headline = gradient_gap.alignment_headline(
+        dict(exact, J=t([0.3, 0.9]), grpo_step_per_lr=t([1.0, 3.0]), reinforce_step_per_lr=t([1.0, 1.5])), table)
+    glued = gradient_gap.alignment_glue(headline)
+    assert glued["positive_min"] == 2 / 3 and glued["positive_max"] == 1.0 and glued["no_update"] == 0.75
+    assert (glued["grpo_ratio"], glued["max_J"], glued["sampled_grpo"]) == (2.0, 0.9, 0.2)

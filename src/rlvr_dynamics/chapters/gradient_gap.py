@@ -510,6 +510,22 @@ def alignment_headline(exact: dict[str, torch.Tensor], table: pd.DataFrame) -> d
             "max_J": float(exact["J"][top])}
 
 
+def alignment_glue(headline: dict[str, object]) -> dict[str, float]:
+    """The alignment numbers the prose quotes, from the headline of :func:`alignment_headline`: GRPO's
+    smallest exact cosine, its effective step over REINFORCE's at the largest J, each variant's mean
+    sampled cosine, the range over variants of P(Δμ > 0 | an update), and P(no update) of GRPO (the
+    same groups give no update under Dr. GRPO: all their rewards are equal)."""
+    table = headline["alignment"]
+    positive = [row["P(Δμ > 0 | update)"] for row in table.values()]
+    return {"grpo_cosine_min": headline["grpo_exact_cosine_min"], "max_J": headline["max_J"],
+            "grpo_ratio": headline["grpo_over_reinforce_step_at_max_J"],
+            "sampled_reinforce": table["REINFORCE"]["sampled cosine (mean)"],
+            "sampled_grpo": table["GRPO"]["sampled cosine (mean)"],
+            "sampled_dr_grpo": table["Dr. GRPO"]["sampled cosine (mean)"],
+            "positive_min": min(positive), "positive_max": max(positive),
+            "no_update": table["GRPO"]["P(no update)"]}
+
+
 def identity_frames(bandit: dict[str, torch.Tensor], token: dict[str, torch.Tensor]
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For the figure: every coordinate of both sides of (10) (family, autograd, closed form), and the
