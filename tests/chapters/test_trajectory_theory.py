@@ -19,8 +19,10 @@ import torch  # noqa: E402
 
 from rlvr_dynamics.chapters import statistics  # noqa: E402
 from rlvr_dynamics.chapters import trajectory_theory as theory  # noqa: E402
+from rlvr_dynamics.engines import three_response  # noqa: E402
 from rlvr_dynamics.engines.three_response import Trajectories  # noqa: E402
-from rlvr_dynamics.theory import bounds  # noqa: E402
+from rlvr_dynamics.theory import bounds, gaps  # noqa: E402
+from rlvr_dynamics.theory.policies import random_bandits  # noqa: E402
 
 from _helpers import F64, assert_close, t  # noqa: E402
 
@@ -45,8 +47,9 @@ def test_sweep_grid_and_constants():
 
 def _trajectories(value, alignment, step, log_odds=None, negative_variance=None):
     """Trajectories from values (K + 1, B), alignments and steps (K, B); log-odds from the values."""
-    value, alignment, step = t(value), t(alignment), t(step)
-    odds = bounds.logit(value) if log_odds is None else t(log_odds)
+    alignment, step = t(alignment), t(step)
+    odds = bounds.logit(t(value)) if log_odds is None else t(log_odds)
+    value = torch.sigmoid(odds) if value is None else t(value)
     variance = torch.zeros_like(step) if negative_variance is None else t(negative_variance)
     return Trajectories(value, odds, alignment, step, variance, odds.diff(dim=0))
 
@@ -150,11 +153,19 @@ def test_cumulative_alignment_by_hand():
 
 
 def test_convergence_margin_by_hand_and_on_a_violation():
-    # J₀ = ½, Δμ = 2, η = 1: M(1) = 2 and (15b) gives J(1) ≥ sigmoid(0 + 1) = 0.7311
-    bound = 1 / (1 + math.exp(-1))
-    runs = _trajectories([[0.5], [0.8]], [[2.0]], [[1.0]])
-    assert theory.convergence_margin(runs) == 0.0  # the K = 0 entry is the bound itself
-    assert theory.convergence_margin(_trajectories([[0.5], [0.7]], [[2.0]], [[1.0]])) == pytest.approx(0.7 - bound)
+    # J₀ = ½ (f₀ = 0), Δμ = 2, η = 1 then Δμ = 1, η = 1: M(1) = 2, M(2) = 3, so (15b) asks f₁ ≥ 1, f₂ ≥ 3/2.
+    # Log-odds (0, 2, 2.5): margins 1 and 1, the first (K = 1) is reported; gains 2/1 and 2.5/1.5.
+    runs = _trajectories(None, [[2.0], [1.0]], [[1.0], [1.0]], log_odds=[[0.0], [2.0], [2.5]])
+    case = theory.convergence_margin(runs)
+    assert case.margin == pytest.approx(1.0) and case.step == 1 and case.gain_ratio == pytest.approx(2.5 / 1.5)
+    # the K = 0 equality (margin 0) is not counted: the margin is 1.5 − 1 at K = 1
+    assert theory.convergence_margin(_trajectories(None, [[2.0]], [[1.0]], log_odds=[[0.0], [1.5]])).margin == 0.5
+    # J₁ = 0.7 < sigmoid(1) = 0.7311: (15b) fails, by log-odds logit(0.7) − 1 < 0, at K = 1
+    broken = theory.convergence_margin(_trajectories([[0.5], [0.7]], [[2.0]], [[1.0]]))
+    assert broken.margin == pytest.approx(math.log(0.7 / 0.3) - 1) and broken.margin < 0 and broken.gain_ratio < 1
+    # the smallest margin at the second step of the second run
+    two = _trajectories(None, [[2.0, 2.0], [2.0, 2.0]], [[1.0, 1.0], [1.0, 1.0]], log_odds=[[0, 0], [3, 3], [5, 2.5]])
+    assert theory.convergence_margin(two).margin == pytest.approx(0.5) and theory.convergence_margin(two).step == 2
 
 
 def test_stagnation_margin_by_hand_and_on_a_violation():
@@ -171,7 +182,11 @@ def test_theorem1_check_holds_on_the_instance():
     check = theory.theorem1_check(starts[::3], 40, 0.01, stagnation_steps=40)
     assert (check.convergence_margins() > 0).all() and (check.stagnation_margins() > 0).all()
     assert check.table()["rule"].tolist() == ["gap", "overshoot", "benign"]
-    assert set(check.headline()) == {"theorem1b_worst_margin", "theorem1a_worst_margin"}
+    assert set(check.headline()) == {"theorem1b_worst_margin", "theorem1b_worst_rule", "theorem1b_worst_step",
+                                     "theorem1b_min_gain_ratio", "theorem1a_worst_margin"}
+    # the (15a) step is small: the first step is the tightest and the gain is close to the full M(K)
+    assert check.headline()["theorem1b_worst_step"] == 1 and 1.9 < check.headline()["theorem1b_min_gain_ratio"] < 2
+    assert "smallest margin f_K − f0 − M(K)/2" in check.summary()
     # (15a) keeps every step far below 1/(2√L_o)
     assert (check.table()["max η_k · 2√L_o"] < 1).all()
 
@@ -188,6 +203,7 @@ def test_corollary1_run_holds_and_its_margins_fail_for_an_overstated_gap():
     assert run.steps == 200 and run.log_bound.shape == (201, 4)
     assert min(run.bound_margins()) > 0 and (run.rate_margins() > 0).all()
     assert run.headline()["corollary1_bound_slope"] == pytest.approx(-0.5 * math.sqrt(1.5) * run.step)
+    assert (run.rate_ratios > 1).all() and run.headline()["corollary1_min_rate_ratio"] == run.rate_ratios.min()
     # the same runs against a gap three times larger: the bound and the rate both fail
     overstated = dataclasses.replace(run, alignment=3 * run.alignment)
     assert min(overstated.bound_margins()) < 0 and (overstated.rate_margins() < 0).all()
@@ -200,6 +216,7 @@ def test_corollary1_slopes_by_hand():
     run = theory.Corollary1Run(1.0, 0.1, runs)
     assert run.slopes.tolist() == [-1.0] and run.bound_slope == -0.05
     assert run.rate_margins().tolist() == pytest.approx([0.95])
+    assert run.rate_ratios.tolist() == pytest.approx([20.0])  # −1 / −0.05
 
 
 # ----------------------------------------------------------------------------------------------
@@ -254,6 +271,155 @@ def test_expansion_study_on_both_families_and_on_counter_examples():
 
 
 # ----------------------------------------------------------------------------------------------
+# The Hessian terms: log-linear against non-linear logits
+# ----------------------------------------------------------------------------------------------
+
+
+def _phi(policy, theta, w, reward, t_value):
+    """f(θ + t w) for the log-odds of ``policy`` (n, R) at the states theta (n, D). (n,)"""
+    return gaps.log_odds(policy(theta + t_value * w), reward.expand(len(theta), -1))
+
+
+def test_second_order_terms_on_the_softmax_by_hand():
+    # log π = log_softmax(θ): s(o) = w_o − π·w and h(o) = −Var_π[w] for every o, so H⁺ = H⁻ = −Var_π[w];
+    # one correct response: Var⁺ = 0, Δμ = w_a − E_{π⁻}[w] and Var⁻ = Var_{π⁻}[w] (the engine's).
+    theta = t([[0.3, -0.2, 0.5], [1.0, 0.0, -1.0]])
+    w = t([[0.6, -0.8, 0.0], [0.0, 0.6, 0.8]])
+    reward = t([1.0, 0.0, 0.0])
+    terms = theory.second_order_terms(theory.log_softmax_policy, theta, w, reward)
+    pi = torch.softmax(theta, -1)
+    variance = (pi * w**2).sum(-1) - (pi * w).sum(-1) ** 2
+    assert_close(terms.hessian_plus, -variance)
+    assert_close(terms.hessian_minus, -variance)
+    assert_close(terms.hessian_difference, [0.0, 0.0], atol=1e-15)
+    wrong = torch.softmax(theta[:, 1:], -1)
+    assert_close(terms.alignment, w[:, 0] - (wrong * w[:, 1:]).sum(-1))
+    assert_close(terms.var_plus, [0.0, 0.0])
+    assert_close(terms.var_minus, three_response.negative_variance(theta, w))
+    assert_close(terms.curvature, -terms.var_minus, atol=1e-15)
+
+
+def test_second_order_terms_match_finite_differences_on_the_two_layer_family():
+    generator = torch.Generator().manual_seed(4)
+    policies = theory.random_two_layer(5, generator)
+    w = theory.positive_unit_direction(torch.randn(5, 3, generator=generator, dtype=F64), generator)
+    terms = theory.second_order_terms(policies.log_policy, policies.theta, w, policies.reward)
+    h = 1e-4
+    plus, zero, minus = (_phi(policies.log_policy, policies.theta, w, policies.reward, s) for s in (h, 0.0, -h))
+    assert_close(terms.alignment, (plus - minus) / (2 * h), rtol=1e-7, atol=1e-9)
+    assert_close(terms.curvature, (plus - 2 * zero + minus) / h**2, rtol=1e-5, atol=1e-5)
+    # the Hessian terms do not cancel on a non-linear map
+    assert (terms.hessian_difference.abs() > 1e-3).all()
+    # the per-response log-probability: log_softmax(B tanh(Aθ)) by hand for the first policy
+    hidden = torch.tanh(policies.first[0] @ policies.theta[0])
+    assert_close(policies.log_policy(policies.theta)[0], torch.log_softmax(policies.second[0] @ hidden, -1))
+
+
+def test_random_two_layer_draw_order_and_reward():
+    generator = torch.Generator().manual_seed(6)
+    policies = theory.random_two_layer(3, generator)
+    reference = torch.Generator().manual_seed(6)
+    assert torch.equal(policies.first, torch.randn(3, 4, 3, generator=reference, dtype=F64))
+    assert torch.equal(policies.second, torch.randn(3, 5, 4, generator=reference, dtype=F64))
+    assert torch.equal(policies.theta, torch.randn(3, 3, generator=reference, dtype=F64))
+    assert policies.reward.tolist() == [[1.0, 1.0, 0.0, 0.0, 0.0]] * 3
+
+
+def test_positive_unit_direction():
+    gap = t([[1.0, 0.0], [0.0, -1.0], [1.0, 1.0]])
+    w = theory.positive_unit_direction(gap, torch.Generator().manual_seed(0))
+    assert_close(torch.linalg.vector_norm(w, dim=-1), [1.0, 1.0, 1.0])
+    assert ((w * gap).sum(-1) >= 0).all()
+
+
+def test_loglinear_hessian_differences_vanish_and_the_check_fails_on_non_linear_logits():
+    generator = torch.Generator().manual_seed(5)
+    states = theory.expansion_states(4, generator)
+    problems = random_bandits(3, 4, 6, 1.0, generator)
+    differences = theory.loglinear_hessian_differences(states, 0.05, problems)
+    assert differences.shape == (4,) and (differences < 1e-14).all()
+    assert (theory.FLOAT_SLACK - differences > 0).all()  # the chapter's margins
+    # the same margin on the two-layer family: negative
+    policies = theory.random_two_layer(4, generator)
+    w = theory.positive_unit_direction(torch.randn(4, 3, generator=generator, dtype=F64), generator)
+    nonlinear = theory.second_order_terms(policies.log_policy, policies.theta, w, policies.reward)
+    assert theory.FLOAT_SLACK - nonlinear.hessian_difference.abs().max().item() < 0
+
+
+def test_nonlinear_expansion_slopes_and_counter_examples():
+    generator = torch.Generator().manual_seed(7)
+    etas = theory.expansion_steps()
+    study = theory.nonlinear_expansion(theory.random_two_layer(12, generator), etas, generator)
+    assert study.residual_variance.shape == (9, 12) and study.residual_full.shape == (9, 12)
+    assert min(study.quadratic_margins()) > 0 and min(study.cubic_margins()) > 0
+    # the residual of the ½(Var⁺ − Var⁻) form is ½|H⁺ − H⁻|η² to leading order
+    assert_close(study.residual_variance[0], 0.5 * study.terms.hessian_difference.abs() * etas[0] ** 2, rtol=0.05,
+                 atol=1e-9)
+    headline = study.headline()
+    assert headline["nonlinear_median_hessian_over_variance"] == pytest.approx(float(np.median(study.hessian_ratio)))
+    assert "two-layer logits" in study.summary()
+    # residuals of a log-linear family (η³ without the Hessian term) and a wrong Hessian term (η²): both fail
+    e = torch.tensor(etas)[:, None]
+    swapped = theory.NonlinearExpansion(etas, e**3 * t([[1.0, 2.0]]), e**2 * t([[1.0, 2.0]]), study.terms)
+    assert min(swapped.quadratic_margins()) < 0 and min(swapped.cubic_margins()) < 0
+
+
+# ----------------------------------------------------------------------------------------------
+# The critical step against its second-order prediction
+# ----------------------------------------------------------------------------------------------
+
+
+def test_second_order_critical_and_its_third_order_coefficient():
+    logits, alignment = theory.critical_instances(3, 0.01, torch.Generator().manual_seed(0))
+    predicted, third = theory.second_order_critical(logits, alignment)
+    w = three_response.direction(logits, "overshoot", alignment)
+    assert_close(predicted, 2 * alignment / three_response.negative_variance(logits, w))
+    # two wrong responses: κ₃/κ₂ = (1 − 2π⁻_b)(w_b − w_c)
+    share = torch.softmax(logits[:, 1:], -1)[:, 0]
+    assert_close(third, -(1 - 2 * share) * (w[:, 1] - w[:, 2]) / 3)
+    assert (third.abs() <= math.sqrt(2) / 3).all()
+    # the exact root of the first step's log-odds change, by bisection, is η₀(1 + c₃η₀) up to O(η₀³)
+    low, high = predicted / 2, predicted * 2
+    for _ in range(60):
+        middle = (low + high) / 2
+        falls = three_response.log_odds(logits + middle[:, None] * w) < three_response.log_odds(logits)
+        low, high = torch.where(falls, low, middle), torch.where(falls, middle, high)
+    assert ((high / predicted - 1 - third * predicted).abs() < 2 * predicted**2).all()
+
+
+def test_critical_instances_draw_order_and_ranges():
+    generator = torch.Generator().manual_seed(2)
+    logits, alignment = theory.critical_instances(50, 0.01, generator)
+    assert logits.shape == (51, 3) and alignment.shape == (51,)
+    assert logits[0].tolist() == pytest.approx([0.0, 0.0, 0.3]) and alignment[0] == 0.01  # the chapter's instance
+    reference = torch.Generator().manual_seed(2)
+    assert_close(logits[1:, 2], 4 * torch.rand(50, generator=reference, dtype=F64) - 2)
+    assert (logits[1:, :2] == 0).all()
+    assert (alignment[1:] >= 1e-3).all() and (alignment[1:] <= math.sqrt(2.5) / 120).all()
+
+
+def test_critical_step_check_on_instances_and_on_counter_examples():
+    logits, alignment = theory.critical_instances(4, 0.01, torch.Generator().manual_seed(1))
+    check = theory.critical_step_check(logits, alignment, 60, points=31)
+    assert check.measured.shape == (5,) and check.resolution == pytest.approx(1.5 / 30)
+    assert (check.margins() > 0).all()
+    # the chapter's instance: η₀ = 0.04115, measured a little below
+    assert check.predicted[0] == pytest.approx(0.04115, abs=1e-5)
+    assert abs(check.measured[0] / check.predicted[0] - 1) < 0.01
+    assert "chapter's instance" in check.summary() and check.headline()["critical_max_coefficient"] < 0.5
+
+    def made(measured):
+        return theory.CriticalStepCheck(np.array([0.01, 0.01, 0.01]), np.array([0.1, 0.1, 0.1]), np.zeros(3),
+                                        np.full(3, 0.5), np.array(measured), 0.05, 10)
+
+    # η* = η₀(1 + cη₀): c = 0.3 holds (margin 0.2), c = −0.6 fails (−0.1), no collapse in the grid fails (−1)
+    assert made([0.103, 0.094, math.nan]).margins().tolist() == pytest.approx([0.2, -0.1, -1.0])
+    # a wrong prediction: the instance's η* measured against twice its η₀ fails
+    doubled = dataclasses.replace(check, predicted=2 * check.predicted)
+    assert (doubled.margins() < 0).all()
+
+
+# ----------------------------------------------------------------------------------------------
 # Theorem 2, the threshold sweep and the phase diagrams
 # ----------------------------------------------------------------------------------------------
 
@@ -274,28 +440,33 @@ def test_theorem2_run_holds_and_fails_for_a_rising_value():
     assert rising.alignment_margins().tolist() == pytest.approx([-0.005 + 1e-12])
 
 
-def _threshold(collapsed, critical, safe=1.5, window=(5.0, 6.0)):
+def _threshold(collapsed, critical, safe=1.5, window=(5.0, 6.0), gap_final=(0.4, 0.5, 0.6, 0.7)):
     grid = np.array([1.0, 2.0, 3.0, 4.0])
-    return theory.ThresholdSweep(grid, grid, grid, np.array(collapsed), critical, 0.5, safe, np.array([1.0, 3.0]),
-                                 window, 0.3, 10)
+    return theory.ThresholdSweep(grid, grid, np.array(gap_final), np.array(collapsed), critical, 0.5, safe,
+                                 np.array([1.0, 3.0]), window, 0.3, 10)
 
 
 def test_threshold_margins_by_hand_and_on_violations():
     sweep = _threshold([False, False, True, True], 3.0)
-    assert sweep.threshold_margins() == [0.0, 0.0] and sweep.window_margins() == [2.0]
+    assert sweep.window_margins() == [2.0]
+    assert sweep.gap_margins().tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4])  # J_K − J₀ = 0.3
     assert sweep.headline() == {"critical_step": 3.0, "critical_over_scale": 6.0, "safe_step": 1.5,
-                                "predicted_critical_second_order": 2.0}
-    assert _threshold([True, False, True, True], 3.0).threshold_margins() == [0.0, -1.0]  # a safe step collapses
-    assert _threshold([False, False, True, False], 3.0).threshold_margins() == [-1.0, 0.0]  # a large step recovers
+                                "predicted_critical_second_order": 2.0, "window_over_critical": 5 / 3,
+                                "gap_min_gain": pytest.approx(0.1)}
     assert _threshold([False, False, True, True], 3.0, window=(2.0, 6.0)).window_margins() == [-1.0]
+    # the gap direction losing at one step: its margin is negative there
+    lost = _threshold([False, False, True, True], 3.0, gap_final=(0.4, 0.25, 0.6, 0.7))
+    assert lost.gap_margins().min() == pytest.approx(-0.05)
 
 
 def test_threshold_sweep_on_the_instance():
     grid = theory.sweep_grid(60)[::4]
     sweep = theory.threshold_sweep(grid, theory.instance_sweep(grid, 0.3, 0.01, 100), 0.01, 0.3)
     assert sweep.steps == 100 and sweep.scale == pytest.approx(0.01 / 2.5) and sweep.safe == pytest.approx(0.01 / 33)
-    assert sweep.threshold_margins() == [0.0, 0.0] and min(sweep.window_margins()) > 0
-    assert (sweep.gap_final > 0.3).all()  # the gap direction never collapses
+    assert min(sweep.window_margins()) > 0
+    assert (sweep.gap_margins() > 0).all()  # the gap direction never loses
+    # every step from η* up collapses, none at or below the safe step does
+    assert sweep.collapsed[sweep.grid >= sweep.critical].all() and not sweep.collapsed[sweep.grid <= sweep.safe].any()
 
 
 def test_bandit_sweep_by_hand():
@@ -310,6 +481,19 @@ def test_bandit_sweep_by_hand():
     assert headline["bandit_sweep_mean_final_J"] == pytest.approx({0.1: 0.2, 0.2: 0.6})
     assert headline["bandit_sweep_learned_arms"] == {0.1: 0.5, 0.2: 1.5}
     assert "best mean final J 0.600 at η = 0.2" in sweep.summary()
+    # mean J₀ 0.1, 0.1, 0.2, 0.2 and final 0.1, 0.5, 0.3, 0.7 per run: no run loses; by step: 0.2 then 0.6
+    assert sweep.no_collapse_margins().tolist() == pytest.approx([0.0, 0.4, 0.1, 0.5])
+    assert headline["bandit_best_step"] == 0.2 and headline["bandit_best_final"] == pytest.approx(0.6)
+    assert headline["bandit_smallest_step_final"] == pytest.approx(0.2)
+    assert headline["bandit_largest_step_final"] == pytest.approx(0.6)
+    assert headline["bandit_mean_initial"] == pytest.approx(0.15) and headline["bandit_largest_drop"] == 0.0
+    assert headline["bandit_runs_not_losing"] == 4 and headline["bandit_runs"] == 4
+    assert headline["bandit_learned_arms_largest_step"] == 1.5
+    # a run that ends below its start: its margin is negative and it is not counted
+    lower = theory.bandit_sweep(SimpleNamespace(value=t([[[0.3, 0.3]], [[0.2, 0.1]]]), recorded_steps=torch.tensor(
+        [0, 5])), np.array([0.1]), [0])
+    assert lower.no_collapse_margins().tolist() == pytest.approx([-0.15])
+    assert lower.headline()["bandit_runs_not_losing"] == 0
 
 
 def test_phase_diagram_margins_by_hand_and_on_a_violation():
@@ -338,6 +522,9 @@ def test_figure_panels_draw():
     fig, axes = plt.subplots(1, 4)
     theory.draw_expansion(axes[0], theory.ExpansionStudy(etas, e**3, e**2))
     assert len(axes[0].get_lines()) == 3 and "slope 3.00" in axes[0].get_legend().get_texts()[0].get_text()
+    terms = theory.SecondOrderTerms(*(t([1.0]) for _ in range(5)))
+    theory.draw_nonlinear_expansion(axes[3], theory.NonlinearExpansion(etas, e**2, e**3, terms))
+    assert len(axes[3].get_lines()) == 4 and "slope 2.00" in axes[3].get_legend().get_texts()[0].get_text()
     run = theory.theorem2_run(0.01, 0.3, 20)
     fig2, axes2 = plt.subplots(1, 3)
     theory.draw_theorem2_traces(axes2, run)

@@ -2,10 +2,12 @@
 tables, headline numbers and figure panels.
 
 Instances: the three-response softmax of :mod:`rlvr_dynamics.engines.three_response` (Theorem 2's
-construction and the Theorem-1 / Corollary-1 runs) and the Section-5.1 bandit of
+construction, its critical step, and the Theorem-1 / Corollary-1 runs) and the Section-5.1 bandit of
 :mod:`rlvr_dynamics.engines.bandit` (Lemma 1 at every step; the threshold sweep with constant steps).
 The random linear-softmax bandits of the Assumption-1 and expansion checks
-(:func:`rlvr_dynamics.theory.policies.random_bandits`) are drawn by the notebook and passed in.
+(:func:`rlvr_dynamics.theory.policies.random_bandits`) are drawn by the notebook and passed in. The
+expansion's Hessian terms are computed by autograd on any policy (:func:`second_order_terms`), for the
+log-linear families and for a softmax with non-linear logits (:class:`TwoLayerPolicies`).
 
 Every margin is ≥ 0 exactly when its claim holds (one entry per case).
 """
@@ -31,6 +33,8 @@ from rlvr_dynamics.theory import DTYPE, bounds, gaps
 from rlvr_dynamics.theory.bounds import CURVATURE, LEMMA_CONSTANT, SCORE_BOUND, SMOOTHNESS
 from rlvr_dynamics.theory.policies import bandit_log_policy, bandit_scores
 
+SETUP_NUMBERS: dict[str, float] = {}
+"""Decimals the prose may type: none (every measured number is glued from the run, constants are in maths)."""
 SWEEP_RANGE = (1e-4, 1.0)
 PHASES = ("converges", "stagnates", "collapses")
 FLOAT_SLACK = 1e-12
@@ -62,13 +66,15 @@ class TrajectoryConfig:
     bandit_steps: int = parameter("steps of the Section-5.1 runs", "int", low=10, high=100_000)
     bandit_eval_size: int = parameter("evaluation contexts of the Section-5.1 runs", "int", low=1, high=10_000)
     expansion_states: int = parameter("random states for the second-order expansion (17)", "int", low=2, high=10_000)
+    critical_instances: int = parameter("random instances of the critical-step prediction (besides the chapter's)",
+                                        "int", low=1, high=1_000)
 
 
 PRESETS = {
     "ci": dict(alignment=0.01, initial_value=0.3, steps=400, sweep_points=61, phase_points=15, bandit_seeds=2,
-               bandit_steps=300, bandit_eval_size=100, expansion_states=16),
+               bandit_steps=300, bandit_eval_size=100, expansion_states=16, critical_instances=16),
     "paper": dict(alignment=0.01, initial_value=0.3, steps=2000, sweep_points=121, phase_points=41, bandit_seeds=5,
-                  bandit_steps=2000, bandit_eval_size=500, expansion_states=64),
+                  bandit_steps=2000, bandit_eval_size=500, expansion_states=64, critical_instances=64),
 }
 
 
@@ -271,10 +277,34 @@ def cumulative_alignment(alignment: torch.Tensor, step: torch.Tensor) -> torch.T
     return torch.cat([torch.zeros(1, alignment.shape[1], dtype=DTYPE), (alignment.clamp_min(0) * step).cumsum(0)])
 
 
-def convergence_margin(runs: Trajectories) -> float:
-    """Theorem 1(b): min over K and runs of J_K − J₀/(J₀ + (1 − J₀)e^{−M(K)/2}) (eq. 15b)."""
-    bound = bounds.convergence_lower_bound(runs.value[0], cumulative_alignment(runs.alignment, runs.step))
-    return (runs.value - bound).min().item()
+@dataclass(frozen=True)
+class ConvergenceMargin:
+    """Theorem 1(b) on runs (K + 1, B), at K ≥ 1 (at K = 0 the bound is J₀ itself, an equality).
+
+    (15b) is J_K ≥ sigmoid(f₀ + M(K)/2), i.e. f_K − f₀ ≥ M(K)/2 in the log-odds f, which do not saturate
+    in float64 as J → 1 (J_K − (15b) does).
+
+    Attributes:
+        margin: min over K ≥ 1 and runs of f_K − f₀ − M(K)/2.
+        step: the K where it is attained (on the three-response runs the log-odds path does not depend
+            on J₀, so the runs tie up to rounding).
+        gain_ratio: min over K ≥ 1 and runs of (f_K − f₀)/(M(K)/2), the log-odds gain over the bound's
+            (≥ 1 iff (15b) holds; 2 is the full first-order gain M(K)).
+    """
+
+    margin: float
+    step: int
+    gain_ratio: float
+
+
+def convergence_margin(runs: Trajectories) -> ConvergenceMargin:
+    """Theorem 1(b) (eq. 15b) at every K ≥ 1 of ``runs``, in the log-odds (:class:`ConvergenceMargin`)."""
+    half = cumulative_alignment(runs.alignment, runs.step)[1:] / 2  # M(K)/2, K = 1 … (K, B)
+    gain = runs.log_odds[1:] - runs.log_odds[:1]  # f_K − f₀
+    excess = gain - half
+    step = int(excess.argmin()) // excess.shape[1]
+    ratio = (gain / half)[half > 0]
+    return ConvergenceMargin(excess.min().item(), step + 1, ratio.min().item() if ratio.numel() else math.nan)
 
 
 def stagnation_margin(runs: Trajectories) -> float:
@@ -305,31 +335,53 @@ def theorem1a_runs(starts: torch.Tensor, rule: str, steps: int = 200) -> Traject
 
 @dataclass(frozen=True)
 class Theorem1Check:
-    """Theorem 1's margins, one per direction rule, and the (b) runs' table rows."""
+    """Theorem 1's margins, one per direction rule (:data:`DIRECTION_RULES`), and the (b) runs' table rows."""
 
-    convergence: list[float]
+    convergence: list[ConvergenceMargin]
     stagnation: list[float]
     rows: list[dict]
 
     def convergence_margins(self) -> np.ndarray:
-        """(15b) up to :data:`FLOAT_SLACK`."""
-        return np.array(self.convergence) + FLOAT_SLACK
+        """(15b) at K ≥ 1 in the log-odds, f_K − f₀ − M(K)/2, one per rule (no slack: the margins are far
+        above rounding)."""
+        return np.array([case.margin for case in self.convergence])
 
     def stagnation_margins(self) -> np.ndarray:
         """Theorem 1(a)'s cap up to :data:`FLOAT_SLACK`."""
         return np.array(self.stagnation) + FLOAT_SLACK
 
-    def headline(self) -> dict[str, float]:
-        return dict(theorem1b_worst_margin=min(self.convergence), theorem1a_worst_margin=min(self.stagnation))
+    @property
+    def worst_convergence(self) -> tuple[str, ConvergenceMargin]:
+        """The rule and case of the smallest (15b) margin over K ≥ 1."""
+        index = int(np.argmin(self.convergence_margins()))
+        return DIRECTION_RULES[index], self.convergence[index]
+
+    def headline(self) -> dict[str, object]:
+        rule, worst = self.worst_convergence
+        return dict(theorem1b_worst_margin=worst.margin, theorem1b_worst_rule=rule, theorem1b_worst_step=worst.step,
+                    theorem1b_min_gain_ratio=min(case.gain_ratio for case in self.convergence),
+                    theorem1a_worst_margin=min(self.stagnation))
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
 
+    def summary(self) -> str:
+        rule, worst = self.worst_convergence
+        return (self.table().to_string(index=False)
+                + f"\n(15b) over K ≥ 1: smallest margin f_K − f0 − M(K)/2 = {worst.margin:.3e} ({rule} rule, "
+                f"K = {worst.step}); smallest gain ratio (f_K − f0)/(M(K)/2) = "
+                f"{self.headline()['theorem1b_min_gain_ratio']:.4f}")
 
-def theorem1_row(rule: str, runs: Trajectories) -> dict:
-    """The final values of (b) runs and their largest step in units of 1/(2√L_o) (≤ 1 is Theorem 1's condition)."""
-    return {"rule": rule, "final J (J0 = 0.05 … 0.95)": np.round(runs.value[-1].numpy(), 3).tolist(),
-            "max η_k · 2√L_o": (runs.step.max() * 2 * math.sqrt(SMOOTHNESS)).item()}
+
+def theorem1_row(rule: str, runs: Trajectories, convergence: ConvergenceMargin | None = None) -> dict:
+    """The final values of (b) runs, their largest step in units of 1/(2√L_o) (≤ 1 is Theorem 1's
+    condition) and, given, the smallest (15b) margin over K ≥ 1 and gain ratio."""
+    row = {"rule": rule, "final J (J0 = 0.05 … 0.95)": np.round(runs.value[-1].numpy(), 3).tolist(),
+           "max η_k · 2√L_o": (runs.step.max() * 2 * math.sqrt(SMOOTHNESS)).item()}
+    if convergence is not None:
+        row.update({"min f_K − f0 − M/2 (K ≥ 1)": convergence.margin, "at K": convergence.step,
+                    "min (f_K − f0)/(M/2)": convergence.gain_ratio})
+    return row
 
 
 def theorem1_check(starts: torch.Tensor, steps: int, alignment: float, stagnation_steps: int = 200) -> Theorem1Check:
@@ -339,7 +391,7 @@ def theorem1_check(starts: torch.Tensor, steps: int, alignment: float, stagnatio
     for rule in DIRECTION_RULES:
         runs = theorem1b_runs(starts, steps, rule, alignment)
         convergence.append(convergence_margin(runs))
-        rows.append(theorem1_row(rule, runs))
+        rows.append(theorem1_row(rule, runs, convergence[-1]))
         stagnation.append(stagnation_margin(theorem1a_runs(starts, rule, stagnation_steps)))
     return Theorem1Check(convergence, stagnation, rows)
 
@@ -386,9 +438,15 @@ class Corollary1Run:
         """−Δμη/2 − measured slope, per start."""
         return -0.5 * self.alignment * self.step - self.slopes
 
+    @property
+    def rate_ratios(self) -> np.ndarray:
+        """Measured slope over the bound's slope, per start (≥ 1 iff the rate bound holds). (B,)"""
+        return self.slopes / self.bound_slope
+
     def headline(self) -> dict[str, object]:
         return dict(corollary1_eta=self.step, corollary1_measured_slopes=self.slopes.tolist(),
-                    corollary1_bound_slope=self.bound_slope)
+                    corollary1_bound_slope=self.bound_slope, corollary1_min_rate_ratio=float(self.rate_ratios.min()),
+                    corollary1_max_rate_ratio=float(self.rate_ratios.max()))
 
     def summary(self) -> str:
         return (f"η = {self.step:.4f}; alignment min over all steps: {self.runs.alignment.min():.4f} "
@@ -451,9 +509,7 @@ def bandit_expansion(problems, etas: np.ndarray, generator: torch.Generator) -> 
     log_prob = bandit_log_policy(theta, context)  # (n, N)
     score = bandit_scores(theta, context)  # (n, N, d·N)
     gap = gaps.gradient_gap(log_prob, score, reward)  # (n, d·N)
-    w = torch.randn(gap.shape, generator=generator, dtype=DTYPE)
-    w = torch.where(((w * gap).sum(-1, keepdim=True) < 0), -w, w)
-    w = w / torch.linalg.vector_norm(w, dim=-1, keepdim=True)
+    w = positive_unit_direction(gap, generator)
     delta_mu = (w * gap).sum(-1)
     var_plus, var_minus = gaps.conditional_variances(log_prob, score, reward, w)
     f0 = gaps.log_odds(log_prob, reward)
@@ -526,6 +582,222 @@ def draw_expansion(ax, study: ExpansionStudy) -> None:
               label=f"Δμη + (Var⁺ − Var⁻)η² (as printed): slope {study.slope_paper:.2f}")
     ax.loglog(etas, half[-1] * (etas / etas[-1]) ** 3, "k:", lw=1, label="η³")
     ax.set(xlabel="step η", ylabel="median |residual| of the log-odds change", title="Second-order expansion (17)")
+    ax.legend(fontsize=8)
+
+
+# ----------------------------------------------------------------------------------------------
+# The Hessian terms of the expansion: log-linear against non-linear logits
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecondOrderTerms:
+    """The terms of the log-odds' second derivative along a unit direction w at n states, each (n,).
+
+    With s(o) = w · ∇log π(o) and h(o) = wᵀ∇²log π(o) w, φ(t) = f(θ + tw) has φ'(0) = Δμ = E⁺[s] − E⁻[s]
+    and φ''(0) = (H⁺ − H⁻) + (Var⁺ − Var⁻) with H± = E_{π±}[h] and Var± = Var_{π±}[s] (the proof of
+    Lemma 1). The expansion (17) with ½(Var⁺ − Var⁻) is exact to second order iff H⁺ = H⁻.
+    """
+
+    alignment: torch.Tensor
+    var_plus: torch.Tensor
+    var_minus: torch.Tensor
+    hessian_plus: torch.Tensor
+    hessian_minus: torch.Tensor
+
+    @property
+    def hessian_difference(self) -> torch.Tensor:
+        """H⁺ − H⁻ = E_{π⁺}[wᵀ∇²log π w] − E_{π⁻}[wᵀ∇²log π w]. (n,)"""
+        return self.hessian_plus - self.hessian_minus
+
+    @property
+    def curvature(self) -> torch.Tensor:
+        """φ''(0) = (H⁺ − H⁻) + (Var⁺ − Var⁻). (n,)"""
+        return self.hessian_difference + self.var_plus - self.var_minus
+
+
+def directional_derivatives(log_policy, theta: torch.Tensor, direction: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """s(o) = w · ∇log π(o) and h(o) = wᵀ∇²log π(o) w at every state and response, (n, R) each: the first
+    and second derivatives in t of log π(θ + tw) at t = 0, with one scalar t per state (``log_policy``
+    maps θ (n, D) to log π (n, R) row by row, so the rows do not mix), by reverse-mode autograd: one
+    pass per response and order, no Jacobian or Hessian is built."""
+    t = torch.zeros(len(theta), dtype=theta.dtype, requires_grad=True)
+    with torch.enable_grad():
+        log_prob = log_policy(theta + t[:, None] * direction)
+
+        def derivative(value: torch.Tensor, keep: bool) -> torch.Tensor:
+            if not value.requires_grad:
+                return torch.zeros_like(t)
+            (grad,) = torch.autograd.grad(value.sum(), t, create_graph=keep, retain_graph=True, allow_unused=True)
+            return torch.zeros_like(t) if grad is None else grad
+
+        first = [derivative(log_prob[:, r], keep=True) for r in range(log_prob.shape[1])]
+        second = [derivative(d, keep=False) for d in first]
+    return torch.stack(first, -1).detach(), torch.stack(second, -1).detach()
+
+
+def second_order_terms(log_policy, theta: torch.Tensor, direction: torch.Tensor, reward: torch.Tensor
+                       ) -> SecondOrderTerms:
+    """:class:`SecondOrderTerms` of any policy, exactly (:func:`directional_derivatives`). ``log_policy``
+    maps θ (n, D) to log π (n, R) row by row; ``theta``, ``direction`` (n, D); ``reward`` (R,) or (n, R),
+    with both regions non-empty."""
+    score, hessian = directional_derivatives(log_policy, theta, direction)  # s(o), h(o): (n, R)
+    log_prob = log_policy(theta).detach()
+    reward = reward.expand_as(log_prob)
+    plus = gaps.conditional_log_policy(log_prob, reward, positive=True).exp()  # (n, R)
+    minus = gaps.conditional_log_policy(log_prob, reward, positive=False).exp()
+    mean_plus, mean_minus = (plus * score).sum(-1), (minus * score).sum(-1)
+    return SecondOrderTerms(mean_plus - mean_minus, (plus * (score - mean_plus[:, None]) ** 2).sum(-1),
+                            (minus * (score - mean_minus[:, None]) ** 2).sum(-1), (plus * hessian).sum(-1),
+                            (minus * hessian).sum(-1))
+
+
+def log_softmax_policy(theta: torch.Tensor) -> torch.Tensor:
+    """The three-response family: log π = log_softmax(θ). (n, R) → (n, R)"""
+    return torch.log_softmax(theta, dim=-1)
+
+
+def loglinear_hessian_differences(states: torch.Tensor, alignment: float, problems) -> np.ndarray:
+    """max |H⁺ − H⁻| on the log-linear families of the expansion check, one entry per family: the
+    three-response ``states`` (n, 3) along each direction rule (target Δμ = ``alignment``), then the
+    bandit ``problems`` (theta (n, d, N), context (n, d), reward (n, N)) along their unit gap. 0 up to
+    rounding: ∇²log π(o) = −∇²log Z is the same for every response."""
+    differences = []
+    for rule in DIRECTION_RULES:
+        w = three_response.direction(states, rule, torch.full((len(states),), alignment, dtype=DTYPE))
+        reward = torch.tensor([1.0, 0.0, 0.0], dtype=DTYPE)
+        differences.append(second_order_terms(log_softmax_policy, states, w, reward).hessian_difference)
+    theta, context = problems.theta, problems.context
+    shape = theta.shape[-2:]
+    gap = gaps.gradient_gap(bandit_log_policy(theta, context), bandit_scores(theta, context), problems.reward)
+    w = gap / torch.linalg.vector_norm(gap, dim=-1, keepdim=True)
+
+    def bandit_policy(parameters):
+        return bandit_log_policy(parameters.unflatten(-1, shape), context)
+
+    differences.append(second_order_terms(bandit_policy, theta.flatten(-2), w, problems.reward).hessian_difference)
+    return np.array([d.abs().max().item() for d in differences])
+
+
+NONLINEAR_SHAPE = (5, 3, 4)
+"""The non-linear family: R responses, d parameters, h hidden units of the logits z = B tanh(Aθ)."""
+NONLINEAR_CORRECT = 2
+"""Its first two responses are correct (so Var⁺ ≠ 0 as well)."""
+
+
+@dataclass(frozen=True)
+class TwoLayerPolicies:
+    """n softmax policies over R responses whose logits are a two-layer map of θ, z = B tanh(Aθ):
+    first A (n, h, d), second B (n, R, h), theta θ (n, d), reward (n, R) (the first :data:`NONLINEAR_CORRECT`
+    responses correct)."""
+
+    first: torch.Tensor
+    second: torch.Tensor
+    theta: torch.Tensor
+    reward: torch.Tensor
+
+    def log_policy(self, theta: torch.Tensor) -> torch.Tensor:
+        """log π_θ = log_softmax(B tanh(Aθ)), row by row. θ (n, d) → (n, R)"""
+        hidden = torch.tanh(torch.einsum("nhd,nd->nh", self.first, theta))
+        return torch.log_softmax(torch.einsum("nrh,nh->nr", self.second, hidden), dim=-1)
+
+
+def random_two_layer(n: int, generator: torch.Generator) -> TwoLayerPolicies:
+    """``n`` policies of :data:`NONLINEAR_SHAPE` with A, B and θ standard normal (three normal draws of
+    ``generator``: (n, h, d), (n, R, h), (n, d))."""
+    responses, dim, hidden = NONLINEAR_SHAPE
+    first = torch.randn(n, hidden, dim, generator=generator, dtype=DTYPE)
+    second = torch.randn(n, responses, hidden, generator=generator, dtype=DTYPE)
+    theta = torch.randn(n, dim, generator=generator, dtype=DTYPE)
+    reward = (torch.arange(responses) < NONLINEAR_CORRECT).to(DTYPE).expand(n, responses)
+    return TwoLayerPolicies(first, second, theta, reward)
+
+
+def positive_unit_direction(gap: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random unit direction with positive alignment w · gap > 0: a normal draw shaped like ``gap``
+    (n, D), flipped where it points against the gap."""
+    w = torch.randn(gap.shape, generator=generator, dtype=DTYPE)
+    w = torch.where(((w * gap).sum(-1, keepdim=True) < 0), -w, w)
+    return w / torch.linalg.vector_norm(w, dim=-1, keepdim=True)
+
+
+@dataclass(frozen=True)
+class NonlinearExpansion:
+    """The expansion on :class:`TwoLayerPolicies` at the steps ``etas`` (S,): the residuals (S, n) of
+    the ½(Var⁺ − Var⁻) version (``residual_variance``) and of the full second-order term ½φ''(0)
+    (``residual_full``), and the terms at the n states."""
+
+    etas: np.ndarray
+    residual_variance: torch.Tensor
+    residual_full: torch.Tensor
+    terms: SecondOrderTerms
+
+    @property
+    def slope_variance(self) -> float:
+        """Log-log slope of the median ½(Var⁺ − Var⁻)-version residual."""
+        return statistics.loglog_slope(self.etas, self.residual_variance.median(1).values.numpy())
+
+    @property
+    def slope_full(self) -> float:
+        """Log-log slope of the median residual with the Hessian difference included."""
+        return statistics.loglog_slope(self.etas, self.residual_full.median(1).values.numpy())
+
+    @property
+    def hessian_ratio(self) -> np.ndarray:
+        """|H⁺ − H⁻| / |Var⁺ − Var⁻| at every state. (n,)"""
+        return (self.terms.hessian_difference.abs() / (self.terms.var_plus - self.terms.var_minus).abs()).numpy()
+
+    def quadratic_margins(self) -> list[float]:
+        """The median ½(Var⁺ − Var⁻)-version residual shrinks like η², not η³: 0.2 − |slope − 2|."""
+        return [0.2 - abs(self.slope_variance - 2)]
+
+    def cubic_margins(self) -> list[float]:
+        """With ½(H⁺ − H⁻)η² added the median residual shrinks like η³: 0.2 − |slope − 3|."""
+        return [0.2 - abs(self.slope_full - 3)]
+
+    def headline(self) -> dict[str, float]:
+        return dict(nonlinear_slope_variance_only=self.slope_variance, nonlinear_slope_with_hessian=self.slope_full,
+                    nonlinear_median_hessian_difference=float(self.terms.hessian_difference.abs().median()),
+                    nonlinear_median_hessian_over_variance=float(np.median(self.hessian_ratio)))
+
+    def summary(self) -> str:
+        headline = self.headline()
+        return (f"two-layer logits z = B tanh(Aθ), {self.residual_full.shape[1]} random states: median |H⁺ − H⁻| "
+                f"{headline['nonlinear_median_hessian_difference']:.3f}, median |H⁺ − H⁻| / |Var⁺ − Var⁻| "
+                f"{headline['nonlinear_median_hessian_over_variance']:.2f}\nmedian residual slope with "
+                f"½(Var⁺ − Var⁻)η² only: {self.slope_variance:.3f}; with ½(H⁺ − H⁻ + Var⁺ − Var⁻)η²: "
+                f"{self.slope_full:.3f}")
+
+
+def nonlinear_expansion(policies: TwoLayerPolicies, etas: np.ndarray, generator: torch.Generator
+                        ) -> NonlinearExpansion:
+    """The expansion's residuals on ``policies`` along a random unit direction with positive alignment
+    (:func:`positive_unit_direction`, one normal draw (n, d)), every term exact (autograd)."""
+    theta = policies.theta.clone().requires_grad_(True)
+    with torch.enable_grad():
+        (gap,) = torch.autograd.grad(gaps.log_odds(policies.log_policy(theta), policies.reward).sum(), theta)
+    w = positive_unit_direction(gap, generator)  # ∇f = g⁺ − g⁻ (n, d): the rows are independent
+    terms = second_order_terms(policies.log_policy, policies.theta, w, policies.reward)
+    f0 = gaps.log_odds(policies.log_policy(policies.theta), policies.reward)
+    change = torch.stack([gaps.log_odds(policies.log_policy(policies.theta + eta * w), policies.reward) - f0
+                          for eta in etas])  # (S, n)
+    e = torch.tensor(etas)[:, None]
+    first_order = change - terms.alignment * e
+    return NonlinearExpansion(etas, (first_order - 0.5 * (terms.var_plus - terms.var_minus) * e**2).abs(),
+                              (first_order - 0.5 * terms.curvature * e**2).abs(), terms)
+
+
+def draw_nonlinear_expansion(ax, study: NonlinearExpansion) -> None:
+    """The median residuals of both versions on the non-linear family against η, with η² and η³ guides."""
+    etas = study.etas
+    variance, full = study.residual_variance.median(1).values.numpy(), study.residual_full.median(1).values.numpy()
+    ax.loglog(etas, variance, "o-", label=f"Δμη + ½(Var⁺ − Var⁻)η²: slope {study.slope_variance:.2f}")
+    ax.loglog(etas, full, "s-", label=f"Δμη + ½(H⁺ − H⁻ + Var⁺ − Var⁻)η²: slope {study.slope_full:.2f}")
+    ax.loglog(etas, variance[-1] * (etas / etas[-1]) ** 2, "k--", lw=1, label="η²")
+    ax.loglog(etas, full[-1] * (etas / etas[-1]) ** 3, "k:", lw=1, label="η³")
+    ax.set(xlabel="step η", ylabel="median |residual| of the log-odds change",
+           title="Non-linear logits z = B tanh(Aθ): the Hessian terms")
     ax.legend(fontsize=8)
 
 
@@ -634,10 +906,10 @@ class ThresholdSweep:
     initial_value: float
     steps: int
 
-    def threshold_margins(self) -> list[float]:
-        """0 if every step from η* up collapses, and 0 if no step ≤ the safe step does; −1 otherwise."""
-        return [float(self.collapsed[self.grid >= self.critical].all()) - 1,
-                float(not self.collapsed[self.grid <= self.safe].any()) - 1]
+    def gap_margins(self) -> np.ndarray:
+        """J_K − J₀ of the gap direction at every step: > 0 iff it never loses (the instance's gap rule
+        raises the correct logit and lowers both wrong ones, so the log-odds rise for every η). (B,)"""
+        return self.gap_final - self.initial_value
 
     def window_margins(self) -> list[float]:
         """Theorem 2's lower end − η*: > 0 iff the measured critical step lies below the window."""
@@ -645,7 +917,8 @@ class ThresholdSweep:
 
     def headline(self) -> dict[str, float]:
         return dict(critical_step=self.critical, critical_over_scale=self.critical / self.scale, safe_step=self.safe,
-                    predicted_critical_second_order=float(np.median(self.predicted)))
+                    predicted_critical_second_order=float(np.median(self.predicted)),
+                    window_over_critical=self.window[0] / self.critical, gap_min_gain=float(self.gap_margins().min()))
 
     def summary(self) -> str:
         return (f"measured critical step η* = {self.critical:.4g}; η*/(Δμ/(L+G²)) = {self.critical / self.scale:.2f}; "
@@ -662,6 +935,112 @@ def threshold_sweep(grid: np.ndarray, runs: dict[str, Trajectories], alignment: 
                           critical_step(grid, collapsed), alignment / CURVATURE, alignment / (2 * LEMMA_CONSTANT),
                           2 * alignment / sweep.negative_variance[0].numpy(),  # η where Δμη = ½Var⁻η² at the start
                           bounds.theorem2_window(alignment), initial_value, sweep.value.shape[0] - 1)
+
+
+CRITICAL_TOLERANCE = 0.5
+"""|η*/η₀ − 1| ≤ ½η₀ for the second-order prediction η₀ = 2Δμ/Var⁻: on the three-response softmax the
+log-odds change along a fixed w is exactly Δμη − Σ_{j≥2} κ_j η^j/j!, with κ_j the cumulants of w_o under
+π⁻, so its root moves from η₀ by −κ₃η₀²/(3κ₂) + O(η₀³); for two wrong responses
+|κ₃|/κ₂ = |1 − 2π⁻_b| |w_b − w_c| ≤ √2 (w is a unit vector), a relative shift of at most (√2/3)η₀ < ½η₀."""
+CRITICAL_POINTS = 61
+"""Steps per instance of the local grid η₀(1 + c η₀), c ∈ [−¾, ¾] (1.5 × :data:`CRITICAL_TOLERANCE` each side)."""
+
+
+def critical_instances(n: int, alignment: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chapter's instance (wrong logits (0, 0.3), Δμ = ``alignment``) and ``n`` random ones: wrong
+    logits (0, δ) with δ ~ U[−2, 2] (π⁻_b between 0.12 and 0.88) and Δμ log-uniform over Theorem 2's
+    range [10⁻³, √(L_o + G_o²)/120]. The correct logit is 0: the log-odds path along the overshoot rule
+    does not depend on it (neither the gap e_a − π⁻ nor the direction does). Consumes two uniform (n,)
+    draws of ``generator``. Returns logits (n + 1, 3) and Δμ (n + 1,)."""
+    shift = 4 * torch.rand(n, generator=generator, dtype=DTYPE) - 2
+    low, high = math.log(1e-3), math.log(math.sqrt(CURVATURE) / 120)
+    drawn = torch.exp(low + (high - low) * torch.rand(n, generator=generator, dtype=DTYPE))
+    logits = torch.zeros(n + 1, 3, dtype=DTYPE)
+    logits[0, 2] = three_response.instance_logits(0.5)[0, 2]
+    logits[1:, 2] = shift
+    return logits, torch.cat([torch.tensor([alignment], dtype=DTYPE), drawn])
+
+
+def second_order_critical(logits: torch.Tensor, alignment: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The overshoot direction's critical step to second and third order at ``logits`` (n, 3) with
+    Δμ = ``alignment`` (n,): η₀ = 2Δμ/Var⁻, the root of Δμη − ½Var⁻η² where the expansion (17) turns
+    negative, and the third-order coefficient −κ₃/(3κ₂) of the exact root η₀(1 + cη₀ + O(η₀²)), with
+    κ_j the cumulants of w_o under π⁻ (κ₂ = Var⁻). Returns (η₀, c₃), each (n,)."""
+    w = three_response.direction(logits, "overshoot", alignment)
+    wrong = torch.softmax(logits[:, 1:], dim=-1)
+    centred = w[:, 1:] - (wrong * w[:, 1:]).sum(-1, keepdim=True)
+    second, third = (wrong * centred**2).sum(-1), (wrong * centred**3).sum(-1)
+    return 2 * alignment / second, -third / (3 * second)
+
+
+@dataclass(frozen=True)
+class CriticalStepCheck:
+    """The measured critical step of the overshoot rule against its second-order prediction, per instance.
+
+    Attributes:
+        alignment: Δμ (n,); predicted: η₀ = 2Δμ/Var⁻(θ₀) (n,); third_order: −κ₃/(3κ₂) (n,);
+            wrong_share: π⁻_b at the start (n,).
+        measured: η*, the smallest step of the local grid η₀(1 + cη₀) from which every larger one collapses
+            (J falls at each of the ``steps`` steps); NaN if the largest does not collapse (n,).
+        resolution: the grid's spacing in c; steps: K.
+    """
+
+    alignment: np.ndarray
+    predicted: np.ndarray
+    third_order: np.ndarray
+    wrong_share: np.ndarray
+    measured: np.ndarray
+    resolution: float
+    steps: int
+
+    @property
+    def coefficient(self) -> np.ndarray:
+        """c = (η*/η₀ − 1)/η₀, the measured relative deviation in units of η₀. (n,)"""
+        return (self.measured / self.predicted - 1) / self.predicted
+
+    def margins(self) -> np.ndarray:
+        """:data:`CRITICAL_TOLERANCE` − |c| per instance: ≥ 0 iff |η*/η₀ − 1| ≤ ½η₀; −1 where the grid's
+        largest step does not collapse (η* beyond the grid). Every step collapsing gives |c| = ¾ < 0."""
+        c = self.coefficient
+        return np.where(np.isfinite(c), CRITICAL_TOLERANCE - np.abs(np.nan_to_num(c)), -1.0)
+
+    def headline(self) -> dict[str, float]:
+        c = self.coefficient
+        worst = int(np.nanargmax(np.abs(c)))
+        return dict(critical_instance_predicted=float(self.predicted[0]),
+                    critical_instance_measured=float(self.measured[0]),
+                    critical_max_relative_deviation=float(np.nanmax(np.abs(self.measured / self.predicted - 1))),
+                    critical_max_coefficient=float(abs(c[worst])), critical_worst_wrong_share=float(
+                        self.wrong_share[worst]), critical_worst_alignment=float(self.alignment[worst]),
+                    critical_max_third_order_error=float(np.nanmax(np.abs(c - self.third_order))),
+                    critical_resolution=self.resolution)
+
+    def summary(self) -> str:
+        h = self.headline()
+        return (f"chapter's instance: η0 = 2Δμ/Var⁻ = {h['critical_instance_predicted']:.5f}, measured η* = "
+                f"{h['critical_instance_measured']:.5f}\n{len(self.measured)} instances: max |η*/η0 − 1| = "
+                f"{h['critical_max_relative_deviation']:.4f}; max |η*/η0 − 1|/η0 = {h['critical_max_coefficient']:.3f}"
+                f" (tolerance {CRITICAL_TOLERANCE}; Δμ = {h['critical_worst_alignment']:.4f}, π⁻_b = "
+                f"{h['critical_worst_wrong_share']:.2f}); measured against the third-order −κ3/(3κ2): max difference "
+                f"{h['critical_max_third_order_error']:.3f} (grid resolution {self.resolution:.3f})")
+
+
+def critical_step_check(logits: torch.Tensor, alignment: torch.Tensor, steps: int,
+                        points: int = CRITICAL_POINTS) -> CriticalStepCheck:
+    """Run the overshoot rule from ``logits`` (n, 3) at Δμ = ``alignment`` (n,) for ``steps`` steps at
+    ``points`` constant steps η₀(1 + cη₀), c ∈ [−¾, ¾], around each instance's prediction (one batched run)
+    and measure its critical step (:class:`CriticalStepCheck`)."""
+    predicted, third_order = second_order_critical(logits, alignment)  # (n,)
+    c = np.linspace(-1.5 * CRITICAL_TOLERANCE, 1.5 * CRITICAL_TOLERANCE, points)
+    grid = predicted[:, None] * (1 + torch.tensor(c)[None, :] * predicted[:, None])  # (n, P)
+    n = len(predicted)
+    runs = three_response.simulate(logits.repeat_interleave(points, 0), steps, "overshoot", grid.ravel(),
+                                   alignment.repeat_interleave(points))
+    collapsed = (classify(runs.value) == "collapses").reshape(n, points)
+    measured = np.array([critical_step(grid[i].numpy(), collapsed[i]) for i in range(n)])
+    share = torch.softmax(logits[:, 1:], dim=-1)[:, 0]
+    return CriticalStepCheck(alignment.numpy(), predicted.numpy(), third_order.numpy(), share.numpy(), measured,
+                             float(c[1] - c[0]), steps)
 
 
 def draw_instance_sweep(ax, sweep: ThresholdSweep) -> None:
@@ -702,10 +1081,22 @@ class BanditSweep:
         """Mean final J and learned arms per step size, averaged over seeds."""
         return self.frame.groupby("η")[["mean final J", "learned arms"]].mean()
 
-    def headline(self) -> dict[str, dict]:
+    def no_collapse_margins(self) -> np.ndarray:
+        """Mean final J − mean J₀ per run (seed × step): ≥ 0 where the run did not lose on its
+        evaluation contexts."""
+        return (self.frame["mean final J"] - self.frame["mean J0"]).to_numpy()
+
+    def headline(self) -> dict[str, object]:
         best = self.by_step
-        return {"bandit_sweep_mean_final_J": best["mean final J"].to_dict(),
-                "bandit_sweep_learned_arms": best["learned arms"].to_dict()}
+        final = best["mean final J"]
+        return {"bandit_sweep_mean_final_J": final.to_dict(),
+                "bandit_sweep_learned_arms": best["learned arms"].to_dict(),
+                "bandit_best_step": float(final.idxmax()), "bandit_best_final": float(final.max()),
+                "bandit_smallest_step_final": float(final.iloc[0]), "bandit_largest_step_final": float(final.iloc[-1]),
+                "bandit_mean_initial": float(self.frame["mean J0"].mean()),
+                "bandit_largest_drop": float(max(0.0, -final.diff().min())),
+                "bandit_runs_not_losing": int((self.no_collapse_margins() >= 0).sum()), "bandit_runs": len(self.frame),
+                "bandit_learned_arms_largest_step": float(best["learned arms"].iloc[-1])}
 
     def summary(self) -> str:
         best = self.by_step
