@@ -4,6 +4,7 @@ panel, the logistic fit, the shape verdicts and the relabelling test — on cons
 margin shown to go negative on a counter-example."""
 
 import dataclasses
+import json
 from fractions import Fraction
 
 import matplotlib
@@ -37,7 +38,18 @@ def test_presets_set_every_field_with_the_min_gain(preset):
     assert set(figure2.PRESETS[preset]) == names
     config = figure2.Figure2Config(**figure2.PRESETS[preset])
     config.check()
-    assert config.min_gain == 0.10
+    assert config.min_gain == figure2.MIN_GAIN == 0.10
+
+
+def test_setup_numbers_are_the_constants_the_code_uses():
+    assert figure2.SETUP_NUMBERS == {"0.1": 0.10, "0.5": 0.5, "10%": 0.10, "95%": 0.95, "5%": 0.05}
+    assert figure2.SETUP_NUMBERS["0.1"] == figure2.PRESETS["ci"]["min_gain"]
+    x = np.linspace(0, 1, 12)
+    y = 1 + x + 0.5 * x ** 2 + np.random.default_rng(0).normal(0, 0.05, x.size)
+    c, low, high = figure2.curvature(x, y)  # the default level is INTERVAL_LEVEL
+    assert (c, low, high) == figure2.curvature(x, y, 0.95)
+    narrower = figure2.curvature(x, y, 0.5)
+    assert low < narrower[1] < c < narrower[2] < high
 
 
 # ----------------------------------------------------------------------------------------------
@@ -155,6 +167,39 @@ def test_run_summary_by_hand():
     assert figure2.gain_margins(run, 0.4)[0] == pytest.approx(-0.1)
 
 
+def _accuracy_run(accuracy, eval_problems=4, eval_samples=2):
+    run = _fake_run([1.0] * 4, [2.0] * 4)
+    config = dataclasses.replace(run.config, eval_problems=eval_problems, eval_samples=eval_samples)
+    evals = pd.DataFrame({"step": np.arange(0, 2 * len(accuracy), 2), "accuracy": accuracy})
+    return grpo.GRPORun(config, run.steps, evals, 0.0)
+
+
+def test_rise_margins_by_hand_and_on_counter_examples():
+    # 4 problems × 2 samples: the accuracy moves in steps of 1/8, the margin is the gain − 1/16
+    assert figure2.accuracy_resolution(_accuracy_run([0.5, 0.5])) == 1 / 8
+    assert figure2.rise_margins([_accuracy_run([0.25, 0.5, 0.625]), _accuracy_run([0.5, 0.625])]) == [
+        pytest.approx(0.375 - 1 / 16), pytest.approx(1 / 16)]  # one step up still holds
+    assert figure2.rise_margins([_accuracy_run([0.5, 0.75, 0.5])]) == [pytest.approx(-1 / 16)]  # back where it began
+    assert figure2.rise_margins([_accuracy_run([0.5, 0.375])]) == [pytest.approx(-0.1875)]  # lower
+    # rounding: equal accuracies computed two ways are not a rise
+    assert figure2.rise_margins([_accuracy_run([0.1 + 0.2, 0.3])])[0] < 0
+    assert figure2.accuracy_resolution(_fake_run([1.0], [1.0])) == 1 / 1024  # the default 256 × 4
+
+
+def test_table_glue_by_hand():
+    runs = [_tracked_run(alignment=[0.2, 0.2, 0.4, 0.4]),
+            _tracked_run(gap_estimate=[2.0, 2.2, 4.0, 3.6], alignment=[1.0, -1.0, 1.0, 1.0],
+                         alignment_cosine=[0.3] * 4, loss_type="dr_grpo")]
+    summary = figure2.run_summary(runs)
+    glued = figure2.table_glue(runs, summary)
+    assert glued == pytest.approx({"ratio_low": 1.0, "ratio_high": 1.0, "prompt_gap_low": 2.0, "prompt_gap_high": 2.0,
+                                   "update_cosine_low": 0.15, "update_cosine_high": 0.3, "gain_low": 0.3,
+                                   "gain_high": 0.3, "gradient_cosine_min": 0.95, "positive_min": 0.75,
+                                   # (a)/(b) with unit steps: 12/1.2 = 10, and 11.8/(1 + 0 + 1 + 1) (u·Δ clipped at 0)
+                                   "smaller_min": 11.8 / 3})
+    assert all(isinstance(v, float) for v in glued.values())
+
+
 def test_run_margins_hold_by_hand_and_each_fails_on_a_counter_example():
     # cumulative: estimate Σ 1·(2, 2, 4, 4) = 12, measured Σ 1·0.1·(2, 2, 4, 4) = 1.2: ratio 10
     run = _tracked_run(alignment=[0.2, 0.2, 0.4, 0.4])
@@ -259,16 +304,18 @@ def test_relation_study_margins_by_hand_and_on_counter_examples():
                    {"estimate": 0.03, "measured": 0.028, "normalized_step": 0.03})
     assert study.step_r2_margins() == pytest.approx([0.02, 0.01])  # the smaller R² of each reading
     assert study.step_length_margins().tolist() == pytest.approx([0.3, 0.2])
-    assert study.spearman_margins().tolist() == pytest.approx([0.4, 0.3, 0.2, 0.1])
+    assert study.spearman_margins().tolist() == pytest.approx([0.9, 0.8, 0.7, 0.6])  # threshold 0: positive
+    assert study.spearman_margins(0.5).tolist() == pytest.approx([0.4, 0.3, 0.2, 0.1])
     assert study.pooled_margins() == pytest.approx([0.003, 0.001])
-    assert study.no_logistic_margins() == [0, 0, 0, 0]
+    assert str(study.no_logistic_margins()) == "[0.0, 0.0, 0.0, 0.0]"  # holds: 0, not −0
     assert study.concave_margins() == [0.2, 0.1, 0.05, 0.3]
-    assert study.first_run_concave_margins() == [0, 0]
-    broken = _study(["logistic", "concave", "convex", "linear within noise"], [0.9, 0.4, 0.7, 0.6],
+    assert str(study.first_run_concave_margins()) == "[0.0, 0.0]"
+    broken = _study(["logistic", "concave", "convex", "linear within noise"], [0.9, 0.4, 0.7, -0.1],
                     [0.1, -0.1, -0.05, -0.3], ([0.9, 0.97], [0.96, 0.98]), [0.6, 0.3],
                     {"estimate": 0.02, "measured": 0.028, "normalized_step": 0.03})
     assert broken.step_r2_margins()[0] < 0 and broken.step_length_margins()[0] < 0
-    assert broken.spearman_margins()[1] < 0 and broken.pooled_margins()[0] < 0  # 0.02 < 0.9 · 0.03
+    assert broken.spearman_margins()[3] < 0 and broken.spearman_margins(0.5)[1] < 0  # falls; and only 0.4
+    assert broken.pooled_margins()[0] < 0  # 0.02 < 0.9 · 0.03
     assert broken.no_logistic_margins() == [-1, 0, 0, 0] and broken.concave_margins()[0] < 0
     assert broken.first_run_concave_margins() == [-1, 0]
     assert broken.headline()["pooled_rmse"] is broken.pooled
@@ -276,6 +323,19 @@ def test_relation_study_margins_by_hand_and_on_counter_examples():
     assert report[-1] == ("pooled logistic fit over all runs, RMSE in accuracy: "
                           "{'estimate': 0.03, 'measured': 0.028, 'normalized_step': 0.03}")
     assert "step_length_cv" in study.report() and "estimate_vs_step_r2" not in study.report()
+
+
+def test_relation_glue_values_and_verdict_text_by_hand():
+    study = _study(["concave", "concave", "linear within noise", "convex"], [0.9, 0.8, 0.7, 0.6],
+                   [-0.2, -0.1, -0.05, -0.3], ([0.99, 0.97], [0.96, 0.98]), [0.2, 0.3],
+                   {"estimate": 0.03, "measured": 0.028, "normalized_step": 0.03})
+    table = pd.DataFrame({"accuracy": [0.4, np.nan, 0.35, 0.6]})
+    glued = study.glue_values(table)
+    assert glued == {"step_cv_max": 0.3, "gap_cv_low": 0.1, "gap_cv_high": 0.2, "r2_min": 0.96, "spearman_min": 0.6,
+                     "accuracy_low": 0.35, "accuracy_high": 0.6,
+                     "verdicts": "2 concave, 1 linear within noise and 1 convex, of 4 run-and-reading pairs"}
+    assert figure2.verdict_text(["linear within noise"] * 3) == "3 linear within noise, of 3 run-and-reading pairs"
+    assert figure2.verdict_text(["a", "b", "b"]) == "2 b and 1 a, of 3 run-and-reading pairs"
 
 
 def test_relation_study_on_constructed_runs():
@@ -302,3 +362,36 @@ def test_diagnostics_frames():
                                                              [1, "gap_norm", 1.0], [2, "gap_norm", 3.0]]
     assert cosines["cosine with Δ"].tolist() == ["gradient_gap_cosine"] * 2 + ["alignment_cosine"] * 2
     assert cosines["value"].tolist() == [0.9, 1.0, 0.1, 0.2]
+
+
+# ----------------------------------------------------------------------------------------------
+# The committed robustness record, for the prose
+# ----------------------------------------------------------------------------------------------
+
+
+def _record(seeds=(0, 1, 2)):
+    return {"seeds": list(seeds), "claims": [
+        {"claim": "gain ≥ 0.1", "enforced": False, "held": 2, "of": 3, "worst_margin": -0.06},
+        {"claim": "rises", "enforced": True, "held": 3, "of": 3, "worst_margin": 0.04},
+        {"claim": "fact", "enforced": True, "held": 2, "of": 3, "worst_margin": None}]}
+
+
+def test_seed_glue_and_enforced_summary_by_hand(tmp_path):
+    record = _record()
+    assert figure2.seed_glue(record, "gain", "gain ≥ 0.1", 0.1) == {
+        "gain_held": "held at 2 of its 3 seeds (0–2)", "gain_worst": "0.040"}  # −0.06 + 0.1: the smallest gain
+    assert figure2.seed_glue(record, "x", "rises") == {"x_held": "held at 3 of its 3 seeds (0–2)", "x_worst": "0.040"}
+    assert figure2.seed_glue(record, "f", "fact")["f_worst"] == "not known (a seed's run stopped)"
+    missing = {"y_held": "is not recorded yet", "y_worst": "not recorded yet"}
+    assert figure2.seed_glue(record, "y", "not a claim") == missing and figure2.seed_glue(None, "y", "rises") == missing
+    assert figure2.seed_glue(_record((0, 3, 4)), "x", "rises")["x_held"] == "held at 3 of its 3 seeds (0, 3, 4)"
+    # "fact" failed at a seed: not counted as holding everywhere
+    assert figure2.enforced_summary(record) == "1 of its 2 enforced claims holding at every one of its 3 seeds (0–2)"
+    record["claims"][2]["held"] = 3
+    assert figure2.enforced_summary(record) == "all 2 of its enforced claims holding at every one of its 3 seeds (0–2)"
+    assert figure2.enforced_summary(None) == "no robustness record yet"
+    path = tmp_path / "figure2.json"
+    assert figure2.load_seed_record(path) is None
+    path.write_text(json.dumps(record), encoding="utf-8")
+    assert figure2.load_seed_record(path) == record
+    assert figure2.ROBUSTNESS_RECORD.as_posix() == "data/robustness/figure2.json"
