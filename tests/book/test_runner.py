@@ -24,7 +24,7 @@ def project(tmp_path, monkeypatch):
     root.mkdir()
     for name in ("_toc.yml", "_config.yml", "pyproject.toml"):
         shutil.copy2(REAL_ROOT / name, root / name)
-    for folder in ("book", "notebooks", "src/rlvr_dynamics"):
+    for folder in ("book", "notebooks", "src/rlvr_dynamics", "data/robustness"):
         shutil.copytree(REAL_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     executed, builds = [], []
 
@@ -100,6 +100,14 @@ def test_lost_outputs_or_changed_code_re_execute(project):
     assert build(executed, builds)[0] == ["figure2"]
     edit(root / "src" / "rlvr_dynamics" / "book" / "results.py")  # imported by every notebook's chapter context
     assert sorted(build(executed, builds)[0]) == sorted(NOTEBOOKS)
+
+
+def test_a_changed_record_over_seeds_re_executes_its_chapter_only(project):
+    root, executed, builds = project
+    build(executed, builds)
+    record = root / "data" / "robustness" / "figure2.json"  # the chapter's prose quotes its record
+    record.write_text(json.dumps(dict(json.loads(record.read_text()), measured_on="later")))
+    assert build(executed, builds)[0] == ["figure2"]
 
 
 def test_code_no_notebook_imports_executes_nothing(project):

@@ -38,6 +38,7 @@ from typing import Any
 from rlvr_dynamics.book import appendix, interrupt, result_index
 from rlvr_dynamics.book.params import NotebookSpec
 from rlvr_dynamics.book.registry import NOTEBOOKS
+from rlvr_dynamics.book.robustness import ROBUSTNESS_DIR
 from rlvr_dynamics.files import package_versions, project_root, write_bytes_atomic
 
 OFFLINE_ENVIRONMENT = {
@@ -153,12 +154,17 @@ def source_digest(spec: NotebookSpec, root: Path) -> str:
 
 
 def cache_key(spec: NotebookSpec, parameters: Mapping[str, Any], root: Path) -> str:
+    """What an execution depends on: the notebook, its parameters, the package versions, the source
+    it executes (:func:`source_digest`) and the chapter's committed record over seeds
+    (``data/robustness/NAME.json``), which its prose may quote."""
+    record = root / ROBUSTNESS_DIR / f"{spec.name}.json"
     payload = {
         "threads": BOOK_THREADS,
         "notebook": (root / spec.source).read_text(encoding="utf-8"),
         "parameters": dict(parameters),
         "versions": package_versions(),
         "code": source_digest(spec, root),
+        "record": hashlib.sha256(record.read_bytes()).hexdigest() if record.is_file() else None,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
