@@ -273,19 +273,27 @@ def test_theorem1b_and_first_order_curves_by_hand():
 
 
 def line_trajectories():
-    """A run whose change in log-odds is exactly 2 M (effective), 0.5 M (nominal) and 1 · signed."""
+    """A run whose change in log-odds is exactly 2 M (effective), 0.5 M (nominal) and 1 · signed; the
+    first two of its four contexts end converged."""
     generator = torch.Generator().manual_seed(3)
     gap = torch.cat([torch.zeros(1, 1, 4, dtype=F64), torch.rand(5, 1, 4, generator=generator, dtype=F64)])  # (S, B, E)
     start = torch.randn(1, 1, 4, generator=generator, dtype=F64)
+    value = torch.full((6, 1, 4), 0.5, dtype=F64)
+    value[-1, 0, :2] = 0.95
     return SimpleNamespace(log_odds=start + 2 * gap, cumulative_gap={"effective": gap, "nominal": 4 * gap},
-                           signed_cumulative_alignment=2 * gap)
+                           signed_cumulative_alignment=2 * gap, value=value)
 
 
 def test_main_fits_table_summary_and_headline():
     fits = figure1.main_fits(line_trajectories(), 0)
-    assert list(fits) == ["effective", "nominal", "signed (Σ Δμ η, no positive part)"]
-    assert [fits[k]["slope"] for k in fits] == pytest.approx([2.0, 0.5, 1.0])
-    assert all(fit["r2"] == pytest.approx(1.0) and fit["points"] == 24 for fit in fits.values())
+    assert list(fits) == ["effective", "nominal", "signed (Σ Δμ η, no positive part)",
+                          "effective, converged contexts only"]
+    assert [fits[k]["slope"] for k in fits] == pytest.approx([2.0, 0.5, 1.0, 2.0])
+    assert [fit["points"] for fit in fits.values()] == [24, 24, 24, 12]
+    assert all(fit["r2"] == pytest.approx(1.0) for fit in fits.values())
+    single = line_trajectories()
+    single.value[-1, 0, 1] = 0.5  # one converged context: no converged-only fit
+    assert "effective, converged contexts only" not in figure1.main_fits(single, 0)
     table = figure1.fit_table(fits)
     assert list(table.columns) == ["slope", "intercept", "r2", "points"] and list(table.index) == list(fits)
     regime, speed = {"converged": 0.25, "learned_arms": 1}, {"rho_relative_vs_steps_to_0.9": np.float64(-0.5)}
@@ -298,39 +306,215 @@ def test_main_fits_table_summary_and_headline():
 
 
 def test_per_seed_table_repeats_the_summaries_of_each_run():
-    _, result = small_run(seeds=(4, 7), steps=60, step_size=3.0)
-    table = figure1.per_seed_table(result, [4, 7], "effective")
+    bandits, result = small_run(seeds=(4, 7), steps=60, step_size=3.0)
+    table = figure1.per_seed_table(result, [4, 7], "effective", bandits)
     assert list(table.index) == [4, 7]
+    conflict = figure1.stuck_conflict(bandits, result)
     for r, seed in enumerate([4, 7]):
         row = table.loc[seed]
         assert row["converged"] == figure1.regimes(result, r)["converged"]
         assert row["contexts_reaching_0.9"] == figure1.speed_correlations(result, r)["contexts_reaching_0.9"]
         nominal = figure1.log_odds_fit(result.log_odds[:, r], result.cumulative_gap["nominal"][:, r])
         assert row["r2_nominal"] == nominal["r2"]
-    assert "learned_arm" not in figure1.describe_per_seed(table).split("\n")[0].split()
+        assert row["slope_signed"] == figure1.first_order_fits(result, r)["slope_signed"]
+        assert row["overshoot_share"] == figure1.overshoot_share(result, r)
+        np.testing.assert_equal(row["stuck_largest_alignment"], conflict["largest_alignment"][r])
+    assert "stuck_largest_alignment" not in figure1.per_seed_table(result, [4, 7], "effective").columns
+    lines = figure1.describe_per_seed(table).split("\n")
+    assert lines[0].split() == ["seed", "4", "7"]  # one column per seed, one line per quantity
+    assert "learned_arm" not in [line.split()[0] for line in lines]
+
+
+def good_per_seed():
+    """Per-seed columns on which every finding holds (two seeds)."""
+    return pd.DataFrame({"r2_effective": [0.9, 0.7], "r2_nominal": [0.3, 0.5], "in_between": [0.01, 0.0],
+                         "learned_arm_predicts_convergence": [0.99, 1.0], "learned_arms": [1, 1],
+                         "learned_arm_is_dominant": [1.0, 1.0], "rho_relative_vs_steps_to_0.9": [-0.99, -0.85],
+                         "r2_signed": [0.9999, 0.995], "slope_signed": [1.002, 0.97],
+                         "r2_converged": [0.9999, 0.999], "slope_converged": [0.99, 1.04],
+                         "stuck_largest_alignment": [-0.2, -0.01], "overshoot_share": [1e-7, 0.0]},
+                        index=pd.Index([0, 1], name="seed"))
+
+
+def test_first_order_margins_by_hand():
+    margins = figure1.first_order_margins(pd.Series([0.999, 0.995, 0.98, 0.999]), pd.Series([1.01, 0.94, 1.0, 1.06]))
+    np.testing.assert_allclose(margins, [0.009, -0.01, -0.01, -0.01], atol=1e-12)
+    assert np.isnan(figure1.first_order_margins(pd.Series([np.nan]), pd.Series([1.0]))[0])
 
 
 def test_finding_margins_hold_and_each_fails_on_its_counter_example():
-    good = pd.DataFrame({"r2_effective": [0.9, 0.7], "r2_nominal": [0.3, 0.5], "in_between": [0.01, 0.0],
-                         "learned_arm_predicts_convergence": [0.99, 1.0], "learned_arms": [1, 1],
-                         "learned_arm_is_dominant": [1.0, 1.0], "rho_relative_vs_steps_to_0.9": [-0.99, -0.85]},
-                        index=pd.Index([0, 1], name="seed"))
-    findings = figure1.finding_margins(good)
-    assert len(findings) == 7 and next(iter(findings)).startswith("Observation 1")
-    assert all(margins.min() >= 0 for margins in findings.values())
+    good = good_per_seed()
+    findings = figure1.finding_margins(good, main_overshoot=0.0)
+    assert len(findings) == 9 and next(iter(findings)).startswith("Observation 1")
+    assert all(np.min(margins) >= 0 for margins in findings.values())
     np.testing.assert_allclose(findings["Observation 1: effective-η reading fits the logistic relation "
                                         "(R² ≥ 0.6, every seed)"], [0.3, 0.1])
-    broken = {"r2_effective": 0.55, "r2_nominal": 0.95, "in_between": 0.06, "learned_arm_predicts_convergence": 0.9,
-              "learned_arms": 2, "learned_arm_is_dominant": 0.0, "rho_relative_vs_steps_to_0.9": -0.7}
+    overshoot = [m for claim, m in findings.items() if claim.startswith("No overshooting")][0]
+    np.testing.assert_allclose(overshoot, [0.01, 0.01 - 1e-7, 0.01])  # the main run first, then per seed
+    broken = {"r2_effective": 0.55, "in_between": 0.06, "learned_arm_predicts_convergence": 0.9, "learned_arms": 2,
+              "learned_arm_is_dominant": 0.0, "r2_signed": 0.95, "slope_signed": 1.08, "r2_converged": 0.9,
+              "slope_converged": 0.5, "stuck_largest_alignment": 0.01, "overshoot_share": 0.2}
     for column, value in broken.items():
         bad = good.copy()
         bad.loc[1, column] = value
-        failing = [claim for claim, margins in figure1.finding_margins(bad).items() if margins.min() < 0]
-        assert failing, column
-        assert all(margins.loc[0] >= 0 for margins in figure1.finding_margins(bad).values())
+        failing = [claim for claim, margins in figure1.finding_margins(bad, 0.0).items() if np.min(margins) < 0]
+        assert len(failing) == 1, column
+    # The main run's overshooting share is a case of its own.
+    assert np.min(overshoot) >= 0 > np.min([m for c, m in figure1.finding_margins(good, 0.5).items()
+                                            if c.startswith("No overshooting")][0])
+    # Observation 3 and the nominal reading are not findings: they can change without failing one.
+    bad = good.copy()
+    bad.loc[1, ["rho_relative_vs_steps_to_0.9", "r2_nominal"]] = [0.5, 0.99]
+    assert all(np.min(margins) >= 0 for margins in figure1.finding_margins(bad, 0.0).values())
     bad = good.copy()
     bad.loc[0, "learned_arms"] = 0  # no arm learned is as wrong as two
-    assert figure1.finding_margins(bad)["Exactly one arm is learned at α = 0.1 (every seed)"].loc[0] == -1
+    assert figure1.finding_margins(bad, 0.0)["Exactly one arm is learned at α = 0.1 (every seed)"].loc[0] == -1
+    bad = good.copy()
+    bad.loc[0, "stuck_largest_alignment"] = np.nan  # no stuck context: not evidence of the conflict
+    conflict = [m for c, m in figure1.finding_margins(bad, 0.0).items() if c.startswith("Stuck contexts")][0]
+    assert np.isnan(conflict.loc[0])
+
+
+def test_record_margins_report_observation3():
+    records = figure1.record_margins(good_per_seed())
+    assert list(records) == ["Observation 3: Spearman(relative gap, steps to 0.9) ≤ −0.8 among converged contexts "
+                             "(every seed)"]
+    np.testing.assert_allclose(next(iter(records.values())), [0.19, 0.05])
+    bad = good_per_seed()
+    bad.loc[1, "rho_relative_vs_steps_to_0.9"] = -0.7
+    assert next(iter(figure1.record_margins(bad).values())).loc[1] < 0
+
+
+def test_speed_correlations_by_hand():
+    # Three contexts reach 0.9 (at steps 10, 20, 30), one never does; log-odds rank them the opposite way.
+    value = t([[[0.01, 0.01, 0.01, 0.01]], [[0.95, 0.5, 0.2, 0.02]], [[0.97, 0.92, 0.5, 0.03]],
+               [[0.99, 0.95, 0.91, 0.04]]])  # (S, B, E)
+    log_odds = torch.log(value / (1 - value))
+    relative = {"effective": t([[[0.0] * 4]] * 3 + [[[3.0, 2.0, 1.0, 0.5]]])}
+    trajectories = SimpleNamespace(value=value, log_odds=log_odds, relative_cumulative_gap=relative,
+                                   recorded_steps=torch.tensor([0, 10, 20, 30]))
+    speed = figure1.speed_correlations(trajectories, 0)
+    assert speed["rho_relative_vs_steps_to_0.9"] == pytest.approx(-1.0)
+    assert speed["rho_final_log_odds_vs_steps_to_0.9"] == pytest.approx(-1.0)
+    assert speed["contexts_reaching_0.9"] == 3 and speed["median_steps_to_0.9"] == 20.0
+    assert speed["rho_relative_vs_log_odds_gain"] == pytest.approx(1.0)
+    # The relative gap and the final log-odds can disagree: reversing the gap reverses only its ρ.
+    trajectories.relative_cumulative_gap = {"effective": relative["effective"].flip(-1)}
+    speed = figure1.speed_correlations(trajectories, 0)
+    assert speed["rho_relative_vs_steps_to_0.9"] == pytest.approx(1.0)
+    assert speed["rho_final_log_odds_vs_steps_to_0.9"] == pytest.approx(-1.0)
+    trajectories.value = torch.full_like(value, 0.5)  # nobody reaches 0.9
+    speed = figure1.speed_correlations(trajectories, 0)
+    assert np.isnan(speed["rho_relative_vs_steps_to_0.9"]) and np.isnan(speed["median_steps_to_0.9"])
+
+
+def test_first_order_fits_by_hand():
+    # Two contexts: Δ logit = signed exactly; the first converges with M = signed + N, N = 0.1 M at K.
+    signed = t([[[0.0, 0.0]], [[1.0, -0.5]], [[2.7, -1.0]]])  # (S, B, E)
+    gap = t([[[0.0, 0.0]], [[1.0, 0.2]], [[3.0, 0.2]]])
+    value = t([[[0.1, 0.1]], [[0.5, 0.05]], [[0.95, 0.03]]])
+    trajectories = SimpleNamespace(log_odds=signed - 2.0, signed_cumulative_alignment=signed,
+                                   cumulative_gap={"effective": gap}, value=value)
+    fits = figure1.first_order_fits(trajectories, 0)
+    assert fits["slope_signed"] == pytest.approx(1.0) and fits["r2_signed"] == pytest.approx(1.0)
+    assert np.isnan(fits["slope_converged"])  # one converged context is no regression
+    value[-1, 0, 1] = 0.93  # both converged: the fit on M over both contexts
+    fits = figure1.first_order_fits(trajectories, 0)
+    expected = figure1.log_odds_fit(trajectories.log_odds[:, 0], gap[:, 0])
+    assert fits["slope_converged"] == pytest.approx(expected["slope"])
+    assert fits["negative_part_share_converged"] == pytest.approx((0.2 + 1.0) / 0.2)  # the second context's N/M
+    # Log-odds that do not follow the signed sum fail the first-order fit.
+    trajectories.log_odds = trajectories.log_odds + t([[[0.0, 0.0]], [[2.0, -3.0]], [[-1.0, 0.5]]])
+    assert figure1.first_order_fits(trajectories, 0)["r2_signed"] < 0.9
+
+
+def test_overshoot_share_by_hand_and_on_a_real_run():
+    # Context 0 loses 0.3 at a step with Δμη = +0.1 (overshooting), context 1 loses 0.6 at one with −0.5.
+    signed = t([[[0.0, 0.0]], [[0.1, -0.5]], [[0.3, -0.4]]])  # (S, B, E)
+    log_odds = t([[[0.0, 0.0]], [[-0.3, -0.6]], [[0.0, -0.5]]])
+    trajectories = SimpleNamespace(log_odds=log_odds, signed_cumulative_alignment=signed)
+    assert figure1.overshoot_share(trajectories, 0) == pytest.approx(0.3 / 0.9)
+    trajectories.log_odds = t([[[0.0, 0.0]], [[0.1, -0.6]], [[0.3, -0.5]]])  # no overshooting step
+    assert figure1.overshoot_share(trajectories, 0) == 0.0
+    trajectories.log_odds = t([[[0.0, 0.0]], [[0.1, 0.5]], [[0.3, 0.6]]])  # nothing is lost
+    assert figure1.overshoot_share(trajectories, 0) == 0.0
+    # A real run at the paper's α, every step recorded: a favourable step never lowers J.
+    _, result = small_run(seeds=(1,), steps=60, step_size=0.1, spec=PAPER)
+    assert figure1.overshoot_share(result, 0) < 1e-6
+
+
+def conflict_case(stuck_arm):
+    """Two arms, d = 1, θ_K = 0 (uniform policy): one pool context of arm 0, two evaluation contexts —
+    one converged of arm 0 (so arm 0 is the learned arm) and one stuck of arm ``stuck_arm``."""
+    bandits = SimpleNamespace(n_runs=1, pool=slice(0, 1), evaluation=slice(1, None),
+                              contexts=t([[[1.0], [1.0], [1.0]]]))
+    trajectories = SimpleNamespace(final_theta=torch.zeros(1, 1, 2, dtype=F64),
+                                   value=t([[[0.5, 0.5]], [[0.95, 0.05]]]),
+                                   best_arm=torch.tensor([[0, stuck_arm]]), pool_best_arm=torch.tensor([[0]]))
+    return bandits, trajectories
+
+
+def test_stuck_conflict_by_hand():
+    # Uniform π: v_train = e₀ − e₁, v_stuck = e₁ − e₀, so Δμ = (x̂ · x)(v̂_train · v_stuck) = −√2; ‖v‖/√2 = 1.
+    conflict = figure1.stuck_conflict(*conflict_case(stuck_arm=1))
+    assert conflict["largest_alignment"] == pytest.approx([-2**0.5])
+    assert conflict["smallest_gap_ratio"] == pytest.approx([1.0]) and conflict["stuck_contexts"] == [1]
+    # A stuck context of the learned arm itself is helped (+√2): the conflict claim fails.
+    assert figure1.stuck_conflict(*conflict_case(stuck_arm=0))["largest_alignment"] == pytest.approx([2**0.5])
+    bandits, trajectories = conflict_case(stuck_arm=1)
+    trajectories.value = t([[[0.5, 0.5]], [[0.95, 0.5]]])  # no stuck context: NaN, not evidence
+    conflict = figure1.stuck_conflict(bandits, trajectories)
+    assert np.isnan(conflict["largest_alignment"][0]) and conflict["stuck_contexts"] == [0]
+
+
+def test_stuck_conflict_of_a_real_run_matches_the_alignment_matrix():
+    bandits, result = small_run(seeds=(0, 1), steps=80, step_size=3.0)
+    conflict = figure1.stuck_conflict(bandits, result)
+    for r in range(2):
+        stuck = result.value[-1, r] <= figure1.STUCK_LEVEL
+        learned = figure1.regimes(result, r)["learned_arm"]
+        full = bandit.alignment_matrix(result.final_theta[r], bandits.contexts[r, bandits.pool],
+                                       result.pool_best_arm[r], bandits.contexts[r, bandits.evaluation],
+                                       result.best_arm[r])  # (P, E)
+        of_learned = result.pool_best_arm[r] == learned
+        if stuck.any() and of_learned.any():
+            assert conflict["largest_alignment"][r] == pytest.approx(full[of_learned][:, stuck].max().item(), rel=1e-12)
+            assert 0 < conflict["smallest_gap_ratio"][r] <= 1 + 1e-12
+
+
+def test_band_main_and_seed_numbers_by_hand():
+    assert figure1.band_numbers({"fallback_share": [0.9, 0.95, 0.8], "largest_initial_pool_value": 0.011}) == {
+        "band_initial_value": 0.011, "band_fallback_min": 0.8, "band_fallback_max": 0.95}
+    fits = {"effective": {"slope": 1.2, "r2": 0.85}, "nominal": {"slope": 0.07, "r2": 0.3},
+            "signed (Σ Δμ η, no positive part)": {"slope": 1.001, "r2": 0.99999}}
+    regime = {"converged": 0.4, "stuck": 0.55, "in_between": 0.05, "decreased": 0.5,
+              "learned_arm_predicts_convergence": 0.95}
+    speed = {"rho_relative_vs_steps_to_0.9": -0.99, "rho_final_log_odds_vs_steps_to_0.9": -0.98}
+    theorem = {"held": 3, "not_held": 7, "latest_step": 5, "below_curve_without_hypothesis": 2}
+    conflict = {"largest_alignment": [-0.2], "smallest_gap_ratio": [0.75]}
+    numbers = figure1.main_numbers(line_trajectories_with_steps(), 0, fits, regime, speed, theorem, conflict, 1e-9)
+    assert numbers["main_unexplained_signed"] == pytest.approx(1e-5)
+    assert numbers["main_pairs"] == 10 and numbers["main_below_share"] == 0.2 and numbers["main_hypothesis_latest"] == 5
+    assert numbers["main_max_step"] == 0.3 and numbers["main_stuck_alignment"] == -0.2
+    assert numbers["main_slope_converged"] == pytest.approx(2.0) and numbers["main_overshoot"] == 1e-9
+    seeds = good_per_seed().assign(stuck=[0.5, 0.6], converged=[0.45, 0.4], learned_arm_share=[0.46, 0.4],
+                                   negative_part_share_converged=[0.01, 0.02], stuck_smallest_gap_ratio=[0.8, 0.7])
+    seeds["rho_final_log_odds_vs_steps_to_0.9"] = [-0.98, -0.85]
+    seeds["median_steps_to_0.9"] = [900.0, 1100.0]
+    numbers = figure1.seed_numbers(seeds, [0.6, 0.4])
+    assert numbers["seeds_unexplained_converged_max"] == pytest.approx(0.001)
+    assert numbers["seeds_r2_effective_min"] == 0.7 and numbers["seeds_stuck_largest_alignment_max"] == -0.01
+    assert numbers["seeds_rho_difference_max"] == pytest.approx(0.01)
+    assert numbers["seeds_converged_vs_learned_share"] == pytest.approx(0.01)
+    assert numbers["seeds_unexplained_signed_max"] == pytest.approx(0.005)
+    assert numbers["seeds_different_negative_min"] == 0.4 and numbers["seeds_count"] == 2
+    assert numbers["seeds_median_steps_to_0.9_max"] == 1100
+
+
+def line_trajectories_with_steps():
+    trajectories = line_trajectories()
+    trajectories.step = t([[0.1], [0.3], [0.2]])  # (K, B)
+    return trajectories
 
 
 # ----------------------------------------------------------------------------------------------
@@ -412,7 +596,10 @@ def sensitivity_by_hand():
                          "in_between": [0.0, 0.0, 0.2, 0.0], "learned_arms": [1, 1, 1, 3],
                          "learned_arm_share": [0.5, 0.5, 0.4, 0.4], "fell_back": [0.9, 1.0, 0.8, 1.0],
                          "r2_effective": [0.8, 0.9, 0.7, 0.9], "r2_nominal": [0.3, 0.1, 0.5, 0.1],
-                         "max_effective_step": [0.05, 0.5, 0.06, 0.4]})
+                         "max_effective_step": [0.05, 0.5, 0.06, 0.4], "stuck": [0.9, 0.5, 0.5, 0.5],
+                         "slope_signed": [1.0, 1.1, 1.0, 0.9], "overshoot_share": [0.0, 0.002, 1e-7, 0.3],
+                         "learned_arm_predicts_convergence": [0.99, 0.97, 1.0, 0.96],
+                         "learned_arm_is_dominant": [1.0, 1.0, 1.0, 0.0]})
 
 
 def test_sensitivity_summary_frames_and_panel_by_hand():
@@ -452,3 +639,56 @@ def test_sweep_runs_every_seed_at_every_step_size():
     assert result.seed.tolist() == [3, 3, 3, 5, 5, 5]
     np.testing.assert_allclose(result.step_size, np.tile(grid, 2))
     assert result.value.shape == (11, 6, 6)  # steps // 100 < 1: every step recorded
+
+
+def test_sweep_margins_by_hand_and_their_counter_examples():
+    table = sensitivity_by_hand()
+    assert list(figure1.at_least(table, 0.1)["step_size"]) == [0.1, 1.0, 0.1, 1.0]
+    assert list(figure1.at_least(table, 1.0)["step_size"]) == [1.0, 1.0]
+    assert list(figure1.at_least(table, 1.0 + 1e-12)["step_size"]) == [1.0, 1.0]  # rounding of the grid
+    (claim, margins), = figure1.sweep_finding_margins(table, 0.1).items()
+    assert claim.startswith("At every α ≥ 0.1 of the sweep")
+    np.testing.assert_allclose(margins, [0.02, 0.01])  # per seed: the smallest accuracy − 0.95
+    assert list(figure1.sweep_finding_margins(table, 1.0).values())[0].tolist() == pytest.approx([0.02, 0.01])
+    bad = table.assign(learned_arm_predicts_convergence=[0.99, 0.97, 1.0, 0.9])
+    assert list(figure1.sweep_finding_margins(bad, 0.1).values())[0].loc[1] < 0
+    below = table.assign(learned_arm_predicts_convergence=[0.5, 0.97, 1.0, 0.96])  # only α < 1 fails
+    assert list(figure1.sweep_finding_margins(below, 1.0).values())[0].min() >= 0
+    (claim, margins), = figure1.sweep_record_margins(table).items()
+    np.testing.assert_allclose(margins, [0.01, 0.008, 0.01 - 1e-7, -0.29])
+
+
+def test_overshoot_text_and_sensitivity_numbers_by_hand():
+    table = sensitivity_by_hand()
+    assert figure1.overshoot_text(table) == ("1 of the 4 runs exceed 1%, all at α ≥ 1; the largest share is 0.3 "
+                                             "(α = 1, seed 1)")
+    calm = table.assign(overshoot_share=[0.0, 0.002, 1e-7, 0.0])
+    assert figure1.overshoot_text(calm) == "no run of the sweep exceeds 1%; the largest share is 0.002 (α = 1, seed 0)"
+    numbers = figure1.sensitivity_numbers(table, 0.1)
+    assert numbers["sweep_first_final_J_max"] == 0.4 and numbers["sweep_second_alpha"] == 1.0
+    assert numbers["sweep_second_took_off"] == 2 and numbers["sweep_seeds"] == 2 and numbers["sweep_runs_above"] == 4
+    assert numbers["sweep_max_learned_arms"] == 3 and numbers["sweep_not_dominant"] == 1
+    assert numbers["sweep_accuracy_min"] == 0.96 and numbers["sweep_fell_back_min"] == 0.8
+    # Seed 0 learned its dominant arm at both α (converged 0.1 and 0.5); seed 1 only at α = 0.1.
+    assert numbers["sweep_dominant_spread_max"] == pytest.approx(0.4)
+    assert numbers["sweep_slope_signed_largest_min"] == 0.9 and numbers["sweep_slope_signed_largest_max"] == 1.1
+    assert numbers["sweep_r2_nominal_max"] == 0.5 and numbers["sweep_overshoot_text"] == figure1.overshoot_text(table)
+
+
+def test_sensitivity_table_of_a_real_sweep_has_the_signed_fit_and_overshooting():
+    bandits = make_bandits(SMALL, [2], 40).repeat(2)
+    result = quiet_simulate(bandits, [0.1, 3.0], 40, record_every=4)
+    table = figure1.sensitivity_table(result, np.array([0.1, 3.0]))
+    for index in range(2):
+        fit = figure1.log_odds_fit(result.log_odds[:, index], result.signed_cumulative_alignment[:, index])
+        assert table.loc[index, "slope_signed"] == fit["slope"] and table.loc[index, "r2_signed"] == fit["r2"]
+        assert table.loc[index, "overshoot_share"] == figure1.overshoot_share(result, index)
+        assert table.loc[index, "stuck"] == figure1.regimes(result, index)["stuck"]
+
+
+def test_setup_numbers_are_the_module_constants():
+    numbers = figure1.SETUP_NUMBERS
+    assert numbers["0.9"] == bandit.CONVERGED_LEVEL and numbers["0.1"] == figure1.STUCK_LEVEL
+    assert numbers["0.01"] == figure1.SENSITIVITY_RANGE[0]
+    assert numbers["1%"] == figure1.OVERSHOOT_SHARE and numbers["5%"] == figure1.IN_BETWEEN_SHARE
+    assert figure1.PRESETS["ci"]["step_size"] == figure1.SETUP_NUMBERS["0.1"]  # the paper's α, typed as 0.1 too

@@ -4,9 +4,11 @@ The runs are :func:`rlvr_dynamics.engines.bandit.simulate` calls; this module tu
 the numbers the chapter reports: the engine checks (against the NumPy loop of the definitions, the
 recomputed values, the sign of the gap alignment), the margins of Lemma 1 (16) and Theorem 1(b)
 (15a)–(15b), the log-odds fits, regimes and rank correlations of the paper's three observations,
-the seed bands and the step-size sweep, and the data and panels of the chapter's figures. Every
-function is pure: trajectories in, arrays, tables or text out (the ``draw_*`` functions draw on the
-Axes they are given).
+what decides the two regimes (the first-order decomposition, the conflict of the stuck contexts with
+the learned arm, the share of the log-odds lost to overshooting), the seed bands and the step-size
+sweep, the numbers the prose glues in (``*_numbers``), and the data and panels of the chapter's
+figures. Every function is pure: trajectories in, arrays, tables or text out (the ``draw_*``
+functions draw on the Axes they are given).
 
 Shapes: S recorded steps, K steps run, B runs, P pool and E evaluation contexts, d dimensions, N arms.
 """
@@ -25,13 +27,36 @@ from rlvr_dynamics.config import parameter
 from rlvr_dynamics.engines import bandit
 from rlvr_dynamics.engines.bandit import CONVERGED_LEVEL
 from rlvr_dynamics.theory import bounds
-from rlvr_dynamics.theory.policies import bandit_log_policy
+from rlvr_dynamics.theory.policies import bandit_conditional_probs, bandit_log_policy
 
 STUCK_LEVEL = 0.1
 """A context has *converged* when J_x(K) ≥ 0.9 (:data:`~rlvr_dynamics.engines.bandit.CONVERGED_LEVEL`) and
 is *stuck* when J_x(K) ≤ 0.1."""
 SENSITIVITY_RANGE = (0.01, 10.0)
 """The step sizes of the sensitivity sweep: a log grid over [0.01, 10] (the issue's range)."""
+
+# The thresholds of the chapter's findings (stated in the claims and the prose, not tuned to the runs).
+LOGISTIC_R2 = 0.6
+"""Observation 1: the least R² of logit J_x(k) − logit J_x(0) on M_x(k) called a logistic relation."""
+FIRST_ORDER_R2 = 0.99
+"""The least R² of a regression that the first-order expansion (16) is said to explain."""
+SLOPE_TOLERANCE = 0.05
+"""|slope − 1| allowed to a first-order fit: a tenth of the distance between the slope 1 of the
+first-order curve (16) and the slope ½ of Theorem 1(b)'s curve (15b)."""
+IN_BETWEEN_SHARE = 0.05
+"""Observation 2: the largest share of contexts ending with 0.1 < J_x(K) < 0.9 called two regimes."""
+ARM_ACCURACY = 0.95
+"""The least share of contexts that "converged ⇔ its optimal arm is the learned arm" must classify."""
+SPEARMAN_LEVEL = -0.8
+"""Observation 3 (recorded): the Spearman ρ between the relative gap and the steps to 0.9 called strong."""
+OVERSHOOT_SHARE = 0.01
+"""The largest share of the log-odds lost where the first-order term was positive (overshooting,
+Theorem 2) that is called playing no part."""
+SETUP_NUMBERS = {"0.9": CONVERGED_LEVEL, "0.1": STUCK_LEVEL, "0.01": SENSITIVITY_RANGE[0],
+                 "0.6": LOGISTIC_R2, "0.99": FIRST_ORDER_R2, "0.05": SLOPE_TOLERANCE, "5%": IN_BETWEEN_SHARE,
+                 "0.95": ARM_ACCURACY, "0.8": -SPEARMAN_LEVEL, "1%": OVERSHOOT_SHARE}
+"""Decimals the prose may type: the levels 0.9 / 0.1 (also the paper's α = 0.1, the same number), the
+sweep's smallest step size, and the thresholds of the findings; every measured number is glued."""
 
 
 @dataclass(frozen=True)
@@ -173,16 +198,61 @@ def relative_offset_spread(trajectories: bandit.BanditTrajectories, reading: str
 def speed_correlations(trajectories: bandit.BanditTrajectories, run: int, reading: str = "effective"
                        ) -> dict[str, float]:
     """Observation 3 in numbers: Spearman ρ between the final relative cumulative gap and the
-    steps to reach J ≥ 0.9 (converged contexts), and between it and the log-odds gained per step
-    (all contexts)."""
+    steps to reach J ≥ 0.9 (converged contexts), the same ρ with the final log-odds in place of the
+    relative gap (what the relative gap ranks like: it is M_x minus a constant, and M_x(K) is about
+    the change in log-odds), the ρ between the relative gap and the log-odds gained per step (all
+    contexts), and the median steps to 0.9 of the contexts that reach it (NaN where none does)."""
     relative = trajectories.relative_cumulative_gap[reading][-1, run].numpy()
     hit = hitting_steps(trajectories.value[:, run], trajectories.recorded_steps, CONVERGED_LEVEL)
     reached = ~np.isnan(hit)
+    final_log_odds = trajectories.log_odds[-1, run].numpy()
     gain = ((trajectories.log_odds[-1, run] - trajectories.log_odds[0, run]) / trajectories.recorded_steps[-1]).numpy()
-    rho_hit = stats.spearmanr(relative[reached], hit[reached]).statistic if reached.sum() > 2 else np.nan
-    return {"rho_relative_vs_steps_to_0.9": rho_hit,
+    enough = reached.sum() > 2
+    return {"rho_relative_vs_steps_to_0.9": stats.spearmanr(relative[reached], hit[reached]).statistic
+            if enough else np.nan,
+            "rho_final_log_odds_vs_steps_to_0.9": stats.spearmanr(final_log_odds[reached], hit[reached]).statistic
+            if enough else np.nan,
             "rho_relative_vs_log_odds_gain": stats.spearmanr(relative, gain).statistic,
-            "contexts_reaching_0.9": int(reached.sum())}
+            "contexts_reaching_0.9": int(reached.sum()),
+            "median_steps_to_0.9": float(np.median(hit[reached])) if reached.any() else np.nan}
+
+
+def first_order_fits(trajectories: bandit.BanditTrajectories, run: int) -> dict[str, float]:
+    """Observation 1 taken apart with the first-order expansion (16).
+
+    logit J_x(K) − logit J_x(0) = Σ_{k<K} Δμ_x(k) η_k + second order = M_x(K) − N_x(K) + second order,
+    with N_x = Σ [Δμ_x]₋ η what the steps that hurt x took back. Returns the fit (:func:`log_odds_fit`)
+    of the change in log-odds on the signed sum over every context and recorded step (``*_signed``), the
+    fit on M_x (effective η) over the converged contexts only (``*_converged``: the first-order curve has
+    slope 1, Theorem 1(b)'s curve slope ½), and the largest N_x(K) / M_x(K) of a converged context. The
+    converged entries are NaN where no context converged.
+    """
+    log_odds, signed = trajectories.log_odds[:, run], trajectories.signed_cumulative_alignment[:, run]
+    gap = trajectories.cumulative_gap["effective"][:, run]
+    fit = log_odds_fit(log_odds, signed)
+    result = {"slope_signed": fit["slope"], "r2_signed": fit["r2"], "slope_converged": np.nan,
+              "r2_converged": np.nan, "negative_part_share_converged": np.nan}
+    converged = trajectories.value[-1, run] >= CONVERGED_LEVEL
+    if converged.sum() > 1:
+        fit = log_odds_fit(log_odds[:, converged], gap[:, converged])
+        negative = (gap[-1] - signed[-1])[converged] / gap[-1][converged]
+        result.update(slope_converged=fit["slope"], r2_converged=fit["r2"],
+                      negative_part_share_converged=negative.max().item())
+    return result
+
+
+def overshoot_share(trajectories: bandit.BanditTrajectories, run: int) -> float:
+    """The part of the log-odds lost that overshooting (Theorem 2) lost: over every context and every
+    interval between recorded steps, the decreases of logit J_x where the first-order term Σ Δμ_x η of
+    the interval was positive, as a share of all decreases (0 where nothing was lost). With every step
+    recorded an interval is one step: a step whose second-order term reversed a favourable first-order
+    one, which is Theorem 2's failure; over longer intervals helping and hurting steps mix."""
+    change = (trajectories.log_odds[1:, run] - trajectories.log_odds[:-1, run]).double()  # (S − 1, E)
+    first_order = (trajectories.signed_cumulative_alignment[1:, run]
+                   - trajectories.signed_cumulative_alignment[:-1, run]).double()
+    lost = (-change).clamp_min(0)
+    total = lost.sum().item()
+    return lost[first_order > 0].sum().item() / total if total > 0 else 0.0
 
 
 def theorem1b_margins(trajectories: bandit.BanditTrajectories, bandits: bandit.ContextualBandits, run: int
@@ -216,8 +286,9 @@ def binned_mean(x: np.ndarray, y: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def sensitivity_table(trajectories: bandit.BanditTrajectories, step_sizes: np.ndarray) -> pd.DataFrame:
-    """One row per (seed, α): final mean J, shares of the regimes, learned arms, share of steps
-    that fell back, and the log-odds fit of both readings."""
+    """One row per (seed, α): final mean J, :func:`regimes` (shares, learned arms), share of steps that fell
+    back, the largest effective step, the log-odds fit of both readings and of the signed sum Σ Δμ_x η, and
+    :func:`overshoot_share` over the recorded intervals."""
     rows = []
     for index in range(trajectories.value.shape[1]):
         seed_index, step_index = divmod(index, len(step_sizes))
@@ -229,6 +300,9 @@ def sensitivity_table(trajectories: bandit.BanditTrajectories, step_sizes: np.nd
         for reading in bandit.ETA_READINGS:
             fit = log_odds_fit(trajectories.log_odds[:, index], trajectories.cumulative_gap[reading][:, index])
             row[f"slope_{reading}"], row[f"r2_{reading}"] = fit["slope"], fit["r2"]
+        fit = log_odds_fit(trajectories.log_odds[:, index], trajectories.signed_cumulative_alignment[:, index])
+        row["slope_signed"], row["r2_signed"] = fit["slope"], fit["r2"]
+        row["overshoot_share"] = overshoot_share(trajectories, index)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -259,6 +333,14 @@ def describe_band(summary: dict, arms: int) -> str:
     return (f"largest pool value at step 0: {summary['largest_initial_pool_value']:.4f} (1/N = {1 / arms:.4f})\n"
             f"share of steps that fell back, per seed: {np.round(summary['fallback_share'], 3)}\n"
             f"first step with a pool context in the band, per seed: {summary['first_in_band_step']}")
+
+
+def band_numbers(summary: dict) -> dict[str, float]:
+    """:func:`band_summary`'s numbers for the prose: the largest pool value at step 0 and the smallest and
+    largest share of steps that fell back over the runs."""
+    return {"band_initial_value": float(summary["largest_initial_pool_value"]),
+            "band_fallback_min": float(min(summary["fallback_share"])),
+            "band_fallback_max": float(max(summary["fallback_share"]))}
 
 
 def reference_errors(trajectories: bandit.BanditTrajectories, reference: dict[str, np.ndarray], run: int,
@@ -313,6 +395,39 @@ def same_arm_alignment(bandits: bandit.ContextualBandits, trajectories: bandit.B
             same_arm_margins.append(alignment[same].min().item())
         different_negative.append((alignment[~same] < 0).double().mean().item())
     return same_arm_margins, different_negative
+
+
+def stuck_conflict(bandits: bandit.ContextualBandits, trajectories: bandit.BanditTrajectories
+                   ) -> dict[str, list[float]]:
+    """The stuck regime as the multi-prompt conflict of the paper's Section 6, per run at θ_K.
+
+    Returns, per run (B,): the largest Δμ_x(θ_K) of a pool context whose optimal arm is the learned arm
+    (:func:`regimes`) at a stuck context (J_x(K) ≤ 0.1) — negative: every update at such a training
+    context hurts every stuck context; the smallest ‖g⁺_x − g⁻_x‖ / (√2‖x‖) = ‖v_x‖ / √2 of a stuck
+    context — near 1: their gap is not small, their alignment is negative; and the number of stuck
+    contexts. NaN where a run has no stuck context or no pool context of a learned arm.
+    """
+    largest, smallest_ratio, count = [], [], []
+    for r in range(bandits.n_runs):
+        theta = trajectories.final_theta[r].double()
+        stuck = trajectories.value[-1, r] <= STUCK_LEVEL
+        learned = regimes(trajectories, r)["learned_arm"]
+        of_learned = trajectories.pool_best_arm[r] == learned
+        count.append(int(stuck.sum()))
+        if not stuck.any() or not of_learned.any():
+            largest.append(np.nan)
+            smallest_ratio.append(np.nan)
+            continue
+        pool_x = bandits.contexts[r, bandits.pool].cpu().double()[of_learned]  # (P', d)
+        eval_x = bandits.contexts[r, bandits.evaluation].cpu().double()[stuck]  # (E', d)
+        eval_arm = trajectories.best_arm[r][stuck]
+        alignment = bandit.alignment_matrix(theta, pool_x, trajectories.pool_best_arm[r][of_learned], eval_x,
+                                            eval_arm)  # (P', E')
+        largest.append(alignment.max().item())
+        reward = torch.nn.functional.one_hot(eval_arm, theta.shape[-1]).double()
+        _, plus, minus = bandit_conditional_probs(theta, eval_x, reward)
+        smallest_ratio.append((torch.linalg.vector_norm(plus - minus, dim=-1) / 2**0.5).min().item())
+    return {"largest_alignment": largest, "smallest_gap_ratio": smallest_ratio, "stuck_contexts": count}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,12 +496,17 @@ def first_order_curve(initial_value: float, cumulative_gap: np.ndarray) -> np.nd
 
 
 def main_fits(trajectories: bandit.BanditTrajectories, run: int) -> dict[str, dict[str, float]]:
-    """Observation 1: :func:`log_odds_fit` of run ``run`` on the cumulative gap of each η reading
-    and on the signed sum Σ Δμ_x η (no positive part)."""
+    """Observation 1: :func:`log_odds_fit` of run ``run`` on the cumulative gap of each η reading, on
+    the signed sum Σ Δμ_x η (no positive part), and on the effective M_x over the converged contexts
+    only (left out where fewer than two converged)."""
     fits = {reading: log_odds_fit(trajectories.log_odds[:, run], trajectories.cumulative_gap[reading][:, run])
             for reading in bandit.ETA_READINGS}
     fits["signed (Σ Δμ η, no positive part)"] = log_odds_fit(trajectories.log_odds[:, run],
                                                              trajectories.signed_cumulative_alignment[:, run])
+    converged = trajectories.value[-1, run] >= CONVERGED_LEVEL
+    if converged.sum() > 1:
+        fits["effective, converged contexts only"] = log_odds_fit(
+            trajectories.log_odds[:, run][:, converged], trajectories.cumulative_gap["effective"][:, run][:, converged])
     return fits
 
 
@@ -410,46 +530,133 @@ def main_headline(fits: dict[str, dict[str, float]], regime: dict[str, float], s
                 regimes_main=regime, speed_correlations_main={k: float(v) for k, v in speed.items()})
 
 
+def main_numbers(trajectories: bandit.BanditTrajectories, run: int, fits: dict[str, dict[str, float]],
+                 regime: dict[str, float], speed: dict[str, float], theorem: dict, conflict: dict[str, list],
+                 overshoot: float) -> dict[str, float]:
+    """The main run's numbers for the prose (``main_*``, plain floats): the fits of :func:`main_fits`
+    (1 − R² for the signed sum), the largest effective step, :func:`first_order_fits`' share N/M of the
+    converged contexts, :func:`theorem1b_margins`' counts, :func:`regimes`, :func:`stuck_conflict`
+    (run ``run``), :func:`speed_correlations` and the per-step :func:`overshoot_share`."""
+    signed, converged = fits["signed (Σ Δμ η, no positive part)"], first_order_fits(trajectories, run)
+    pairs = theorem["held"] + theorem["not_held"]
+    return {
+        "main_slope_effective": fits["effective"]["slope"], "main_r2_effective": fits["effective"]["r2"],
+        "main_slope_nominal": fits["nominal"]["slope"], "main_r2_nominal": fits["nominal"]["r2"],
+        "main_max_step": trajectories.step[:, run].max().item(),
+        "main_slope_signed": signed["slope"], "main_unexplained_signed": 1 - signed["r2"],
+        "main_slope_converged": converged["slope_converged"],
+        "main_unexplained_converged": 1 - converged["r2_converged"],
+        "main_negative_share": converged["negative_part_share_converged"],
+        "main_hypothesis_pairs": int(theorem["held"]), "main_pairs": int(pairs),
+        "main_hypothesis_latest": int(theorem["latest_step"]),
+        "main_below_share": theorem["below_curve_without_hypothesis"] / pairs,
+        "main_converged": regime["converged"], "main_stuck": regime["stuck"], "main_in_between": regime["in_between"],
+        "main_decreased": regime["decreased"], "main_accuracy": regime["learned_arm_predicts_convergence"],
+        "main_stuck_alignment": conflict["largest_alignment"][run],
+        "main_stuck_gap_ratio": conflict["smallest_gap_ratio"][run],
+        "main_rho_relative": speed["rho_relative_vs_steps_to_0.9"],
+        "main_rho_log_odds": speed["rho_final_log_odds_vs_steps_to_0.9"],
+        "main_overshoot": overshoot,
+    }
+
+
 # ----------------------------------------------------------------------------------------------
 # Findings over seeds
 # ----------------------------------------------------------------------------------------------
 
 
-def per_seed_table(trajectories: bandit.BanditTrajectories, seeds, reading: str) -> pd.DataFrame:
-    """One row per seed run: :func:`regimes`, :func:`speed_correlations`, the R² of both η readings
-    and the slope of the effective one (:func:`log_odds_fit`), indexed by seed."""
+def per_seed_table(trajectories: bandit.BanditTrajectories, seeds, reading: str,
+                   bandits: bandit.ContextualBandits | None = None) -> pd.DataFrame:
+    """One row per seed run, indexed by seed: :func:`regimes`, :func:`speed_correlations`, the R² of
+    both η readings and the slope of the effective one (:func:`log_odds_fit`), :func:`first_order_fits`,
+    :func:`overshoot_share` (over the recorded intervals) and, given the runs' ``bandits``,
+    :func:`stuck_conflict`."""
     log_odds, gap = trajectories.log_odds, trajectories.cumulative_gap  # (S, B, E) each
-    return pd.DataFrame([
-        {**regimes(trajectories, r), **speed_correlations(trajectories, r, reading),
-         **{f"r2_{eta}": log_odds_fit(log_odds[:, r], gap[eta][:, r])["r2"] for eta in bandit.ETA_READINGS},
-         "slope_effective": log_odds_fit(log_odds[:, r], gap["effective"][:, r])["slope"],
-         "seed": s} for r, s in enumerate(seeds)]).set_index("seed")
+    conflict = stuck_conflict(bandits, trajectories) if bandits is not None else None
+    rows = []
+    for r, s in enumerate(seeds):
+        row = {**regimes(trajectories, r), **speed_correlations(trajectories, r, reading),
+               **{f"r2_{eta}": log_odds_fit(log_odds[:, r], gap[eta][:, r])["r2"] for eta in bandit.ETA_READINGS},
+               "slope_effective": log_odds_fit(log_odds[:, r], gap["effective"][:, r])["slope"],
+               **first_order_fits(trajectories, r), "overshoot_share": overshoot_share(trajectories, r), "seed": s}
+        if conflict is not None:
+            row.update({"stuck_largest_alignment": conflict["largest_alignment"][r],
+                        "stuck_smallest_gap_ratio": conflict["smallest_gap_ratio"][r]})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("seed")
 
 
-def finding_margins(per_seed: pd.DataFrame) -> dict[str, pd.Series]:
-    """The chapter's empirical findings (the paper's three observations and what explains the two
-    regimes), claim text → per-seed margins (≥ 0 where the finding holds), from :func:`per_seed_table`."""
+def first_order_margins(r2: pd.Series, slope: pd.Series) -> pd.Series:
+    """Margins of "the first-order expansion explains this regression": min(R² − 0.99, 0.05 − |slope − 1|)
+    per row (≥ 0 where both hold; NaN stays NaN, a failure)."""
+    return np.minimum(r2 - FIRST_ORDER_R2, SLOPE_TOLERANCE - (slope - 1).abs())
+
+
+def finding_margins(per_seed: pd.DataFrame, main_overshoot: float) -> dict[str, pd.Series | list]:
+    """The chapter's empirical findings (the paper's observations 1 and 2, what explains the two regimes,
+    and the absence of overshooting), claim text → margins (≥ 0 where the finding holds): per seed from
+    :func:`per_seed_table` (with :func:`stuck_conflict`'s columns), and for the overshooting claim also the
+    main run's :func:`overshoot_share` per step (``main_overshoot``) first."""
     return {
         "Observation 1: effective-η reading fits the logistic relation (R² ≥ 0.6, every seed)":
-            per_seed["r2_effective"] - 0.6,
-        "The effective reading fits better than the nominal one (R² difference > 0, every seed)":
-            per_seed["r2_effective"] - per_seed["r2_nominal"],
+            per_seed["r2_effective"] - LOGISTIC_R2,
+        "First order (16): Δ logit J_x on Σ Δμ_x η has R² ≥ 0.99 and slope within 0.05 of 1 (every seed)":
+            first_order_margins(per_seed["r2_signed"], per_seed["slope_signed"]),
+        "Converged contexts follow the first-order curve (slope 1), not (15b) (slope ½): Δ logit J_x on M_x has "
+        "R² ≥ 0.99 and slope within 0.05 of 1 (every seed)":
+            first_order_margins(per_seed["r2_converged"], per_seed["slope_converged"]),
         "Observation 2: two regimes — at most 5% of contexts end with 0.1 < J_K < 0.9 (every seed)":
-            0.05 - per_seed["in_between"],
+            IN_BETWEEN_SHARE - per_seed["in_between"],
         "Converged ⇔ optimal arm is the learned arm (accuracy ≥ 0.95, every seed)":
-            per_seed["learned_arm_predicts_convergence"] - 0.95,
+            per_seed["learned_arm_predicts_convergence"] - ARM_ACCURACY,
         "Exactly one arm is learned at α = 0.1 (every seed)": -(per_seed["learned_arms"] - 1).abs(),
         "The learned arm is a most frequent optimal arm of the pool (every seed)":
             per_seed["learned_arm_is_dominant"] - 1,
-        "Observation 3: Spearman(relative gap, steps to 0.9) ≤ −0.8 among converged contexts (every seed)":
-            -0.8 - per_seed["rho_relative_vs_steps_to_0.9"],
+        "Stuck contexts conflict with the learned arm: at θ_K, Δμ_x < 0 for every pool context of the learned arm "
+        "at every stuck context (every seed)":
+            -per_seed["stuck_largest_alignment"],
+        "No overshooting (Theorem 2) at α = 0.1: ≤ 1% of the log-odds lost is lost where Δμ_x η > 0 (main run per "
+        "step, seed runs per recorded interval)":
+            [OVERSHOOT_SHARE - main_overshoot, *(OVERSHOOT_SHARE - per_seed["overshoot_share"])],
     }
 
 
+def record_margins(per_seed: pd.DataFrame) -> dict[str, pd.Series]:
+    """Observations the chapter reports but does not claim, claim text → per-seed margins: Observation 3,
+    whose ranking is that of M_x(K) (the relative gap is M_x minus a constant) and so, to first order,
+    that of the final log-odds — near-tautological (contexts that reach 0.9 sooner have more steps left
+    to gain log-odds)."""
+    return {"Observation 3: Spearman(relative gap, steps to 0.9) ≤ −0.8 among converged contexts (every seed)":
+            SPEARMAN_LEVEL - per_seed["rho_relative_vs_steps_to_0.9"]}
+
+
+def seed_numbers(per_seed: pd.DataFrame, different_negative) -> dict[str, float]:
+    """The seed runs' numbers for the prose (``seeds_*``, plain floats): ranges over seeds of the columns of
+    :func:`per_seed_table` that the findings and records test, and of the share of different-arm pool ×
+    evaluation pairs with Δμ < 0 at θ_K (``different_negative``, from :func:`same_arm_alignment`)."""
+    low, high = per_seed.min(), per_seed.max()
+    rho_gap = (per_seed["rho_relative_vs_steps_to_0.9"] - per_seed["rho_final_log_odds_vs_steps_to_0.9"]).abs()
+    share_gap = (per_seed["converged"] - per_seed["learned_arm_share"]).abs()
+    numbers = {f"seeds_{column}_{end}": float(frame[column]) for end, frame in (("min", low), ("max", high))
+               for column in ("r2_effective", "slope_signed", "slope_converged", "in_between", "stuck",
+                              "learned_arm_predicts_convergence", "stuck_largest_alignment",
+                              "stuck_smallest_gap_ratio", "rho_relative_vs_steps_to_0.9", "overshoot_share",
+                              "median_steps_to_0.9")}
+    return {**numbers, "seeds_unexplained_signed_max": float((1 - per_seed["r2_signed"]).max()),
+            "seeds_unexplained_converged_max": float((1 - per_seed["r2_converged"]).max()),
+            "seeds_negative_share_max": float(high["negative_part_share_converged"]),
+            "seeds_converged_vs_learned_share": float(share_gap.max()),
+            "seeds_rho_difference_max": float(rho_gap.max()),
+            "seeds_different_negative_min": float(min(different_negative)),
+            "seeds_different_negative_max": float(max(different_negative)),
+            "seeds_count": len(per_seed)}
+
+
 def describe_per_seed(per_seed: pd.DataFrame) -> str:
-    """:func:`per_seed_table` as printed text (3 decimals, without the learned arm's index)."""
-    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200):
-        return per_seed.drop(columns=["learned_arm"]).to_string()
+    """:func:`per_seed_table` as printed text, one line per quantity and one column per seed (4
+    significant digits, without the learned arm's index)."""
+    with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 200):
+        return per_seed.drop(columns=["learned_arm"]).T.to_string()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -599,8 +806,76 @@ def sweep(config: Figure1Config, seeds, device="cpu") -> tuple[np.ndarray, bandi
 
 def sensitivity_summary(table: pd.DataFrame) -> pd.DataFrame:
     """The mean over seeds of :func:`sensitivity_table`'s main columns, one row per step size."""
-    return table.groupby("step_size")[["final_J", "converged", "in_between", "learned_arms", "fell_back",
-                                       "r2_effective", "r2_nominal", "max_effective_step"]].mean()
+    return table.groupby("step_size")[["final_J", "converged", "stuck", "in_between", "learned_arms", "fell_back",
+                                       "r2_effective", "r2_nominal", "slope_signed", "overshoot_share",
+                                       "max_effective_step"]].mean()
+
+
+def at_least(table: pd.DataFrame, step_size: float) -> pd.DataFrame:
+    """The rows of :func:`sensitivity_table` with α ≥ ``step_size`` (to rounding of the grid)."""
+    return table[table["step_size"] >= step_size * (1 - 1e-9)]
+
+
+def sweep_finding_margins(table: pd.DataFrame, step_size: float) -> dict[str, pd.Series]:
+    """The sweep's finding, claim text → per-seed margins: at every α ≥ ``step_size`` (the paper's α), the
+    converged contexts are those of the learned arm — the smallest accuracy of :func:`regimes`' rule over
+    those α, minus 0.95. Whatever the step, the arm decides who is stuck."""
+    accuracy = at_least(table, step_size).groupby("seed")["learned_arm_predicts_convergence"].min()
+    return {"At every α ≥ 0.1 of the sweep, converged ⇔ optimal arm is the learned arm (accuracy ≥ 0.95, every seed)":
+            accuracy - ARM_ACCURACY}
+
+
+def sweep_record_margins(table: pd.DataFrame) -> dict[str, pd.Series]:
+    """The sweep's recorded observation, claim text → margins per (seed, α) row: 1% − the
+    :func:`overshoot_share` over the recorded intervals. Not claimed: the largest steps do overshoot on
+    some problems."""
+    return {"No step size of the sweep overshoots: ≤ 1% of the log-odds lost is lost where Δμ_x η > 0 "
+            "(every seed and α, per recorded interval)": OVERSHOOT_SHARE - table["overshoot_share"]}
+
+
+def overshoot_text(table: pd.DataFrame) -> str:
+    """Where the sweep overshoots (:func:`overshoot_share` > 1%), in words for the prose: how many runs,
+    at which step sizes, and the largest share (with its α and seed)."""
+    worst = table.loc[table["overshoot_share"].idxmax()]
+    over = table[table["overshoot_share"] > OVERSHOOT_SHARE]
+    largest = (f"the largest share is {worst['overshoot_share']:.2g} (α = {worst['step_size']:.3g}, "
+               f"seed {int(worst['seed'])})")
+    if over.empty:
+        return f"no run of the sweep exceeds 1%; {largest}"
+    return f"{len(over)} of the {len(table)} runs exceed 1%, all at α ≥ {over['step_size'].min():.3g}; {largest}"
+
+
+def sensitivity_numbers(table: pd.DataFrame, step_size: float) -> dict[str, float | str]:
+    """The sweep's numbers for the prose (``sweep_*``): the final value at the smallest α, how many seeds
+    learned an arm at the second, and over the runs with α ≥ ``step_size``: the most arms learned, how many
+    learned an arm that is not the pool's dominant one, the smallest accuracy of the learned-arm rule, the
+    largest spread over α of a seed's converged share among runs that learned the dominant arm, the
+    smallest share of steps that fell back, the range of the R² of both readings; the slope of the signed
+    regression at the largest α; and :func:`overshoot_text`."""
+    grid = np.sort(table["step_size"].unique())
+    above, largest = at_least(table, step_size), table[table["step_size"] == grid[-1]]
+    dominant = above[above["learned_arm_is_dominant"] == 1]
+    spread = dominant.groupby("seed")["converged"].agg(lambda c: c.max() - c.min())
+    return {
+        "sweep_first_final_J_max": float(table.loc[table["step_size"] == grid[0], "final_J"].max()),
+        "sweep_second_alpha": float(grid[1]) if len(grid) > 1 else float("nan"),
+        "sweep_second_took_off": int((table.loc[table["step_size"] == grid[1], "learned_arms"] > 0).sum())
+        if len(grid) > 1 else 0,
+        "sweep_seeds": int(table["seed"].nunique()), "sweep_runs_above": len(above),
+        "sweep_max_learned_arms": int(above["learned_arms"].max()),
+        "sweep_not_dominant": int((above["learned_arm_is_dominant"] < 1).sum()),
+        "sweep_accuracy_min": float(above["learned_arm_predicts_convergence"].min()),
+        "sweep_dominant_spread_max": float(spread.max()) if len(spread) else float("nan"),
+        "sweep_fell_back_min": float(above["fell_back"].min()),
+        "sweep_r2_effective_min": float(above["r2_effective"].min()),
+        "sweep_r2_effective_max": float(above["r2_effective"].max()),
+        "sweep_r2_nominal_min": float(above["r2_nominal"].min()),
+        "sweep_r2_nominal_max": float(above["r2_nominal"].max()),
+        "sweep_largest_alpha": float(grid[-1]),
+        "sweep_slope_signed_largest_min": float(largest["slope_signed"].min()),
+        "sweep_slope_signed_largest_max": float(largest["slope_signed"].max()),
+        "sweep_overshoot_text": overshoot_text(table),
+    }
 
 
 def describe_sensitivity(summary: pd.DataFrame) -> str:
