@@ -13,14 +13,15 @@ import torch
 from scipy import stats
 
 from rlvr_dynamics.chapters import token_theory as tt
-from rlvr_dynamics.theory import bounds
+from rlvr_dynamics.theory import bounds, markov
 
-from _helpers import assert_close, t
+from _helpers import assert_close, bigram, random_theta, t
 
-# A small chapter: V = 4, lengths 4 and 8 (training: 4 and 16), two instances, three steps.
+# A small chapter: V = 4, lengths 4 and 8 (training: 4, 8, 16 at rates 1 … 8), two instances, three steps.
 SMALL = dataclasses.replace(tt.TokenConfig(**tt.PRESETS["ci"]), vocab_size=4, longest_length=8,
                             majority_longest_length=8, instances=2, steps=3, value_points=3, group_size=4,
-                            training_longest_length=16, training_steps=10, training_seeds=2)
+                            training_longest_length=16, training_steps=10, training_seeds=2,
+                            training_rate_doublings=4)
 
 
 def test_measured_constants_approach_the_suprema_from_below():
@@ -85,6 +86,17 @@ def test_assumption3_and_bootstrap_margins_by_hand_and_on_counter_examples():
     assert tt.bootstrap_margins(table.assign(ci_low=3.3, ci_high=3.6))[0] == pytest.approx(-0.3 / 3 + 0.02)
 
 
+def test_assumption3_numbers_by_hand():
+    table = pd.DataFrame([dict(T=4, mean_length=2.0, psi1_exact=3.0), dict(T=8, mean_length=4.0, psi1_exact=8.0)])
+    assert tt.assumption3_numbers(table) == dict(psi1_over_mean_min=1.5, psi1_over_mean_max=2.0,
+                                                 mean_length_over_t=0.5, mean_length_longest_t=8)
+
+
+def test_setup_numbers_are_the_chapter_constants():
+    assert tt.SETUP_NUMBERS == {"95%": 0.95, "100%": 1.0}
+    assert tt.t_interval([0.0, 2.0])["high"] == pytest.approx(1 + stats.t.ppf(0.975, 1))
+
+
 # ----------------------------------------------------------------------------------------------
 # (22), Theorem 3 and Theorem 4
 # ----------------------------------------------------------------------------------------------
@@ -109,29 +121,104 @@ def test_theorem3_margins_by_hand_and_on_a_violation():
     assert study.headline() == dict(ineq22_worst_margin=0.0, ineq22_steps=2, theorem3_worst_margin=0.25,
                                     theorem3_gain_over_bound_min=1.5)
     assert "(22): 2 steps" in study.summary() and "≥ 1.50" in study.summary()
+    assert study.numbers() == dict(theorem3_gain_over_bound=1.5, ineq22_steps=2)
     # a step where the log-odds change falls 1e-9 short of (22), a K where J_K is below (18b)
     broken = dataclasses.replace(study, margins22=t([0.5, -1e-9]), margins3=t([-1e-6]))
     assert bool((broken.ineq22_margins() < 0).any()) and bool((broken.theorem3_margins() < 0).all())
 
 
-def test_theorem4_instance_decreases_and_fails_outside_its_hypothesis():
-    instance = tt.theorem4_instance(dataclasses.replace(SMALL, vocab_size=6), tt.instance_seeds(0, 4), "cpu")
-    low, high = bounds.theorem4_window(SMALL.alignment, tt.THEOREM4_LENGTH)
-    assert (instance.low, instance.high) == (low, high)
-    assert_close(instance.window_steps[[0, -1]], [low, high])
-    assert instance.run.value.shape == (SMALL.steps + 1, 4 * tt.THEOREM4_STEPS)
-    assert min(instance.hypothesis_margins()) > 0 and min(instance.alignment_margins()) > 0
-    assert bool((instance.decrease_margins() > 0).all())
-    assert instance.headline()["theorem4_window"] == [low, high]
-    # an alignment above √((L_p + G_p²)T)/240, and a run whose alignment is not the target
-    assert dataclasses.replace(instance, alignment=0.05).hypothesis_margins()[0] < 0
-    assert min(dataclasses.replace(instance, alignment=SMALL.alignment + 1e-9).alignment_margins()) < 0
-    # a window that is empty, and a run in which J increases once
-    assert dataclasses.replace(instance, low=high, high=low).hypothesis_margins()[1] < 0
-    rising = instance.run.value.clone()
-    rising[2, 0] = rising[1, 0] + 1e-6
-    assert bool((dataclasses.replace(instance, run=dataclasses.replace(instance.run, value=rising))
-                 .decrease_margins() < 0).any())
+@pytest.mark.parametrize("length", [2, 3, 6])
+def test_final_token_path_equals_the_forward_algorithm(length):
+    policy, check = bigram(length), markov.Verifier("final_token", 4)
+    theta = random_theta(policy, length, batch=(2, 3), scale=2.0)
+    result, gap = markov.log_odds_and_gradient_gap(policy, theta, check)
+    log_odds, grad = tt.final_token_log_odds(theta.numpy(), 4, length)
+    assert log_odds.shape == (2, 3) and grad.shape == (2, 3, policy.n_params)
+    assert_close(torch.as_tensor(log_odds), result.log_odds)
+    assert_close(torch.as_tensor(grad), gap, rtol=1e-10, atol=1e-12)
+    assert max(tt.fast_path_errors(theta[0].numpy(), 4, length)) < 1e-12
+    # another answer token is another function: the path reads the verifier it is given
+    other, _ = tt.final_token_log_odds(theta.numpy(), 4, length, answer_token=2)
+    assert np.abs(other - log_odds).max() > 1e-3
+
+
+def test_final_token_hessian_matches_autograd():
+    policy, check = bigram(5), markov.Verifier("final_token", 4)
+    theta = random_theta(policy, 1, batch=(2,))
+    hessian = tt.final_token_hessian(theta.numpy(), 4, 5)
+    assert_close(torch.as_tensor(hessian), markov.log_odds_hessian(policy, theta, check), rtol=0, atol=1e-6)
+    assert np.array_equal(hessian, np.swapaxes(hessian, -1, -2))
+
+
+def test_collapse_run_is_aligned_and_lowers_j_and_stops_at_the_floor():
+    _, _, theta = tt.token_chain.make_instances(4, 4, "final_token", 0.5, [0, 1])
+    run = tt.collapse_run(theta, 4, 4, 0.002, max_steps=20, refresh=5)
+    low, high = bounds.theorem4_window(0.002, 4)
+    assert (run.low, run.step) == (low, high)
+    assert run.log_odds.shape == (21, 2) and run.alignment.shape == run.gap_norm.shape == (20, 2)
+    assert np.abs(run.alignment - 0.002).max() < 1e-12 and run.gap_norm.min() > 0.002
+    assert bool((np.diff(run.log_odds, axis=0) < 0).all())  # J falls at every step, from J₀ = ½
+    assert_close(torch.as_tensor(run.value[0]), [0.5, 0.5], rtol=1e-9)
+    assert run.collapse_steps().tolist() == [-1, -1]  # 20 steps are far from 10⁻³
+    final, _ = tt.final_token_log_odds(run.final_theta, 4, 4)
+    assert_close(torch.as_tensor(final), run.log_odds[-1])
+    # started below the floor, a run stops after one step
+    _, _, low_start = tt.token_chain.make_instances(4, 4, "final_token", 5e-4, [0])
+    assert tt.collapse_run(low_start, 4, 4, 0.002).log_odds.shape == (2, 1)
+
+
+def _collapse(log_odds=((0.0, 0.0), (-1.0, -2.0), (-8.0, -9.0)), alignment=0.002, gap_norm=1.0, errors=(0.0,)):
+    """A hand-made run at T = 4 with two instances: log-odds per step, alignment and gap norm at every step."""
+    log_odds = np.array(log_odds)
+    steps = len(log_odds) - 1
+    low, high = bounds.theorem4_window(0.002, 4)
+    run = tt.CollapseRun(4, high, low, log_odds, np.full((steps, 2), alignment), np.full((steps, 2), gap_norm),
+                         np.zeros((2, 20)), list(errors))
+    return tt.Theorem4Collapse(0.002, [run])
+
+
+def test_theorem4_collapse_margins_by_hand():
+    collapse = _collapse()
+    run = collapse.runs[0]
+    assert run.collapse_steps().tolist() == [2, 2]  # f = −8: J ≈ 3.4e-4 < 10⁻³; f = −2: J ≈ 0.12
+    assert_close(torch.as_tensor(collapse.decrease_margins()), [1.0, 2.0, 7.0, 7.0])
+    assert collapse.collapse_margins() == [1 - 2 / tt.THEOREM4_MAX_STEPS] * 2
+    assert collapse.alignment_margins() == [1e-12, 1.0 - 0.002]
+    assert collapse.exactness_margins() == [tt.FAST_PATH_TOLERANCE]
+    low, high = bounds.theorem4_window(0.002, 4)
+    assert collapse.hypothesis_margins() == [bounds.theorem4_largest_alignment(4) - 0.002, high - low]
+    table = collapse.table()
+    assert table.to_dict("records") == [dict(T=4, window_low=low, step=high, steps_min=2, steps_max=2,
+                                             fall_per_step=8.5 / 2)]
+    assert collapse.numbers() == dict(theorem4_steps="2–2 at T = 4", theorem4_steps_max=2, theorem4_fall_short=4.25,
+                                      theorem4_fall_long=4.25, theorem4_short=4, theorem4_long=4)
+    assert collapse.headline()["theorem4_collapse_steps"] == {4: [2, 2]}
+    frame = collapse.curve_frame(points=3)
+    assert len(frame) == 6 and frame.J.iloc[0] == 0.5
+
+
+def test_theorem4_collapse_margins_fail_on_counter_examples():
+    assert min(_collapse(log_odds=((0.0, 0.0), (0.1, -2.0), (-8.0, -9.0))).decrease_margins()) < 0  # J rose once
+    assert _collapse(log_odds=((0.0, 0.0), (-1.0, -2.0), (-3.0, -9.0))).collapse_margins()[0] == -1.0  # J ≈ 0.05
+    assert min(_collapse(alignment=0.002 + 1e-9).alignment_margins()) < 0  # not exactly aligned
+    assert min(_collapse(gap_norm=0.001).alignment_margins()) < 0  # ‖∇f‖ < Δμ: cos φ would exceed 1
+    assert min(_collapse(errors=(1e-6,)).exactness_margins()) < 0  # the fast path drifted from the exact one
+    too_aligned = dataclasses.replace(_collapse(), alignment=0.05)  # above √((L_p + G_p²)T)/240
+    assert too_aligned.hypothesis_margins()[0] < 0
+    empty = _collapse()
+    empty = dataclasses.replace(empty, runs=[dataclasses.replace(empty.runs[0], low=1.0)])  # window empty
+    assert empty.hypothesis_margins()[1] < 0
+
+
+def test_theorem4_collapse_on_a_small_chapter(monkeypatch):
+    monkeypatch.setattr(tt, "THEOREM4_LENGTHS", (3, 4))
+    monkeypatch.setattr(tt, "THEOREM4_MAX_STEPS", 15)
+    collapse = tt.theorem4_collapse(dataclasses.replace(SMALL, vocab_size=3), tt.instance_seeds(0, 4))
+    assert [run.length for run in collapse.runs] == [3, 4]
+    assert [run.log_odds.shape for run in collapse.runs] == [(16, 4), (16, 4)]
+    assert min(collapse.hypothesis_margins()) > 0 and min(collapse.alignment_margins()) > 0
+    assert min(collapse.decrease_margins()) > 0 and min(collapse.exactness_margins()) > 0
+    assert min(collapse.collapse_margins()) == -1.0  # 15 steps do not reach 10⁻³
 
 
 # ----------------------------------------------------------------------------------------------
@@ -144,35 +231,54 @@ def _fit(slope, low, high):
             "pooled_slope": slope, "pooled_r2": 0.9, "seeds": 4}
 
 
-def _law(final_token=(-0.1, -0.2, 0.0), contains=(-0.1, -0.2, 0.0), majority=(-0.5, -0.6, -0.4)):
+def _law(final_token=(-0.1, -0.2, 0.0), contains=(-0.1, -0.2, 0.0), majority=(-0.5, -0.6, -0.4),
+         majority_tail=(-0.5, -0.55, -0.45)):
     rows = [dict(verifier=kind, T=length, instance=0, eta_star=eta, gap_norm=1.0)
             for kind, etas in (("final_token", (2.0, 1.5)), ("contains", (1.0, 0.8)), ("majority", (1.0, 0.5)))
             for length, eta in zip((4, 16), etas, strict=True)]
     fits = {"final_token": _fit(*final_token), "contains": _fit(*contains), "majority": _fit(*majority)}
-    return tt.LengthLaw(pd.DataFrame(rows), fits)
+    flat = _fit(-0.05, -0.1, 0.0)
+    tails = {"final_token": flat, "contains": flat, "majority": _fit(*majority_tail)}
+    return tt.LengthLaw(pd.DataFrame(rows), fits, tails)
 
 
 def test_length_law_margins_by_hand():
     law = _law()
-    assert_close(t(law.naive_excluded_margins()), [1.3, 1.3, 0.9])
-    assert_close(t(law.not_steeper_margins()), [1.0, 1.0, 0.6])
+    assert_close(t(law.paper_slope_margins()), [0.8, 0.8, 0.4])
     assert_close(t(law.flattening_margins()), [0.3])
-    assert_close(t(law.majority_margins()), [0.25, 0.2])
+    assert_close(t(law.majority_margins()), [0.1, 0.1])  # the tail interval [−0.55, −0.45] inside [−0.65, −0.35]
     assert law.exists_margins().tolist() == [0.5] * 6
     assert list(law.headline()["length_law"]) == ["final_token", "contains", "majority"]
+    assert law.headline()["length_law_tail"]["majority"]["slope"] == -0.5
 
 
 def test_length_law_margins_fail_on_counter_examples():
-    naive = _law(final_token=(-2.0, -2.2, -1.8))  # the naive slope −2 (∝ 1/T²)
-    assert naive.naive_excluded_margins()[0] < 0 and naive.not_steeper_margins()[0] < 0
-    assert naive.flattening_margins()[0] < 0
-    paper = _law(final_token=(-1.0, -1.1, -0.9))  # the paper's 1/T: not a flattening
-    assert paper.naive_excluded_margins()[0] > 0 and paper.flattening_margins()[0] < 0
-    assert min(_law(majority=(-1.0, -1.1, -0.9)).majority_margins()) < 0  # steeper than the range
-    assert min(_law(majority=(-0.1, -0.15, -0.05)).majority_margins()) < 0  # flatter than the range
+    paper = _law(majority=(-1.0, -1.1, -0.9))  # the paper's 1/T, attained by one verifier
+    assert paper.paper_slope_margins()[2] < 0 and min(paper.paper_slope_margins()[:2]) > 0
+    naive = _law(final_token=(-2.0, -2.2, -1.8))  # the naive 1/T²: steeper than the paper, no flattening
+    assert naive.paper_slope_margins()[0] < 0 and naive.flattening_margins()[0] < 0
+    assert _law(final_token=(-1.0, -1.1, -0.9)).flattening_margins()[0] < 0  # the paper's 1/T: not flat
+    assert min(_law(majority_tail=(-0.9, -1.0, -0.8)).majority_margins()) < 0  # steeper than −½
+    assert min(_law(majority_tail=(-0.2, -0.3, -0.1)).majority_margins()) < 0  # flatter than −½
     missing = _law()
     missing.table.loc[3, "eta_star"] = np.nan
     assert missing.exists_margins()[3] == -0.5
+
+
+def test_length_law_window_table_and_numbers_by_hand():
+    # final_token at T = 4 and 16: η* = 2 and 1.5; window (19) at Δμ = 0.1 starts at 48·0.1/T = 1.2 and 0.3
+    law = _law()
+    window = law.window_table(0.1)
+    assert window["T"].tolist() == [4, 16] and window.above.tolist() == [0, 0]
+    assert_close(t(window.window_low.tolist()), [bounds.theorem4_window(0.1, 4)[0], bounds.theorem4_window(0.1, 16)[0]])
+    assert law.window_margins(0.1) == [-0.5, 0.5]  # not above at the shortest: fails; not above at the longest
+    above = law.window_table(0.5)  # lower ends 6 and 1.5: above η* = 2 at T = 4, not above 1.5 at T = 16
+    assert above.above.tolist() == [1, 0] and law.window_margins(0.5) == [0.5, 0.5]
+    everywhere = law.window_table(2.0)  # lower ends 24 and 6: above both
+    assert everywhere.above.tolist() == [1, 1] and law.window_margins(2.0)[1] == -0.5
+    numbers = law.numbers(0.5)
+    assert numbers["slope_majority"] == -0.5 and numbers["tail_high_majority"] == -0.45
+    assert numbers["window_above"] == "1 of 1 at T = 4, 0 of 1 at T = 16"
 
 
 def test_length_law_figure_data_by_hand():
@@ -191,6 +297,7 @@ def test_length_law_finds_a_critical_step_at_every_length():
     assert min(law.exists_margins()) > 0
     assert bool((law.table.eta_star > 0).all())
     assert set(law.fit_table().index) == {"final_token", "contains", "majority"}
+    assert math.isnan(law.tail_fits["majority"]["slope"])  # no length ≥ 16 here: no tail fit
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,6 +324,10 @@ def test_ratio_study_slopes_and_margins_by_hand():
     assert_close(torch.as_tensor(ratios.normalization_margins()), [0.6] * 2)
     assert_close(torch.as_tensor(ratios.value_growth_margins()), [5.0] * 3)
     assert ratios.headline()["step_ratio_values"] == [0.2, 0.8]
+    numbers = ratios.numbers()
+    assert numbers["t_slope_grpo_max"] == pytest.approx(0.0, abs=1e-12)
+    assert numbers["t_slope_dr_grpo_min"] == pytest.approx(1.0)
+    assert numbers["j_slope_min"] == pytest.approx(math.log(10) / math.log(4))
 
 
 def test_ratio_margins_fail_on_counter_examples():
@@ -243,6 +354,51 @@ def test_step_ratios_on_a_small_chapter():
     assert bool((ratios.ratio["grpo"] > 0).all())
 
 
+def _near_one(peak_at=None, simplified_power=-0.5):
+    """A ratio with the shape (18a) predicts at T ∈ {4, 16}: ∝ 1/√(1 − J) above 1 − J = ψ₁/(8T²), ∝ √(1 − J)
+    below (or peaking at ``peak_at``); the (21) ratio ∝ (1 − J)^simplified_power."""
+    gaps, lengths, psi1 = np.array(tt.NEAR_ONE_GAPS), [4, 16], np.array([4.0, 12.0])
+    peaks = psi1 / (8 * np.array(lengths, dtype=float) ** 2) if peak_at is None else np.array([peak_at] * 2)
+    ratio = np.where(gaps[:, None] > peaks, np.sqrt(peaks / gaps[:, None]), np.sqrt(gaps[:, None] / peaks))
+    simplified = np.repeat(gaps[:, None] ** simplified_power, 2, axis=1)
+    return tt.NearOneRatios(gaps, lengths, ratio, simplified, psi1)
+
+
+def test_near_one_peaks_and_margins_by_hand():
+    near = _near_one()
+    assert_close(t(near.predicted_peaks().tolist()), [4 / 128, 12 / 2048])
+    peaks = near.peaks()
+    assert peaks["T"].tolist() == [4, 16]
+    # the grid point nearest each predicted peak, a quarter decade apart: within 10^(1/8) of it
+    assert bool((np.abs(np.log10(peaks.peak_gap / peaks.predicted_gap)) <= 1 / 8 + 1e-12).all())
+    assert peaks.end_simplified.tolist() == [1e-7**-0.5] * 2
+    margins = near.peak_margins()
+    assert len(margins) == 6 and min(margins) > 0
+    end_fall = math.log10(peaks.peak_ratio[0] / peaks.end_ratio[0]) - math.log10(2)
+    assert margins[1] == pytest.approx(end_fall)
+    numbers = near.numbers()
+    assert numbers["near_first_T"] == 4 and numbers["near_last_T"] == 16 and numbers["near_smallest_gap"] == 1e-7
+    frame = near.frame()
+    assert len(frame) == 2 * len(tt.NEAR_ONE_GAPS) * 2 and set(frame.bound) == {"(18a)", "(21)"}
+    assert near.headline()["grpo_ratio_near_one"][0]["T"] == 4
+
+
+def test_near_one_margins_fail_on_counter_examples():
+    # the paper's reading: the (18a) ratio keeps growing as J → 1 (peak at the smallest 1 − J)
+    unbounded = _near_one(peak_at=1e-9)
+    assert unbounded.peak_margins()[0] < 0 and unbounded.peak_margins()[1] < 0
+    # a peak a decade away from T_ψ₁/(8T²)
+    assert _near_one(peak_at=1e-4).peak_margins()[0] < 0
+    # a (21) ratio that does not grow as J → 1
+    assert _near_one(simplified_power=0.5).peak_margins()[2] < 0
+
+
+def test_grpo_ratio_near_one_on_a_small_chapter():
+    near = tt.grpo_ratio_near_one(SMALL, 0, "cpu")
+    assert near.lengths == [4] and near.ratio.shape == (len(tt.NEAR_ONE_GAPS), 1)
+    assert min(near.peak_margins()) > 0  # at T = 4 the peak sits where the cap of (18a) predicts
+
+
 # ----------------------------------------------------------------------------------------------
 # Sampled training
 # ----------------------------------------------------------------------------------------------
@@ -255,57 +411,105 @@ def test_t_interval_by_hand():
     assert interval["low"] == pytest.approx(2 - half) and interval["high"] == pytest.approx(2 + half)
 
 
+def test_learning_rate_grids_by_hand():
+    assert tt.learning_rates(5) == [1.0, 2.0, 4.0, 8.0, 16.0]
+    assert tt.figure_rates(tt.learning_rates(9)) == [1.0, 16.0, 256.0]
+    assert len(tt.learning_rates(tt.PRESETS["ci"]["training_rate_doublings"])) == 18
+
+
 def test_sampled_training_is_seeded_and_lays_out_every_run():
     training = tt.sampled_training(SMALL, 0, "cpu")
     again = tt.sampled_training(SMALL, 0, "cpu")
     pd.testing.assert_frame_equal(training.finals, again.finals)
-    assert training.lengths == [4, 16]
-    runs = len(tt.estimators.VARIANTS) * len(tt.LEARNING_RATES) * SMALL.training_seeds
-    assert len(training.finals) == 2 * runs
-    assert training.finals.collapsed.tolist() == (training.finals.final_J < SMALL.training_initial_value / 2).tolist()
+    assert training.lengths == [4, 8, 16] and training.rates == [1.0, 2.0, 4.0, 8.0]
+    runs = len(tt.estimators.VARIANTS) * len(training.rates) * SMALL.training_seeds
+    assert len(training.finals) == 3 * runs
+    assert training.finals.works.tolist() == (training.finals.final_J >= SMALL.training_initial_value + 0.5).tolist()
+    assert set(training.curves.learning_rate) == {1.0}  # the figure draws every fourth rate: 1 only here
     assert training.curve_frame()["learning rate"].iloc[0] == "1"
     assert "learning rate" not in training.curves  # the figure's column is added to a copy
 
 
-def _finals(dr_long_1000=0.0, grpo_tail=1.0):
-    """Two runs per (variant, rate, T ∈ {4, 64}); every run reaches J = 1, except Dr. GRPO at rate 1000 and T = 64
-    (final J ``dr_long_1000``) and GRPO's tail J at T = 64, ``grpo_tail``."""
+def test_largest_working_by_hand():
+    rates = [1.0, 2.0, 4.0, 8.0]
+    assert tt.largest_working(pd.Series({1.0: True, 2.0: True, 4.0: False, 8.0: True}), rates) == 2.0
+    assert tt.largest_working(pd.Series(dict.fromkeys(rates, True)), rates) == 8.0
+    assert math.isnan(tt.largest_working(pd.Series({1.0: False, 2.0: True}), rates))
+
+
+def test_rate_slope_by_hand():
+    rates = [2.0**k for k in range(10)]
+    # two instances whose largest working rates halve with every doubling of T: slope −1 at every resample
+    fit = tt.rate_slope([8, 16, 32], np.array([[64.0, 128.0], [32.0, 64.0], [16.0, 32.0]]), rates, resamples=50)
+    assert fit == dict(slope=pytest.approx(-1.0), low=pytest.approx(-1.0), high=pytest.approx(-1.0), censored=0)
+    # rows are lengths: at T = 8 both instances reach the top of the grid (censored), at T = 16 one falls to 4
+    mixed = tt.rate_slope([8, 16], np.array([[512.0, 512.0], [512.0, 4.0]]), rates, resamples=400)
+    assert mixed["slope"] == pytest.approx(-7.0) and mixed["censored"] == 1
+    assert mixed["low"] == pytest.approx(-7.0) and mixed["high"] == pytest.approx(0.0)  # resamples of the flat one
+    # the set's rate rises from 8 to 16, but resamples of the first instance alone fall from 64 to 16
+    spread = tt.rate_slope([8, 16], np.array([[64.0, 8.0], [16.0, 16.0]]), rates, resamples=400)
+    assert spread["slope"] == pytest.approx(1.0) and spread["censored"] == 0
+    assert spread["low"] == pytest.approx(-2.0) and spread["high"] == pytest.approx(1.0)
+    assert math.isnan(tt.rate_slope([8], np.array([[1.0]]), rates)["slope"])
+    # an instance that fails even at the smallest rate counts as half of it
+    assert tt.rate_slope([8, 16], np.array([[1.0], [np.nan]]), rates)["slope"] == pytest.approx(-1.0)
+
+
+def _finals(dr_long_top=0.0, grpo_long=None, grpo_tail=1.0):
+    """Two instances per (variant, rate ∈ {1, 2, 4, 8}, T ∈ {4, 16, 64}); every run reaches J = 1, except
+    Dr. GRPO at rates ≥ 4 and T ≥ 16 (final J ``dr_long_top``) and GRPO at rate 8 and T = 64 (``grpo_long``,
+    default 0: it fails there); GRPO's tail J at T = 64 is ``grpo_tail``."""
     rows = []
     for variant in ("dr_grpo", "grpo", "reinforce"):
-        for rate in tt.LEARNING_RATES:
-            for length in (4, 64):
+        for rate in (1.0, 2.0, 4.0, 8.0):
+            for length in (4, 16, 64):
                 for instance, jitter in enumerate((0.0, -1e-3)):
-                    final = dr_long_1000 if (variant, rate, length) == ("dr_grpo", 1000.0, 64) else 1.0
-                    tail = grpo_tail + jitter if (variant, length) == ("grpo", 64) else final
+                    final = 1.0
+                    if variant == "dr_grpo" and rate >= 4 and length >= 16:
+                        final = dr_long_top
+                    if (variant, rate, length) == ("grpo", 8.0, 64):
+                        final = 0.0 if grpo_long is None else grpo_long
+                    tail = grpo_tail + jitter if (variant, length) == ("grpo", 64) and final > 0.5 else final
                     rows.append(dict(T=length, variant=variant, learning_rate=rate, instance=instance,
                                      final_J=final, tail_J=tail))
     finals = pd.DataFrame(rows)
-    finals["collapsed"] = finals.final_J < 0.05
-    return tt.SampledTraining([4, 64], pd.DataFrame(), finals)
+    finals["works"] = finals.final_J >= 0.6
+    return tt.SampledTraining([4, 16, 64], [1.0, 2.0, 4.0, 8.0], 0.1, pd.DataFrame(), finals)
 
 
-def test_training_outcome_by_hand():
+def test_training_outcome_by_hand(monkeypatch):
+    monkeypatch.setattr(tt, "PLATEAU_RATES", 2.0)
     outcome = tt.training_outcome(_finals())
     assert (outcome.short, outcome.long) == (4, 64)
-    assert outcome.lost_rates == [1000.0]
-    assert outcome.largest_working.loc["dr_grpo"].tolist() == [1000.0, 100.0]
-    assert outcome.collapse.loc[("dr_grpo", 1000.0)].tolist() == [0.0, 1.0]
-    assert outcome.length_failure_margins() == [0.5]
-    assert outcome.grpo_range_margins() == [0.0]
-    assert outcome.plateau.loc[1000.0, "mean"] == pytest.approx(1 - 5e-4)
-    assert outcome.grpo_reaches_one_margins()[0] > 0 and outcome.stagnation_margins()[0] < 0
-    assert [row["rate"] for row in outcome.headline()["largest_working_learning_rate"]][:2] == [1000.0, 100.0]
+    assert outcome.lost_rates == [4.0, 8.0]
+    assert outcome.largest_working.loc["dr_grpo"].tolist() == [8.0, 2.0, 2.0]
+    assert outcome.largest_working.loc["grpo"].tolist() == [8.0, 8.0, 4.0]
+    assert outcome.instance_largest.loc[("grpo", 64)].tolist() == [4.0, 4.0]
+    assert outcome.failing.loc[("dr_grpo", 4.0)].tolist() == [0.0, 1.0, 1.0]
+    assert outcome.censored().loc["grpo"].tolist() == [1.0, 1.0, 0.0]
+    assert outcome.length_failure_margins() == [1.5]
+    assert outcome.grpo_shrinks_margins() == [0.5]  # 8 at T = 4, 4 at T = 64: one doubling
+    assert outcome.grpo_above_margins() == [0.5]  # 4 against Dr. GRPO's 2 at T = 64: one doubling
+    fits = outcome.slope_table()
+    assert fits.loc[("dr_grpo", "all"), "slope"] == pytest.approx(np.polyfit(np.log2([4, 16, 64]), [3, 1, 1], 1)[0])
+    assert fits.loc[("dr_grpo", "tail"), "slope"] == pytest.approx(0.0)  # T ≥ 8: 2 at T = 16 and 64
+    assert outcome.slope_margins("dr_grpo", 0.0) == [pytest.approx(1e-9), pytest.approx(1e-9)]
+    assert outcome.plateau.loc[1.0, "mean"] == pytest.approx(1 - 5e-4)
+    assert outcome.stagnation_margins()[0] < 0  # GRPO reaches 1 at its working rates
+    numbers = outcome.numbers()
+    assert numbers["largest_grpo_long"] == 4.0 and numbers["largest_dr_grpo_short"] == 8.0
+    assert numbers["top_rate"] == 8.0 and numbers["lost_rates"] == 2 and numbers["training_long"] == 64
+    assert [row["rate"] for row in outcome.headline()["largest_working_learning_rate"]][:3] == [8.0, 2.0, 2.0]
 
 
-def test_training_outcome_margins_fail_on_counter_examples():
-    # Dr. GRPO that works at every rate and length: no rate is lost with length
-    assert tt.training_outcome(_finals(dr_long_1000=1.0)).length_failure_margins()[0] < 0
-    # GRPO that stagnates at 0.9: no longer reaches 0.99, and the paper's hypothesis holds
-    stagnating = tt.training_outcome(_finals(grpo_tail=0.9))
-    assert stagnating.grpo_reaches_one_margins()[0] < 0 and stagnating.stagnation_margins()[0] > 0
-    # GRPO whose largest working rate falls from 1000 at T = 4 to 100 at T = 64: one decade lost
-    shrinking = _finals()
-    finals = shrinking.finals
-    finals.loc[(finals.variant == "grpo") & (finals.learning_rate == 1000.0) & (finals["T"] == 64), "final_J"] = 0.0
-    finals["collapsed"] = finals.final_J < 0.05
-    assert tt.training_outcome(shrinking).grpo_range_margins() == [-1.0]
+def test_training_outcome_margins_fail_on_counter_examples(monkeypatch):
+    monkeypatch.setattr(tt, "PLATEAU_RATES", 2.0)
+    # Dr. GRPO that works at every rate and length: no rate is lost with length, and GRPO is not above it
+    robust = tt.training_outcome(_finals(dr_long_top=1.0))
+    assert robust.length_failure_margins()[0] < 0 and robust.grpo_above_margins()[0] < 0
+    # GRPO that works at every rate and length: its largest working rate does not shrink
+    assert tt.training_outcome(_finals(grpo_long=1.0)).grpo_shrinks_margins()[0] < 0
+    # GRPO that stagnates at 0.9: the paper's hypothesis then holds
+    assert tt.training_outcome(_finals(grpo_tail=0.9)).stagnation_margins()[0] > 0
+    # a slope outside the interval
+    assert min(tt.training_outcome(_finals()).slope_margins("dr_grpo", -1.0)) < 0

@@ -12,14 +12,21 @@ passed: then in the order of the notebook's cells):
 1. exactness of the forward algorithm against enumeration (:func:`forward_algorithm_errors`);
 2. Assumptions 2 and 3, measured (:func:`measured_constants`, :func:`assumption3_table`);
 3. inequality (22) and Theorem 3 on exact runs (:func:`theorem3_study`);
-4. an explicit instance of Theorem 4 (:func:`theorem4_instance`);
+4. explicit instances of Theorem 4, run until J collapses (:func:`theorem4_collapse`, on a NumPy path for the
+   ``final_token`` verifier, :func:`final_token_log_odds`);
 5. the length law of the critical step (:func:`length_law`);
-6. the effective steps (20) over the safe step (18a) (:func:`step_ratios`);
-7. sampled training with fixed learning rates (:func:`sampled_training`, :func:`training_outcome`).
+6. the effective steps (20) over the safe step (18a) (:func:`step_ratios`), and GRPO's as J → 1
+   (:func:`grpo_ratio_near_one`);
+7. sampled training with fixed learning rates on a grid a factor 2 apart (:func:`sampled_training`,
+   :func:`training_outcome`).
+
+Numbers the prose types are constants of the set-up (SETUP_NUMBERS); every measured number is glued from the
+run (the ``numbers`` methods).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -34,7 +41,12 @@ from rlvr_dynamics.engines import token_chain, token_training
 from rlvr_dynamics.theory import DTYPE, bounds, estimators, gaps, markov
 from rlvr_dynamics.theory.policies import TokenPolicy
 
-LEARNING_RATES = (1.0, 10.0, 100.0, 1000.0)  # the fixed learning rates of the sampled training
+INTERVAL_LEVEL = 0.95
+"""The level of every interval of the chapter (Student-t over instances, bootstrap, ψ₁'s is 99%)."""
+FULL_SUCCESS = 1.0
+"""J = 1: the "100%" of the paper's stagnation hypothesis."""
+SETUP_NUMBERS = {"95%": INTERVAL_LEVEL, "100%": FULL_SUCCESS}
+"""The decimals the prose types: constants of the set-up (every measured number is glued)."""
 
 
 @dataclass(frozen=True)
@@ -54,20 +66,24 @@ class TokenConfig:
     steps: int = parameter("steps of the exact runs", "int", low=5, high=10_000)
     value_points: int = parameter("values of J on the heatmap's axis", "int", low=3, high=50)
     group_size: int = parameter("G, responses per group in GRPO / Dr. GRPO", "int", low=2, high=64)
-    training_longest_length: int = parameter("longest T of the sampled training (4, 16, 64, …)", "int", low=4,
-                                             high=1024)
+    training_longest_length: int = parameter("longest T of the sampled training (4, 8, 16, …, doubling)", "int",
+                                             low=8, high=1024)
     training_steps: int = parameter("steps of the sampled training", "int", low=10, high=100_000)
     training_seeds: int = parameter("sampled-training runs per (variant, learning rate, T)", "int", low=2, high=256)
-    training_initial_value: float = parameter("J₀ of the sampled training", "float", low=0.02, high=0.9)
+    training_initial_value: float = parameter("J₀ of the sampled training", "float", low=0.02, high=0.45)
+    training_rate_doublings: int = parameter("learning rates of the sampled training: 1, 2, 4, …, 2^(n − 1)", "int",
+                                             low=2, high=30)
 
 
 PRESETS = {
     "ci": dict(vocab_size=6, verifier="final_token", initial_value=0.3, alignment=0.002, longest_length=256,
                majority_longest_length=64, instances=4, steps=30, value_points=7, group_size=8,
-               training_longest_length=64, training_steps=100, training_seeds=8, training_initial_value=0.1),
+               training_longest_length=64, training_steps=100, training_seeds=8, training_initial_value=0.1,
+               training_rate_doublings=18),
     "paper": dict(vocab_size=6, verifier="final_token", initial_value=0.3, alignment=0.002, longest_length=1024,
                   majority_longest_length=512, instances=16, steps=100, value_points=15, group_size=8,
-                  training_longest_length=256, training_steps=300, training_seeds=32, training_initial_value=0.1),
+                  training_longest_length=256, training_steps=300, training_seeds=32, training_initial_value=0.1,
+                  training_rate_doublings=20),
 }
 
 
@@ -90,6 +106,15 @@ def lengths_grid(longest: int, shortest: int = 4) -> list[int]:
         out.append(length)
         length *= 2
     return out
+
+
+def _slope_fit(lengths: list[int], values: np.ndarray) -> dict[str, float]:
+    """:func:`statistics.slope_interval` of ``values`` (instances, lengths) on ``lengths``; NaNs when fewer than two
+    lengths or a value is missing."""
+    if len(lengths) < 2 or not np.isfinite(values).all():
+        keys = ("slope", "low", "high", "per_seed_min", "per_seed_max", "pooled_slope", "pooled_r2", "seeds")
+        return dict.fromkeys(keys, math.nan)
+    return statistics.slope_interval(np.array(lengths), values)
 
 
 def instance_seeds(seed: int, count: int, offset: int = 0) -> list[int]:
@@ -177,6 +202,15 @@ def assumption3_margins(table: pd.DataFrame) -> list[float]:
     return margins
 
 
+def assumption3_numbers(table: pd.DataFrame) -> dict[str, float]:
+    """For the prose: the range of ‖|o|‖_ψ₁/E|o| over the lengths, and E|o|/T at the longest T (which tends to
+    (1 − e⁻²)/2 for the stopping probability 2/T of the instances)."""
+    ratio = table.psi1_exact / table.mean_length
+    last = table.iloc[-1]
+    return dict(psi1_over_mean_min=float(ratio.min()), psi1_over_mean_max=float(ratio.max()),
+                mean_length_over_t=float(last.mean_length / last["T"]), mean_length_longest_t=int(last["T"]))
+
+
 def bootstrap_margins(table: pd.DataFrame, slack: float = 0.02) -> list[float]:
     """The exact ψ₁ norm lies in the bootstrap interval, up to ``slack`` of it: the distance to the
     nearer end of the interval over the norm, plus the slack, per row of :func:`assumption3_table`."""
@@ -230,6 +264,10 @@ class Theorem3Study:
                 f"Theorem 3: {self.margins3.numel()} (K, run) pairs, worst margin {self.margins3.min().item():.2e}; "
                 f"log-odds gain / (M/2) ≥ {min(self.tightness):.2f}")
 
+    def numbers(self) -> dict[str, float]:
+        """For the prose: the smallest log-odds gain over M(K)/2 under (18a), and the steps of (22) checked."""
+        return dict(theorem3_gain_over_bound=min(self.tightness), ineq22_steps=int(self.margins22.numel()))
+
     def headline(self) -> dict[str, object]:
         """The worst margins of (22) and (18b), the number of steps checked and the tightness of (18b)."""
         return dict(ineq22_worst_margin=self.margins22.min().item(), ineq22_steps=self.margins22.numel(),
@@ -268,86 +306,262 @@ def theorem3_study(config: TokenConfig, seeds: list[int], device: torch.device |
 
 
 # ----------------------------------------------------------------------------------------------
-# Theorem 4: an explicit instance
+# Theorem 4: explicit instances, run to collapse
 # ----------------------------------------------------------------------------------------------
 
-THEOREM4_LENGTH = 8
-"""T of the explicit Theorem-4 instance (short enough that window (19) lies above the critical step)."""
+THEOREM4_LENGTHS = (4, 8, 16)
+"""The lengths T of the Theorem-4 runs (verifier ``final_token``)."""
 THEOREM4_INITIAL_VALUE = 0.5
 THEOREM4_SEEDS = 4
-THEOREM4_STEPS = 4
-"""Constant steps tried, geometrically spaced across window (19)."""
+"""Instances per length: the first of the chapter's instance seeds."""
+COLLAPSE_FLOOR = 1e-3
+"""A Theorem-4 run has collapsed once J < COLLAPSE_FLOOR."""
+THEOREM4_MAX_STEPS = 20_000
+"""The cap on the steps of a Theorem-4 run (it stops once every instance is below COLLAPSE_FLOOR)."""
+HESSIAN_REFRESH = 50
+"""The Theorem-4 adversary recomputes the Hessian of f every this many steps."""
+FAST_PATH_TOLERANCE = 1e-9
+"""Largest difference between :func:`final_token_log_odds` and the forward algorithm (f and ∇f)."""
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
+def final_token_log_odds(theta: np.ndarray, vocab_size: int, max_length: int,
+                         answer_token: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The log-odds f = log J/(1 − J) of the ``final_token`` verifier and its gradient ∇f = g⁺ − g⁻, for the
+    shared-parameter bigram chain of :func:`token_chain.make_instances`, in NumPy (float64) with a hand-written
+    backward pass: the same numbers as :func:`markov.log_odds_and_gradient_gap` at a fraction of the cost per
+    call, for the thousands of steps of a Theorem-4 run. θ (..., D) → f (...), ∇f (..., D).
+
+    Forward: α_t(p) is the probability that the first t tokens are not EOS and the last is p (p = 0: BOS);
+    α_{t+1}(v) = Σ_p α_t(p) π(v | p) for v ≥ 1. The response ends at position t with probability
+    α_t(p) π(EOS | p) (α_{T−1}(p) at the last position, which forces EOS) and is correct when p = c.
+    Backward: δ_t = ∂f/∂α_t = u_t + Q δ_{t+1} with u_t the weight of ending at position t (1/J for c,
+    −1/(1 − J) otherwise, times π(EOS | p) before the last position) and Q = π(v ≥ 1 | p); then the
+    gradient in π and, through the softmax of each row, in W. J and 1 − J are summed separately (never
+    1 − J formed from J)."""
+    v, length = vocab_size, max_length
+    table = theta.reshape(*theta.shape[:-1], v + 1, v)
+    rows = [v, *range(1, v)]  # P index p = 0 is the BOS row V of W
+    probs = _softmax(table[..., rows, :])  # (..., P = V, V): π(· | p)
+    stop, onward = probs[..., 0], probs[..., 1:]  # (..., P), (..., P, V − 1)
+    alpha = np.zeros((*theta.shape[:-1], length, v))
+    alpha[..., 0, 0] = 1.0
+    for t in range(length - 1):
+        alpha[..., t + 1, 1:] = np.matmul(alpha[..., t, None, :], onward)[..., 0, :]
+    correct = np.arange(v) == answer_token
+    ending = np.concatenate([alpha[..., :-1, :] * stop[..., None, :], alpha[..., -1:, :]], axis=-2)  # (..., T, P)
+    success, failure = ending[..., correct].sum((-2, -1)), ending[..., ~correct].sum((-2, -1))
+    weight = np.where(correct, 1.0 / success[..., None], -1.0 / failure[..., None])  # (..., P): ∂f/∂ending
+    delta = np.zeros_like(alpha)
+    delta[..., -1, :] = weight
+    for t in range(length - 2, -1, -1):
+        delta[..., t, :] = weight * stop + np.matmul(onward, delta[..., t + 1, 1:, None])[..., 0]
+    grad_probs = np.concatenate([(alpha[..., :-1, :].sum(-2) * weight)[..., None],
+                                 np.matmul(np.swapaxes(alpha[..., :-1, :], -1, -2), delta[..., 1:, 1:])], axis=-1)
+    grad_logits = probs * (grad_probs - (probs * grad_probs).sum(-1, keepdims=True))  # through the row softmax
+    grad = np.zeros_like(table)
+    grad[..., rows, :] = grad_logits
+    return np.log(success) - np.log(failure), grad.reshape(theta.shape)
+
+
+def final_token_hessian(theta: np.ndarray, vocab_size: int, max_length: int, step: float = 1e-4) -> np.ndarray:
+    """∇²f by central differences of the exact gradient of :func:`final_token_log_odds` (all D directions in
+    one batched call), symmetrized. θ (B, D) → (B, D, D). It only chooses the adversary's direction n."""
+    dim = theta.shape[-1]
+    shifts = np.eye(dim) * step
+    points = np.concatenate([theta[:, None, :] + shifts, theta[:, None, :] - shifts], axis=1)  # (B, 2D, D)
+    _, grad = final_token_log_odds(points, vocab_size, max_length)
+    hessian = (grad[:, :dim] - grad[:, dim:]) / (2 * step)
+    return (hessian + np.swapaxes(hessian, -1, -2)) / 2
 
 
 @dataclass(frozen=True)
-class Theorem4Instance:
-    """The Theorem-4 adversary at alignment Δμ, run with constant steps across window (19).
+class CollapseRun:
+    """One length's Theorem-4 runs (B instances at the top of window (19)).
 
     Attributes:
-        length: T = T_∞ of the instance.
-        alignment: the target Δμ.
-        low, high: window (19) at Δμ and T.
-        window_steps: the constant steps tried. (S,)
-        run: the exact runs, one per (seed, step): run b has seed b // S and step window_steps[b % S].
+        length: T. step: the constant step η (window (19)'s upper end). low: window (19)'s lower end.
+        log_odds: f at steps 0 … K. (K + 1, B)
+        alignment: Δμ_k = ⟨w_k, ∇f(θ_k)⟩ at steps 0 … K − 1. (K, B)
+        gap_norm: ‖∇f(θ_k)‖ at steps 0 … K − 1 (the construction needs ≥ Δμ). (K, B)
+        final_theta: θ_K. (B, D)
+        fast_errors: largest |f|, ‖∇f‖ differences of the NumPy path against the forward algorithm, at θ₀ and θ_K.
     """
 
     length: int
-    alignment: float
+    step: float
     low: float
-    high: float
-    window_steps: torch.Tensor
-    run: token_chain.ExactRun
+    log_odds: np.ndarray
+    alignment: np.ndarray
+    gap_norm: np.ndarray
+    final_theta: np.ndarray
+    fast_errors: list[float]
+
+    @property
+    def value(self) -> np.ndarray:
+        """J at steps 0 … K. (K + 1, B)"""
+        return 1 / (1 + np.exp(-self.log_odds))
+
+    def collapse_steps(self) -> np.ndarray:
+        """The first step with J < COLLAPSE_FLOOR, per instance (−1 where J never got there). (B,)"""
+        below = self.value < COLLAPSE_FLOOR
+        return np.where(below.any(0), below.argmax(0), -1)
+
+
+def collapse_run(theta: torch.Tensor, vocab_size: int, length: int, alignment: float,
+                 max_steps: int = THEOREM4_MAX_STEPS, refresh: int = HESSIAN_REFRESH) -> CollapseRun:
+    """The Theorem-4 adversary from θ₀ (B, D) at the constant step η = window (19)'s upper end, until every
+    instance has J < COLLAPSE_FLOOR or ``max_steps``. The direction is w_k = cos φ ĝ_k ± sin φ n_k with
+    cos φ = Δμ/‖∇f(θ_k)‖ (alignment exactly Δμ) and n_k ⊥ ĝ_k: every ``refresh`` steps the eigenvector of
+    P∇²fP with the most negative eigenvalue (P projects out ĝ_k), in between the last one made orthogonal to
+    ĝ_k again; of ±n_k the sign that lowers J more at the step taken (:func:`token_chain.overshoot_candidates`,
+    with a Hessian refreshed less often). Every quantity from :func:`final_token_log_odds`."""
+    low, step = bounds.theorem4_window(alignment, length)
+    theta = theta.detach().cpu().numpy().copy()
+    runs = np.arange(len(theta))
+    log_odds, grad = final_token_log_odds(theta, vocab_size, length)
+    target = math.log(COLLAPSE_FLOOR) - math.log1p(-COLLAPSE_FLOOR)
+    trace, aligned, norms = [log_odds], [], []
+    for k in range(max_steps):
+        norm = np.linalg.norm(grad, axis=-1, keepdims=True)
+        unit = grad / norm
+        if k % refresh == 0:
+            projector = np.eye(theta.shape[-1]) - unit[:, :, None] * unit[:, None, :]
+            normal = np.linalg.eigh(projector @ final_token_hessian(theta, vocab_size, length) @ projector)[1][..., 0]
+        normal = normal - (normal * unit).sum(-1, keepdims=True) * unit
+        normal = normal / np.linalg.norm(normal, axis=-1, keepdims=True)
+        cosine = np.minimum(alignment / norm, 1.0)
+        candidates = np.stack([cosine * unit + np.sqrt(1 - cosine**2) * normal,
+                               cosine * unit - np.sqrt(1 - cosine**2) * normal], axis=1)  # (B, 2, D)
+        points = theta[:, None, :] + step * candidates
+        trial, trial_grad = final_token_log_odds(points, vocab_size, length)
+        pick = trial.argmin(-1)  # the sign that lowers J more
+        aligned.append((candidates[runs, pick] * grad).sum(-1))
+        norms.append(norm[:, 0])
+        theta, log_odds, grad = points[runs, pick], trial[runs, pick], trial_grad[runs, pick]
+        trace.append(log_odds)
+        if bool((log_odds < target).all()):
+            break
+    return CollapseRun(length, step, low, np.stack(trace), np.stack(aligned), np.stack(norms),
+                      theta, [])
+
+
+def fast_path_errors(theta: np.ndarray, vocab_size: int, length: int) -> list[float]:
+    """Largest |Δf| and |Δ∇f| between :func:`final_token_log_odds` and the forward algorithm of
+    :mod:`rlvr_dynamics.theory.markov` at θ (B, D)."""
+    policy, check = TokenPolicy(vocab_size, length, position_bias=False), markov.Verifier("final_token", vocab_size)
+    result, gap = markov.log_odds_and_gradient_gap(policy, torch.as_tensor(theta, dtype=DTYPE), check)
+    log_odds, grad = final_token_log_odds(theta, vocab_size, length)
+    return [float(np.abs(log_odds - result.log_odds.numpy()).max()), float(np.abs(grad - gap.numpy()).max())]
+
+
+@dataclass(frozen=True)
+class Theorem4Collapse:
+    """Theorem 4's adversary at the top of window (19), run until J < COLLAPSE_FLOOR, at several lengths.
+
+    Attributes:
+        alignment: the target Δμ.
+        runs: one :class:`CollapseRun` per length of THEOREM4_LENGTHS.
+    """
+
+    alignment: float
+    runs: list[CollapseRun]
 
     def hypothesis_margins(self) -> list[float]:
-        """Δμ ≤ √((L_p + G_p²)T)/240 (Theorem 4's hypothesis) and the window non-empty."""
-        return [bounds.theorem4_largest_alignment(self.length) - self.alignment, self.high - self.low]
+        """Per length: Δμ ≤ √((L_p + G_p²)T)/240 (Theorem 4's hypothesis) and the window non-empty."""
+        return [m for run in self.runs
+                for m in (bounds.theorem4_largest_alignment(run.length) - self.alignment, run.step - run.low)]
 
     def alignment_margins(self) -> list[float]:
-        """Δμ_k = Δμ at every step, to 1e-12."""
-        return [1e-12 - (self.run.alignment - self.alignment).abs().max().item()]
+        """Δμ_k = Δμ at every step, to 1e-12 (it needs ‖∇f‖ ≥ Δμ: cos φ ≤ 1), every run."""
+        return [1e-12 - float(np.abs(run.alignment - self.alignment).max()) for run in self.runs] + [
+            float(run.gap_norm.min()) - self.alignment for run in self.runs]
 
-    def decrease_margins(self) -> torch.Tensor:
-        """J_k − J_{k+1} at every step of every run: > 0 when J decreased. (K, B)"""
-        return self.run.value[:-1] - self.run.value[1:]
+    def decrease_margins(self) -> np.ndarray:
+        """f_k − f_{k+1} at every step of every run: > 0 when J decreased (f is increasing in J)."""
+        return np.concatenate([(run.log_odds[:-1] - run.log_odds[1:]).ravel() for run in self.runs])
 
-    def summary(self, steps: int) -> str:
-        """The window, the hypothesis on Δμ and the range of the final J after ``steps`` steps."""
-        return (f"window (19): [{self.low:.4f}, {self.high:.4f}] at Δμ = {self.alignment} "
-                f"(Δμ ≤ {bounds.theorem4_largest_alignment(self.length):.4f} required); J_K from "
-                f"{self.run.value[-1].min().item():.4f} to {self.run.value[-1].max().item():.4f} after {steps} steps")
+    def collapse_margins(self) -> list[float]:
+        """Per (length, instance): 1 − (first step with J < COLLAPSE_FLOOR)/THEOREM4_MAX_STEPS, −1 if never."""
+        return [1 - s / THEOREM4_MAX_STEPS if s >= 0 else -1.0 for run in self.runs for s in run.collapse_steps()]
+
+    def exactness_margins(self) -> list[float]:
+        """FAST_PATH_TOLERANCE − each difference of the NumPy path against the forward algorithm."""
+        return [FAST_PATH_TOLERANCE - e for run in self.runs for e in run.fast_errors]
+
+    def table(self) -> pd.DataFrame:
+        """One row per length: window (19), the step used, the steps to collapse (min, max over instances) and
+        the mean fall of the log-odds per step."""
+        rows = []
+        for run in self.runs:
+            steps = run.collapse_steps()
+            fall = float((run.log_odds[0] - run.log_odds[-1]).mean() / (len(run.log_odds) - 1))
+            rows.append(dict(T=run.length, window_low=run.low, step=run.step, steps_min=int(steps.min()),
+                             steps_max=int(steps.max()), fall_per_step=fall))
+        return pd.DataFrame(rows)
+
+    def numbers(self) -> dict[str, object]:
+        """For the prose: the steps to collapse (text, per length), the fall of f per step at the shortest and
+        the longest length, and the largest number of steps."""
+        table = self.table()
+        first, last = table.iloc[0], table.iloc[-1]
+        steps = ", ".join(f"{row.steps_min}–{row.steps_max} at T = {row.T}" for row in table.itertuples())
+        return dict(theorem4_steps=steps, theorem4_steps_max=int(table.steps_max.max()),
+                    theorem4_fall_short=float(first.fall_per_step), theorem4_fall_long=float(last.fall_per_step),
+                    theorem4_short=int(first["T"]), theorem4_long=int(last["T"]))
+
+    def curve_frame(self, points: int = 200) -> pd.DataFrame:
+        """For the figure: J against the step, about ``points`` points per run."""
+        rows = []
+        for run in self.runs:
+            keep = np.unique(np.linspace(0, len(run.log_odds) - 1, points).astype(int))
+            for instance in range(run.log_odds.shape[1]):
+                rows += [dict(T=run.length, instance=instance, step=int(k), J=float(run.value[k, instance]))
+                         for k in keep]
+        return pd.DataFrame(rows)
 
     def headline(self) -> dict[str, object]:
-        """The window (19) and every run's final J."""
-        return dict(theorem4_window=[self.low, self.high], theorem4_final_values=self.run.value[-1].tolist())
+        """The windows, the steps to collapse per length and instance, and the fall per step."""
+        return dict(theorem4_windows={run.length: [run.low, run.step] for run in self.runs},
+                    theorem4_collapse_steps={run.length: run.collapse_steps().tolist() for run in self.runs},
+                    theorem4_fall_per_step=self.table().set_index("T").fall_per_step.to_dict())
 
 
-def theorem4_instance(config: TokenConfig, seeds: list[int], device: torch.device | str) -> Theorem4Instance:
-    """The explicit instance of Theorem 4: T = THEOREM4_LENGTH, verifier ``final_token``, J₀ = ½, the first
-    THEOREM4_SEEDS of ``seeds``; the adversary ``overshoot`` at alignment ``config.alignment`` with
-    THEOREM4_STEPS constant steps geometrically spaced across window (19), ``config.steps`` steps."""
-    low, high = bounds.theorem4_window(config.alignment, THEOREM4_LENGTH)
-    policy, check, theta = token_chain.make_instances(config.vocab_size, THEOREM4_LENGTH, "final_token",
-                                                      THEOREM4_INITIAL_VALUE, seeds[:THEOREM4_SEEDS], device)
-    window_steps = torch.tensor(np.geomspace(low, high, THEOREM4_STEPS), dtype=DTYPE, device=device)  # (S,)
-    start = theta.repeat_interleave(len(window_steps), 0)  # (B, D), B = seeds × S
-    steps = window_steps.repeat(len(theta))  # (B,)
-    run = token_chain.simulate(policy, check, start, config.steps, "overshoot", "constant", steps,
-                               torch.full((len(start),), config.alignment, dtype=DTYPE, device=device))
-    return Theorem4Instance(THEOREM4_LENGTH, config.alignment, low, high, window_steps, run)
+def theorem4_collapse(config: TokenConfig, seeds: list[int]) -> Theorem4Collapse:
+    """Theorem 4's adversary at alignment ``config.alignment`` and the step at the top of window (19), at every
+    length of THEOREM4_LENGTHS: verifier ``final_token``, J₀ = THEOREM4_INITIAL_VALUE, the first THEOREM4_SEEDS
+    of ``seeds`` (:func:`collapse_run`), with the NumPy path checked against the forward algorithm at the first
+    and the last θ of every run."""
+    runs = []
+    for length in THEOREM4_LENGTHS:
+        _, _, theta = token_chain.make_instances(config.vocab_size, length, "final_token", THEOREM4_INITIAL_VALUE,
+                                                 seeds[:THEOREM4_SEEDS])
+        run = collapse_run(theta, config.vocab_size, length, config.alignment, THEOREM4_MAX_STEPS, HESSIAN_REFRESH)
+        errors = (fast_path_errors(theta.numpy(), config.vocab_size, length)
+                  + fast_path_errors(run.final_theta, config.vocab_size, length))
+        runs.append(dataclasses.replace(run, fast_errors=errors))
+    return Theorem4Collapse(config.alignment, runs)
 
 
 # ----------------------------------------------------------------------------------------------
 # The length law of the critical step
 # ----------------------------------------------------------------------------------------------
 
-NAIVE_SLOPE_LIMIT = -1.5
-"""The naive slope −2 is excluded when the 95% interval's low end is above this."""
 PAPER_SLOPE = -1.0
-"""The paper's slope of the critical step in T: no verifier should be steeper (interval's high end above)."""
+"""The paper's slope of the critical step in T (η* ∝ Δμ/T): attained unless every verifier's 95% interval lies
+above it (the bound (22) keeps every slope ≥ −1 asymptotically, so only 'attained' can be tested)."""
 FLAT_SLOPE_LIMIT = -0.5
 """``final_token``: the critical step flattens when the interval's low end is above this."""
-MAJORITY_SLOPE_RANGE = (-0.85, -0.2)
-"""``majority``: the interval lies within this range (slope near −½)."""
+TAIL_SHORTEST = 16
+"""The tail fits of the length law use the lengths T ≥ this (the asymptotic regime)."""
+MAJORITY_SLOPE = -0.5
+"""``majority``: the slope of a √T-scaled statistic, η* ∝ T^(−1/2)."""
+MAJORITY_TOLERANCE = 0.15
+"""``majority``: the tail fit's 95% interval lies within MAJORITY_SLOPE ± this (a record, not enforced)."""
 
 
 @dataclass(frozen=True)
@@ -357,10 +571,12 @@ class LengthLaw:
     Attributes:
         table: one row per (verifier, T, instance): η* and the gap norm ‖∇f‖ at θ₀.
         fits: per verifier, :func:`statistics.slope_interval` of log η* on log T (slope, low, high, …).
+        tail_fits: the same over the lengths T ≥ TAIL_SHORTEST.
     """
 
     table: pd.DataFrame
     fits: dict[str, dict[str, float]]
+    tail_fits: dict[str, dict[str, float]]
 
     def fit_table(self) -> pd.DataFrame:
         """The fits, one row per verifier."""
@@ -370,29 +586,54 @@ class LengthLaw:
         """½ where a critical step was found, −½ where none was (η* = NaN). (rows,)"""
         return np.isfinite(self.table.eta_star.to_numpy()).astype(float) - 0.5
 
-    def naive_excluded_margins(self) -> list[float]:
-        """Per verifier, the interval's low end − NAIVE_SLOPE_LIMIT."""
+    def paper_slope_margins(self) -> list[float]:
+        """Per verifier, the interval's low end − PAPER_SLOPE: > 0 iff the paper's 1/T is excluded (not attained)."""
         fits = self.fit_table()
-        return [fits.loc[k, "low"] - NAIVE_SLOPE_LIMIT for k in markov.VERIFIERS]
-
-    def not_steeper_margins(self) -> list[float]:
-        """Per verifier, the interval's high end − PAPER_SLOPE."""
-        fits = self.fit_table()
-        return [fits.loc[k, "high"] - PAPER_SLOPE for k in markov.VERIFIERS]
+        return [fits.loc[k, "low"] - PAPER_SLOPE for k in markov.VERIFIERS]
 
     def flattening_margins(self) -> list[float]:
         """``final_token``: the interval's low end − FLAT_SLOPE_LIMIT."""
         return [self.fit_table().loc["final_token", "low"] - FLAT_SLOPE_LIMIT]
 
     def majority_margins(self) -> list[float]:
-        """``majority``: the interval within MAJORITY_SLOPE_RANGE, both ends."""
-        fits = self.fit_table()
-        low, high = MAJORITY_SLOPE_RANGE
-        return [fits.loc["majority", "low"] - low, high - fits.loc["majority", "high"]]
+        """``majority``: the tail fit's interval within MAJORITY_SLOPE ± MAJORITY_TOLERANCE, both ends."""
+        fit = self.tail_fits["majority"]
+        return [fit["low"] - (MAJORITY_SLOPE - MAJORITY_TOLERANCE), MAJORITY_SLOPE + MAJORITY_TOLERANCE - fit["high"]]
+
+    def window_table(self, alignment: float, verifier: str = "final_token") -> pd.DataFrame:
+        """Theorem 4's window (19) against the critical step of ``verifier``, per T: the window's ends, the
+        smallest and largest η* over the instances, and in how many instances the whole window lies above η*
+        (every step in it lowers J at the first step)."""
+        rows = []
+        for length, group in self.table[self.table.verifier == verifier].groupby("T"):
+            low, high = bounds.theorem4_window(alignment, int(length))
+            rows.append(dict(T=int(length), window_low=low, window_high=high, eta_star_min=group.eta_star.min(),
+                             eta_star_max=group.eta_star.max(), above=int((group.eta_star < low).sum()),
+                             instances=len(group)))
+        return pd.DataFrame(rows)
+
+    def numbers(self, alignment: float) -> dict[str, object]:
+        """For the prose: every verifier's slope and interval (``slope_KIND``, ``low_KIND``, ``high_KIND``; tail
+        fits ``tail_…``), and where window (19) lies against η* (``window_above``: text, per length)."""
+        out = {}
+        for kind in markov.VERIFIERS:
+            for prefix, fits in (("", self.fits), ("tail_", self.tail_fits)):
+                out.update({f"{prefix}{key}_{kind}": float(fits[kind][key]) for key in ("slope", "low", "high")})
+        window = self.window_table(alignment)
+        out["window_above"] = ", ".join(f"{row.above} of {row.instances} at T = {row.T}" for row in window.itertuples())
+        return out
+
+    def window_margins(self, alignment: float) -> list[float]:
+        """Window (19) lies above η* in every instance at the shortest T and in none at the longest (final_token):
+        [above − instances + ½ at the shortest, ½ − above at the longest]."""
+        window = self.window_table(alignment)
+        first, last = window.iloc[0], window.iloc[-1]
+        return [first.above - first.instances + 0.5, 0.5 - last.above]
 
     def headline(self) -> dict[str, object]:
-        """Every verifier's fit."""
-        return {"length_law": {kind: self.fits[kind] for kind in markov.VERIFIERS}}
+        """Every verifier's fit, over all lengths and over T ≥ TAIL_SHORTEST."""
+        return {"length_law": {kind: self.fits[kind] for kind in markov.VERIFIERS},
+                "length_law_tail": {kind: self.tail_fits[kind] for kind in markov.VERIFIERS}}
 
     def reference_lines(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For the figure: T at the ends of the plotted range, and lines of slope −1 and −2 through the
@@ -414,7 +655,7 @@ def length_law(config: TokenConfig, seeds: list[int], device: torch.device | str
     ``majority``) and every instance of ``seeds`` at J₀ = ``initial_value``: the smallest step from which
     one step of the Theorem-4 adversary at alignment ``config.alignment`` lowers J
     (:func:`token_chain.one_step_threshold`, smallest over both signs of the adversary)."""
-    law_rows, law_fits = [], {}
+    law_rows, law_fits, tail_fits = [], {}, {}
     for kind in markov.VERIFIERS:
         longest = config.majority_longest_length if kind == "majority" else config.longest_length
         kind_lengths = lengths_grid(longest)
@@ -432,7 +673,9 @@ def length_law(config: TokenConfig, seeds: list[int], device: torch.device | str
                 law_rows.append(dict(verifier=kind, T=length, instance=index, eta_star=value,
                                      gap_norm=torch.linalg.vector_norm(gap[index]).item()))
         law_fits[kind] = statistics.slope_interval(np.array(kind_lengths), thresholds)
-    return LengthLaw(pd.DataFrame(law_rows), law_fits)
+        tail = np.array(kind_lengths) >= TAIL_SHORTEST
+        tail_fits[kind] = _slope_fit(list(np.array(kind_lengths)[tail]), thresholds[:, tail])
+    return LengthLaw(pd.DataFrame(law_rows), law_fits, tail_fits)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -481,6 +724,14 @@ class StepRatios:
         """GRPO's ratio at the largest J over that at the smallest − GRPO_VALUE_GROWTH, per T. (L,)"""
         return self.ratio["grpo"][-1] / self.ratio["grpo"][0] - GRPO_VALUE_GROWTH
 
+    def numbers(self) -> dict[str, float]:
+        """For the prose: the range over J of the T-slopes of GRPO and Dr. GRPO, and of GRPO's J-slopes."""
+        out = {}
+        for variant in ("grpo", "dr_grpo"):
+            out[f"t_slope_{variant}_min"] = float(self.t_slopes[variant].min())
+            out[f"t_slope_{variant}_max"] = float(self.t_slopes[variant].max())
+        return out | dict(j_slope_min=float(self.j_slopes.min()), j_slope_max=float(self.j_slopes.max()))
+
     def slope_table(self) -> pd.DataFrame:
         """The T-slopes, one row per variant, one column per J."""
         return pd.DataFrame(self.t_slopes, index=self.values).T
@@ -522,20 +773,135 @@ def step_ratios(config: TokenConfig, seed: int, device: torch.device | str) -> S
     return ratio_study(values, lengths, heat)
 
 
+NEAR_ONE_GAPS = tuple(10.0 ** -(k / 4) for k in range(2, 29))
+"""1 − J of GRPO's ratio as J → 1: 10^(−1/2) down to 10⁻⁷, four points per decade."""
+NEAR_ONE_LENGTHS = (4, 16, 64, 256)
+"""The lengths of GRPO's ratio as J → 1 (those up to ``longest_length``)."""
+PEAK_FACTOR = 2.0
+"""The peak of GRPO's ratio under (18a) lies within this factor of 1 − J = T_ψ₁/(8T²) (grid: 10^(1/4) ≈ 1.78)."""
+FALL_FACTOR = 2.0
+"""Under (18a) GRPO's ratio at the smallest 1 − J is below its peak by at least this factor; under (21) it is
+above its value at that peak by at least this factor."""
+
+
+@dataclass(frozen=True)
+class NearOneRatios:
+    """GRPO's η_eff/η_safe as J → 1, exact population updates (α = 1), one instance, under (18a) and under
+    the simplified (21).
+
+    Attributes:
+        gaps: 1 − J. (P,)
+        lengths: T. (L,)
+        ratio: η_GRPO/η_safe with η_safe = (18a) (:func:`bounds.theorem3_step_bound`). (P, L)
+        simplified: η_GRPO/η_safe with η_safe = (21), Δμ(1 − J)/T_ψ₁ (:func:`bounds.safe_step`). (P, L)
+        psi1: T_ψ₁ of the instance at each T (the length law does not depend on J here). (L,)
+    """
+
+    gaps: np.ndarray
+    lengths: list[int]
+    ratio: np.ndarray
+    simplified: np.ndarray
+    psi1: np.ndarray
+
+    def predicted_peaks(self) -> np.ndarray:
+        """1 − J = T_ψ₁/(8T²), where the length term of (18a), min{T_ψ₁/(1 − J), 8T²}, stops growing. (L,)"""
+        return self.psi1 / (8 * np.asarray(self.lengths, dtype=float) ** 2)
+
+    def peaks(self) -> pd.DataFrame:
+        """Per T: T_ψ₁, the predicted and the measured 1 − J of the peak of the (18a) ratio, the peak value,
+        the ratios at the smallest 1 − J under (18a) and (21)."""
+        index = self.ratio.argmax(0)
+        columns = np.arange(len(self.lengths))
+        return pd.DataFrame(dict(T=self.lengths, psi1=self.psi1, predicted_gap=self.predicted_peaks(),
+                                 peak_gap=self.gaps[index], peak_ratio=self.ratio[index, columns],
+                                 end_ratio=self.ratio[-1], end_simplified=self.simplified[-1]))
+
+    def peak_margins(self) -> list[float]:
+        """Per T: the peak within PEAK_FACTOR of T_ψ₁/(8T²) (log₁₀ distance), the (18a) ratio at the smallest
+        1 − J below the peak by FALL_FACTOR, and the (21) ratio there above its value at the peak by FALL_FACTOR."""
+        index = self.ratio.argmax(0)
+        columns = np.arange(len(self.lengths))
+        location = math.log10(PEAK_FACTOR) - np.abs(np.log10(self.gaps[index] / self.predicted_peaks()))
+        fall = np.log10(self.ratio[index, columns] / self.ratio[-1]) - math.log10(FALL_FACTOR)
+        growth = np.log10(self.simplified[-1] / self.simplified[index, columns]) - math.log10(FALL_FACTOR)
+        return np.stack([location, fall, growth], axis=1).ravel().tolist()
+
+    def numbers(self) -> dict[str, float]:
+        """For the prose: at the shortest (``near_first_…``) and the longest (``near_last_…``) T, the predicted
+        and the measured 1 − J of the peak, the peak ratio, and the ratios at the smallest 1 − J under (18a)
+        and (21); the smallest 1 − J (``near_smallest_gap``)."""
+        peaks = self.peaks()
+        out = dict(near_smallest_gap=float(self.gaps[-1]))
+        for name, row in (("first", peaks.iloc[0]), ("last", peaks.iloc[-1])):
+            out |= {f"near_{name}_T": int(row["T"]), f"near_{name}_predicted": float(row.predicted_gap),
+                    f"near_{name}_peak_gap": float(row.peak_gap), f"near_{name}_peak": float(row.peak_ratio),
+                    f"near_{name}_end": float(row.end_ratio), f"near_{name}_end_simplified": float(row.end_simplified)}
+        return out
+
+    def frame(self) -> pd.DataFrame:
+        """For the figure: one row per (T, 1 − J, bound): the ratio."""
+        rows = [dict(T=length, gap=gap, bound=name, ratio=values[p, column])
+                for column, length in enumerate(self.lengths) for p, gap in enumerate(self.gaps)
+                for name, values in (("(18a)", self.ratio), ("(21)", self.simplified))]
+        return pd.DataFrame(rows)
+
+    def headline(self) -> dict[str, object]:
+        """The peaks per T."""
+        return dict(grpo_ratio_near_one=self.peaks().to_dict("records"))
+
+
+def grpo_ratio_near_one(config: TokenConfig, seed: int, device: torch.device | str) -> NearOneRatios:
+    """GRPO's ratio at 1 − J in NEAR_ONE_GAPS and the lengths of NEAR_ONE_LENGTHS up to ``longest_length``, on the
+    instance ``seed`` calibrated to each J: the exact population GRPO update g (:func:`markov.expected_update`)
+    gives η_eff = ‖g‖ and its alignment Δμ = ⟨g/‖g‖, ∇f⟩; η_safe is (18a) and (21) at that alignment."""
+    gaps = np.array(NEAR_ONE_GAPS)
+    lengths = [t for t in NEAR_ONE_LENGTHS if t <= config.longest_length]
+    ratio, simplified, psi1 = np.zeros((len(gaps), len(lengths))), np.zeros((len(gaps), len(lengths))), []
+    for column, length in enumerate(lengths):
+        values = torch.tensor(1 - gaps, dtype=DTYPE, device=device)
+        policy, check, theta = token_chain.make_instances(config.vocab_size, length, config.verifier, values,
+                                                          [seed] * len(gaps), device)
+        result, gap = markov.log_odds_and_gradient_gap(policy, theta, check)
+        norms = markov.length_psi1_norm(result)
+        update = markov.expected_update(policy, theta, check, "grpo")
+        norm = torch.linalg.vector_norm(update, dim=-1)
+        alignment = (update * gap).sum(-1) / norm
+        exact_value = result.log_success.exp()
+        safe = bounds.theorem3_step_bound(alignment, result.log_failure, length, norms)
+        ratio[:, column] = (norm / safe).cpu().numpy()
+        simplified[:, column] = (norm / bounds.safe_step(alignment, exact_value, norms)).cpu().numpy()
+        psi1.append(norms[0].item())
+    return NearOneRatios(gaps, lengths, ratio, simplified, np.array(psi1))
+
+
 # ----------------------------------------------------------------------------------------------
 # Sampled training with a fixed learning rate
 # ----------------------------------------------------------------------------------------------
 
-TRAINING_LENGTHS = (4, 16, 64, 256, 1024)
-"""The lengths of the sampled training (those up to ``training_longest_length``)."""
 TRAINING_SEED_OFFSET = 500
 """The training instances' seeds are seed · 1000 + 500 + i."""
-WORKING_VALUE = 0.9
-"""A learning rate works at (variant, T) when the mean final J is at least this and no run collapsed."""
+WORKING_GAIN = 0.5
+"""A run works when its final J is at least J₀ + WORKING_GAIN (a collapsed run, J → 0, never does)."""
 PLATEAU_VALUE = 0.99
-"""GRPO reaches 100% when its tail-J interval is above this; it stagnates below 100% when under it."""
-PLATEAU_RATES = 10.0
-"""The paper's stagnation hypothesis is tested at the learning rates from this one up."""
+"""GRPO stagnates below 100% when its tail-J interval lies under this."""
+PLATEAU_RATES = 16.0
+"""The paper's stagnation hypothesis is tested at GRPO's working learning rates from this one up."""
+SLOPE_VARIANTS = ("dr_grpo", "grpo")
+"""The variants whose largest working learning rate is fitted against T."""
+FIT_SHORTEST = 8
+"""The slope of the largest working learning rate is fitted over the lengths T ≥ this (and over all lengths)."""
+BOOTSTRAP_RESAMPLES = 2000
+"""Resamples of the instances for the slope's 95% interval (a generator seeded 0: the same at every run)."""
+
+
+def learning_rates(doublings: int) -> list[float]:
+    """The learning-rate grid of the sampled training: 1, 2, 4, …, 2^(doublings − 1) (a factor 2 apart)."""
+    return [2.0**k for k in range(doublings)]
+
+
+def figure_rates(rates: list[float], every: int = 4) -> list[float]:
+    """The learning rates the training figure draws: every ``every``-th of the grid, from the smallest."""
+    return rates[::every]
 
 
 @dataclass(frozen=True)
@@ -544,12 +910,17 @@ class SampledTraining:
 
     Attributes:
         lengths: the lengths trained at, shortest first.
-        curves: one row per (T, variant, learning rate, instance, recorded step): the exact J.
+        rates: the learning-rate grid, smallest first.
+        initial_value: J₀.
+        curves: one row per (T, variant, learning rate, instance, recorded step) at the rates of
+            :func:`figure_rates`: the exact J.
         finals: one row per (T, variant, learning rate, instance): the final J, the mean J over the last
-            fifth of the run (tail_J) and whether the run collapsed (final J < J₀/2).
+            fifth of the run (tail_J) and whether the run works (final J ≥ J₀ + WORKING_GAIN).
     """
 
     lengths: list[int]
+    rates: list[float]
+    initial_value: float
     curves: pd.DataFrame
     finals: pd.DataFrame
 
@@ -559,42 +930,56 @@ class SampledTraining:
 
 
 def sampled_training(config: TokenConfig, seed: int, device: torch.device | str) -> SampledTraining:
-    """Sampled training at every length of TRAINING_LENGTHS up to ``training_longest_length``, from the
+    """Sampled training at every length of :func:`lengths_grid` up to ``training_longest_length``, from the
     ``training_seeds`` instances (seeds :func:`instance_seeds` with offset TRAINING_SEED_OFFSET) at
-    J₀ = ``training_initial_value``: every (variant, learning rate of LEARNING_RATES, instance) for
-    ``training_steps`` SGD steps with groups of ``group_size`` (:func:`token_training.train`; the
-    samples at length T are drawn from a generator on ``device`` seeded seed + T). J is recorded
-    about 50 times per run."""
+    J₀ = ``training_initial_value``: every (variant, learning rate of :func:`learning_rates`, instance) for
+    ``training_steps`` SGD steps with groups of ``group_size`` (:func:`token_training.train`; the samples at
+    length T are drawn from a generator on ``device`` seeded seed + T). J is recorded about 25 times per run."""
     train_seeds = instance_seeds(seed, config.training_seeds, TRAINING_SEED_OFFSET)
-    lengths = [t for t in TRAINING_LENGTHS if t <= config.training_longest_length]
+    lengths = lengths_grid(config.training_longest_length)
+    rates = learning_rates(config.training_rate_doublings)
+    drawn = set(figure_rates(rates))
     variants = list(estimators.VARIANTS)
     curves, finals = [], []
     for length in lengths:
         policy, check, theta0 = token_chain.make_instances(config.vocab_size, length, config.verifier,
                                                            config.training_initial_value, train_seeds, device)
-        layout = [(v, lr, i) for v in variants for lr in LEARNING_RATES for i in range(len(train_seeds))]
+        layout = [(v, lr, i) for v in variants for lr in rates for i in range(len(train_seeds))]
         start = torch.stack([theta0[i] for _, _, i in layout])  # (B, D)
-        rates = torch.tensor([lr for _, lr, _ in layout], dtype=DTYPE, device=device)  # (B,)
-        run = token_training.train(policy, check, start, [v for v, _, _ in layout], rates, config.training_steps,
+        lr_tensor = torch.tensor([lr for _, lr, _ in layout], dtype=DTYPE, device=device)  # (B,)
+        run = token_training.train(policy, check, start, [v for v, _, _ in layout], lr_tensor, config.training_steps,
                                    config.group_size, torch.Generator(device).manual_seed(seed + length),
-                                   record_every=max(1, config.training_steps // 50))
+                                   record_every=max(1, config.training_steps // 25))
         tail = run.value[-max(2, len(run.value) // 5):].mean(0)  # mean J over the last fifth of the run, (B,)
+        final = run.value[-1].tolist()
         for index, (variant, rate, instance) in enumerate(layout):
             finals.append(dict(T=length, variant=variant, learning_rate=rate, instance=instance,
-                               final_J=run.value[-1, index].item(), tail_J=tail[index].item()))
-            for step, value in zip(run.recorded_steps.tolist(), run.value[:, index].tolist(), strict=True):
-                curves.append(dict(T=length, variant=variant, learning_rate=rate, instance=instance, step=step,
-                                   J=value))
+                               final_J=final[index], tail_J=tail[index].item()))
+            if rate in drawn:
+                for step, value in zip(run.recorded_steps.tolist(), run.value[:, index].tolist(), strict=True):
+                    curves.append(dict(T=length, variant=variant, learning_rate=rate, instance=instance, step=step,
+                                       J=value))
     curves, finals = pd.DataFrame(curves), pd.DataFrame(finals)
-    finals["collapsed"] = finals.final_J < config.training_initial_value / 2
-    return SampledTraining(lengths, curves, finals)
+    finals["works"] = finals.final_J >= config.training_initial_value + WORKING_GAIN
+    return SampledTraining(lengths, rates, config.training_initial_value, curves, finals)
 
 
 def t_interval(values) -> pd.Series:
     """Mean and 95% Student-t interval (mean, low, high) of ``values``."""
     values = np.asarray(values)
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    half = stats.t.ppf((1 + INTERVAL_LEVEL) / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
     return pd.Series({"mean": values.mean(), "low": values.mean() - half, "high": values.mean() + half})
+
+
+def largest_working(works: pd.Series, rates: list[float]) -> float:
+    """The largest rate r of the grid ``rates`` such that every rate ≤ r works (``works``: rate → bool);
+    NaN when even the smallest fails."""
+    largest = math.nan
+    for rate in sorted(rates):
+        if not bool(works.get(rate, False)):
+            break
+        largest = rate
+    return largest
 
 
 @dataclass(frozen=True)
@@ -603,61 +988,130 @@ class TrainingOutcome:
 
     Attributes:
         summary: the final J's mean and 95% interval (columns mean, low, high; index variant, rate, T).
-        collapse: the share of runs that collapsed (index variant, rate; one column per T).
-        works: whether the learning rate works: mean final J ≥ WORKING_VALUE and no run collapsed.
-        largest_working: the largest working learning rate (index variant; one column per T).
-        short, long: the shortest and longest T trained at.
+        failing: the share of runs that do not work (index variant, rate; one column per T).
+        largest_working: the largest rate r with every run working at every rate ≤ r (index variant; one
+            column per T).
+        instance_largest: the same per instance (index variant, T; one column per instance).
+        fits: per variant of SLOPE_VARIANTS and lengths ("all", or "tail": T ≥ FIT_SHORTEST), the log-log slope
+            of the largest working rate on T with its bootstrap interval (:func:`rate_slope`).
+        rates: the grid. short, long: the shortest and longest T trained at.
         lost_rates: the learning rates that work for Dr. GRPO at the shortest T and fail at the longest.
         plateau: GRPO at the longest T: the tail J's mean and interval per learning rate.
     """
 
     summary: pd.DataFrame
-    collapse: pd.DataFrame
-    works: pd.Series
+    failing: pd.DataFrame
     largest_working: pd.DataFrame
+    instance_largest: pd.DataFrame
+    fits: dict[str, dict[str, dict[str, float]]]
+    rates: list[float]
     short: int
     long: int
     lost_rates: list[float]
     plateau: pd.DataFrame
 
+    def censored(self) -> pd.DataFrame:
+        """The share of instances whose largest working rate is the top of the grid (index variant; per T)."""
+        return (self.instance_largest >= max(self.rates)).mean(axis=1).unstack("T")
+
     def length_failure_margins(self) -> list[float]:
         """Some learning rate works for Dr. GRPO at the shortest T and fails at the longest: count − ½."""
         return [len(self.lost_rates) - 0.5]
 
-    def grpo_range_margins(self) -> list[float]:
-        """GRPO's largest working learning rate at the longest T over that at the shortest, in decades."""
+    def grpo_shrinks_margins(self) -> list[float]:
+        """GRPO's largest working rate is lower at the longest T than at the shortest: log₂ of their ratio − ½
+        (on a grid a factor 2 apart, ≥ 0 iff at least one grid step lower)."""
         largest = self.largest_working
-        return [math.log10(largest.loc["grpo", self.long]) - math.log10(largest.loc["grpo", self.short])]
+        return [math.log2(largest.loc["grpo", self.short] / largest.loc["grpo", self.long]) - 0.5]
 
-    def grpo_reaches_one_margins(self) -> list[float]:
-        """GRPO at the largest learning rate and the longest T: the tail-J interval's low end − PLATEAU_VALUE."""
-        return [self.plateau.loc[max(LEARNING_RATES), "low"] - PLATEAU_VALUE]
+    def grpo_above_margins(self) -> list[float]:
+        """At the longest T, GRPO's largest working rate is above Dr. GRPO's: log₂ of their ratio − ½ (≥ 0 iff at
+        least one grid step, a factor 2, above)."""
+        largest = self.largest_working
+        return [math.log2(largest.loc["grpo", self.long] / largest.loc["dr_grpo", self.long]) - 0.5]
 
     def stagnation_margins(self) -> list[float]:
         """The paper's hypothesis, GRPO stagnates below 100%: PLATEAU_VALUE − the largest tail-J interval's
-        high end over the learning rates ≥ PLATEAU_RATES."""
-        return [PLATEAU_VALUE - self.plateau.loc[self.plateau.index >= PLATEAU_RATES, "high"].max()]
+        high end over GRPO's working rates ≥ PLATEAU_RATES at the longest T (NaN: no such rate)."""
+        top = self.largest_working.loc["grpo", self.long]
+        rows = self.plateau[(self.plateau.index >= PLATEAU_RATES) & (self.plateau.index <= top)]
+        return [PLATEAU_VALUE - rows["high"].max() if len(rows) else math.nan]
+
+    def slope_table(self) -> pd.DataFrame:
+        """The fits, one row per (variant, lengths)."""
+        return pd.DataFrame([dict(variant=v, lengths=which, **fit) for v in self.fits
+                             for which, fit in self.fits[v].items()]).set_index(["variant", "lengths"])
+
+    def numbers(self) -> dict[str, object]:
+        """For the prose: each variant's largest working rate at the shortest and the longest T, the tail fits
+        (slope, low, high per variant of SLOPE_VARIANTS), the grid's top and the lost rates of Dr. GRPO."""
+        largest = self.largest_working
+        out = dict(top_rate=float(max(self.rates)), lost_rates=len(self.lost_rates), fit_shortest=FIT_SHORTEST,
+                   training_short=self.short, training_long=self.long)
+        for variant in largest.index:
+            out[f"largest_{variant}_short"] = float(largest.loc[variant, self.short])
+            out[f"largest_{variant}_long"] = float(largest.loc[variant, self.long])
+        for variant in SLOPE_VARIANTS:
+            out |= {f"rate_slope_{variant}_{key}": float(self.fits[variant]["tail"][key])
+                    for key in ("slope", "low", "high")}
+        return out
+
+    def slope_margins(self, variant: str, slope: float) -> list[float]:
+        """``slope`` lies in the bootstrap interval of ``variant``'s tail fit: [slope − low, high − slope]."""
+        fit = self.fits[variant]["tail"]
+        return [slope - fit["low"] + 1e-9, fit["high"] - slope + 1e-9]  # 1e-9: the slopes of log₂ rates are exact
 
     def headline(self) -> dict[str, object]:
-        """The tables as records: final J, collapse share, largest working learning rate, GRPO's plateau."""
+        """The tables as records: final J, failing share, largest working rate, slopes, GRPO's plateau."""
         return dict(training_final=self.summary.reset_index().to_dict("records"),
-                    training_collapse_share=self.collapse.stack().rename("share").reset_index().to_dict("records"),
+                    training_failing_share=self.failing.stack().rename("share").reset_index().to_dict("records"),
                     largest_working_learning_rate=self.largest_working.stack().rename("rate").reset_index()
                     .to_dict("records"),
+                    largest_working_rate_slopes=self.fits,
                     grpo_plateau=self.plateau.reset_index().to_dict("records"))
+
+
+def rate_slope(lengths: list[int], instance_rates: np.ndarray, rates: list[float],
+               resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, float]:
+    """The log-log slope of the largest working rate on T and its 95% bootstrap interval over instances.
+
+    ``instance_rates`` (L, n): each instance's largest working rate at each length (NaN: even the smallest rate
+    fails, counted as half of it). The largest working rate of a set of instances is their smallest. The slope
+    is the least-squares slope of log₂ min_i rate_i(T) on log₂ T; the interval its 2.5% and 97.5% quantiles over
+    ``resamples`` resamples of the instances with replacement (a generator seeded 0). ``censored``: the number
+    of lengths at which the largest working rate is the top of the grid (the slope is then a bound)."""
+    values = np.where(np.isnan(instance_rates), min(rates) / 2, instance_rates)  # (L, n)
+    if len(lengths) < 2:
+        return dict(slope=math.nan, low=math.nan, high=math.nan, censored=math.nan)
+    log_t = np.log2(lengths)
+    draws = np.random.default_rng(0).integers(values.shape[1], size=(resamples, values.shape[1]))
+    resampled = values[:, draws].min(-1)  # (L, resamples)
+    slopes = np.polyfit(log_t, np.log2(resampled), 1)[0]
+    low, high = np.quantile(slopes, [(1 - INTERVAL_LEVEL) / 2, (1 + INTERVAL_LEVEL) / 2])
+    largest = values.min(-1)
+    return dict(slope=float(np.polyfit(log_t, np.log2(largest), 1)[0]), low=float(low), high=float(high),
+                censored=int((largest >= max(rates)).sum()))
 
 
 def training_outcome(training: SampledTraining) -> TrainingOutcome:
     """The tables of :class:`TrainingOutcome` from the runs' final and tail values."""
-    finals, keys = training.finals, ["variant", "learning_rate", "T"]
+    finals, keys, rates = training.finals, ["variant", "learning_rate", "T"], training.rates
     summary = finals.groupby(keys).final_J.apply(t_interval).unstack()
-    collapse = finals.groupby(keys).collapsed.mean().unstack("T")
-    works = (summary["mean"] >= WORKING_VALUE) & (finals.groupby(keys).collapsed.sum() == 0)
-    largest_working = works[works].reset_index().groupby(["variant", "T"]).learning_rate.max().unstack("T")
+    failing = 1 - finals.groupby(keys).works.mean().unstack("T")
+    works = finals.groupby(keys).works.all()
+    largest = pd.DataFrame({length: {v: largest_working(works.xs((v, length), level=("variant", "T")), rates)
+                                     for v in finals.variant.unique()} for length in training.lengths})
+    largest.index.name, largest.columns.name = "variant", "T"
+    per_instance = finals.set_index(["variant", "T", "instance", "learning_rate"]).works
+    instance_largest = per_instance.groupby(level=["variant", "T", "instance"]).apply(
+        lambda group: largest_working(group.droplevel(["variant", "T", "instance"]), rates)).unstack("instance")
+    tail = [t for t in training.lengths if t >= FIT_SHORTEST]
+    fits = {variant: {"all": rate_slope(training.lengths, instance_largest.loc[variant].to_numpy(), rates),
+                      "tail": rate_slope(tail, instance_largest.loc[variant].loc[tail].to_numpy(), rates)}
+            for variant in SLOPE_VARIANTS}
     short, long = training.lengths[0], training.lengths[-1]
-    lost_rates = [float(rate) for rate in LEARNING_RATES
-                  if all(works.get((v, rate, short), False) and not works.get((v, rate, long), False)
-                         for v in ("dr_grpo",))]
+    lost_rates = [float(rate) for rate in rates
+                  if works.get(("dr_grpo", rate, short), False) and not works.get(("dr_grpo", rate, long), False)]
     grpo_long = finals[(finals.variant == "grpo") & (finals["T"] == long)]
     plateau = grpo_long.groupby("learning_rate").tail_J.apply(t_interval).unstack()
-    return TrainingOutcome(summary, collapse, works, largest_working, short, long, lost_rates, plateau)
+    return TrainingOutcome(summary, failing, largest, instance_largest, fits, rates, short, long, lost_rates, plateau)
