@@ -47,6 +47,14 @@ def _small_config(**overrides) -> ts.TwoStageConfig:
     return ts.TwoStageConfig(**dict(values, **overrides))
 
 
+def test_the_prose_constants_are_the_codes():
+    assert ts.SETUP_NUMBERS == {"10%": ts.SWITCH_DROP, "95%": ts.LM_INTERVAL_LEVEL}
+    # a 10% drop below the running peak counts, a 9% drop does not
+    steps = torch.arange(3)
+    assert ts.switch_steps(torch.tensor([[0.5], [1.0], [0.9]], dtype=F64), steps).tolist() == [1.0]
+    assert np.isnan(ts.switch_steps(torch.tensor([[0.5], [1.0], [0.91]], dtype=F64), steps)).all()
+
+
 def test_switch_and_takeover_detection():
     steps = torch.arange(6)
     high = torch.tensor([[0.4, 0.4], [0.6, 0.5], [0.8, 0.6], [0.7, 0.7], [0.5, 0.8], [0.3, 0.9]], dtype=F64)
@@ -219,7 +227,7 @@ def test_onset_table_by_hand():
     in_regime = ts.onset_regime(table)
     assert in_regime.pi_O0.tolist() == [0.02]
     assert ts.onset_margins(in_regime) == pytest.approx([0.2])
-    assert ts.dip_margins(table, 0.02) == pytest.approx([0.25])
+    assert ts.deepest_dip(table, 0.02) == pytest.approx(0.25) and ts.dip_margins(table, 0.02) == pytest.approx([0.25])
 
 
 def test_onset_margins_fail_on_counter_examples():
@@ -253,6 +261,10 @@ def test_takeover_dependence_and_monotonicity_by_hand():
     dependence = ts.takeover_dependence(_study())
     assert dependence.G.tolist() == [2, 4] and dependence.settings_reached.tolist() == [3, 2]
     assert dependence.log_log_slope.tolist() == pytest.approx([-2.0, -2.0])
+    assert ts.steeper_than_inverse_margins(dependence) == pytest.approx([1.0, 1.0])
+    # a takeover ∝ π_O(0)^(−1/2): slower growth than 1/π_O(0)
+    shallow = pd.DataFrame(dict(G=[2, 2], pi_O0=[0.01, 0.04], takeover_median=[200.0, 100.0]))
+    assert ts.steeper_than_inverse_margins(ts.takeover_dependence(shallow)) == pytest.approx([-0.5])
     assert ts.later_when_rarer_margins(_study()) == pytest.approx([0.75, 0.75, 0.75])
     assert ts.earlier_with_more_rollouts_margins(_study()) == pytest.approx([0.0, 0.5, 0.5])
     # more rollouts but a later takeover; a rarer better action but an earlier takeover
@@ -317,6 +329,10 @@ def test_variant_metrics_and_summary_by_hand():
     summary = ts.variant_summary(metrics)
     assert len(summary) == 3 and summary.iloc[0]["success [95% CI]"].startswith("0.50 [")
     assert summary.iloc[0][["entropy min", "entropy final", "Δμ<0 share"]].tolist() == [1.0, 1.25, 0.125]
+    glued = ts.variant_glue(metrics)
+    assert len(glued) == 1 + 3 * 3 and glued["entropy_initial"] == 2.0
+    assert glued["success_det_grpo"] == 0.5 and glued["takeover_det_grpo"] == math.inf
+    assert glued["entropy_det_grpo_p"] == 1.25
 
 
 def _metrics(**changes):
@@ -372,20 +388,90 @@ def _lm_run(advantage_filter, accuracy, entropy):
                                                                   entropy=entropy)))
 
 
-def test_lm_summary_frame_and_margins_by_hand():
-    runs = [_lm_run("all", [0.4, 0.5, 0.6], [0.5, 0.4, 0.35]), _lm_run("negative", [0.4, 0.45, 0.5], [0.5, 0.48, 0.49])]
-    summary = ts.lm_summary(runs)
+def _lm_runs():
+    # Two GRPO seeds. Seed 0: GRPO 0.4 → 0.6 (entropy 0.5 → 0.35), GRPO-N 0.4 → 0.5 (0.5 → 0.49).
+    # Seed 1: GRPO 0.3 → 0.4 (0.5 → 0.4), GRPO-N 0.3 → 0.3 (0.5 → 0.42).
+    return {0: [_lm_run("all", [0.4, 0.5, 0.6], [0.5, 0.4, 0.35]),
+                _lm_run("negative", [0.4, 0.45, 0.5], [0.5, 0.48, 0.49])],
+            1: [_lm_run("all", [0.3, 0.35, 0.4], [0.5, 0.45, 0.4]),
+                _lm_run("negative", [0.3, 0.3, 0.3], [0.5, 0.45, 0.42])]}
+
+
+def test_lm_grpo_seeds_are_disjoint_across_book_seeds():
+    assert ts.lm_grpo_seeds(0, 3) == [0, 1, 2] and ts.lm_grpo_seeds(2, 3) == [6, 7, 8]
+    assert len({s for seed in range(10) for s in ts.lm_grpo_seeds(seed, 3)}) == 30
+
+
+def test_run_lm_comparison_runs_every_seed_from_one_checkpoint(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ts.experiment, "run_all", lambda config, folder, train, validation, seed, device:
+                        calls.append((folder, seed)) or [seed])
+    assert ts.run_lm_comparison("config", "warm", [], [], [3, 4, 5], "cpu") == {3: [3], 4: [4], 5: [5]}
+    assert calls == [("warm", 3), ("warm", 4), ("warm", 5)]
+
+
+def test_lm_summary_frame_and_table_by_hand():
+    runs = _lm_runs()
+    summary = ts.lm_summary(runs[0])
     assert summary["all"] == dict(accuracy_start=0.4, accuracy_end=0.6, entropy_start=0.5, entropy_end=0.35,
                                   entropy_min=0.35)
     assert summary["negative"]["entropy_min"] == 0.48
-    assert ts.lm_entropy_margins(summary) == pytest.approx([0.14])
-    assert ts.lm_accuracy_margins(summary) == pytest.approx([0.2, 0.1])
     frame = ts.lm_frame(runs)
-    assert frame.run.unique().tolist() == ["grpo / group / lr 0.0003", "grpo / group / lr 0.0003 / negative only"]
-    assert "negative only" in ts.lm_table(frame) and "entropy_end" in ts.lm_summary_table(summary)
-    # GRPO-N ending with less entropy than GRPO; a run that loses accuracy
-    worse = [runs[0], _lm_run("negative", [0.4, 0.35, 0.3], [0.5, 0.3, 0.2])]
-    assert ts.lm_entropy_margins(ts.lm_summary(worse))[0] < 0 and ts.lm_accuracy_margins(ts.lm_summary(worse))[1] < 0
+    assert len(frame) == 12 and frame.variant.unique().tolist() == ["GRPO", "GRPO-N"]
+    assert frame.grpo_seed.unique().tolist() == [0, 1]
+    table = ts.lm_table(frame)
+    assert "GRPO-N" in table and "0.35" in table  # GRPO's mean accuracy at step 0: (0.4 + 0.3)/2
+
+
+def test_lm_comparison_by_hand():
+    comparison = ts.LMComparison.from_runs(_lm_runs())
+    assert comparison.seeds == [0, 1]
+    assert comparison.gains("all") == pytest.approx([0.2, 0.1])
+    assert comparison.gains("negative") == pytest.approx([0.1, 0.0])
+    assert comparison.gain_differences() == pytest.approx([0.1, 0.1])
+    assert comparison.entropy_differences() == pytest.approx([0.14, 0.02])
+    assert comparison.entropy_share() == 1.0
+    assert comparison.entropy_drops("all") == pytest.approx([0.15, 0.1])
+    headline = comparison.headline()
+    assert headline["gain_grpo"] == pytest.approx(statistics.mean_interval(np.array([0.2, 0.1])))
+    assert headline["entropy_difference"][0] == pytest.approx(0.08) and headline["grpo_seeds"] == [0, 1]
+    assert len(headline["per_seed"]) == 2
+    glued = comparison.glue()
+    assert glued["lm_runs"] == 2 and glued["lm_higher_entropy"] == 2 and glued["lm_grpo_n_gains"] == 1
+    assert len(glued) == 3 + 6 * 3
+    assert glued["lm_gain_difference"] == pytest.approx(0.1) and glued["lm_entropy_grpo_n"] == pytest.approx(0.455)
+    assert (glued["lm_gain_grpo_low"], glued["lm_gain_grpo_high"]) == pytest.approx(headline["gain_grpo"][1:])
+    table = comparison.table()
+    assert "GRPO-N − GRPO" in table and "+0.140 +0.020" in table and "0.150 [" in table
+
+
+def test_lm_margins_hold_and_fail_by_hand():
+    comparison = ts.LMComparison.from_runs(_lm_runs())
+    assert ts.lm_gain_margins(comparison, "all") == pytest.approx([0.15])
+    assert ts.lm_gain_margins(comparison, "negative") == pytest.approx([0.05])
+    assert ts.lm_gain_order_margins(comparison) == pytest.approx([0.1])
+    assert ts.lm_entropy_margins(comparison) == pytest.approx([0.08])
+    assert ts.lm_entropy_fall_margins(comparison) == pytest.approx([0.125, 0.045])
+    # GRPO-N losing accuracy on average; GRPO-N ending with less entropy than GRPO on average (in one of two seeds)
+    worse = _lm_runs()
+    worse[1][1] = _lm_run("negative", [0.3, 0.2, 0.1], [0.5, 0.3, 0.2])
+    comparison = ts.LMComparison.from_runs(worse)
+    assert ts.lm_gain_margins(comparison, "negative") == pytest.approx([-0.05])
+    assert ts.lm_gain_order_margins(comparison) == pytest.approx([0.2])
+    assert ts.lm_entropy_margins(comparison) == pytest.approx([(0.14 - 0.2) / 2])
+    assert comparison.entropy_share() == 0.5
+    # GRPO-N's entropy rising above its start on average
+    rising = _lm_runs()
+    rising[0][1] = _lm_run("negative", [0.4, 0.45, 0.5], [0.5, 0.55, 0.6])
+    assert ts.lm_entropy_fall_margins(ts.LMComparison.from_runs(rising)) == pytest.approx([0.125, -0.01])
+    # GRPO losing accuracy on average
+    losing = _lm_runs()
+    losing[0][0] = _lm_run("all", [0.4, 0.3, 0.2], [0.5, 0.4, 0.35])
+    assert ts.lm_gain_margins(ts.LMComparison.from_runs(losing), "all") == pytest.approx([-0.05])
+    # GRPO-N gaining more than GRPO
+    better_n = _lm_runs()
+    better_n[0][1] = _lm_run("negative", [0.4, 0.6, 0.8], [0.5, 0.48, 0.49])
+    assert ts.lm_gain_order_margins(ts.LMComparison.from_runs(better_n)) == pytest.approx([-0.05])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -414,4 +500,10 @@ def test_drawing_functions_draw_every_series():
     ts.draw_variant_row(axes, _variant_runs()["deterministic"], "deterministic", 2)
     assert [len(ax.lines) for ax in axes] == [3, 4, 4]  # + the initial entropy; + the diagonal
     assert axes[0].get_ylabel().startswith("deterministic")
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 2)
+    ts.draw_lm(axes, ts.lm_frame(_lm_runs()))
+    assert [sum(len(line.get_xdata()) == 3 for line in ax.lines) for ax in axes] == [2, 2]  # a mean per variant
+    assert [text.get_text() for text in axes[0].get_legend().get_texts()] == ["GRPO", "GRPO-N"]
+    assert axes[1].get_legend() is None and axes[1].get_ylabel() == "mean token entropy (nats)"
     plt.close(fig)

@@ -41,8 +41,17 @@ from rlvr_dynamics.lm import experiment
 from rlvr_dynamics.theory import DTYPE, logit_dynamics
 from rlvr_dynamics.theory.logit_dynamics import SCALES
 
+SWITCH_DROP = 0.1
+"""The switch is counted once π_H has fallen this share below its running maximum (so noise cannot fake it)."""
 
-def switch_steps(high_mass: torch.Tensor, steps: torch.Tensor, drop: float = 0.1) -> np.ndarray:
+LM_INTERVAL_LEVEL = 0.95
+"""Level of the Student-t intervals over the GRPO seeds of the language-model comparison."""
+
+SETUP_NUMBERS = {"10%": SWITCH_DROP, "95%": LM_INTERVAL_LEVEL}
+"""Every decimal typed in the chapter's prose: a constant of the set-up (the tests check its value)."""
+
+
+def switch_steps(high_mass: torch.Tensor, steps: torch.Tensor, drop: float = SWITCH_DROP) -> np.ndarray:
     """End of the exploitation stage: the step at which the explored high-reward mass π_H peaks,
     counted once π_H has fallen to (1 − drop) × its running maximum. NaN (censored) when it never
     falls that far. high_mass (S, B), steps (S,) → (B,)."""
@@ -97,6 +106,8 @@ class TwoStageConfig:
                               low=1, high=1_000_000)
     lm_eval_every: int = parameter("steps between validation accuracy / entropy checks of the LM runs", "int",
                                    low=1, high=1_000_000)
+    lm_seeds: int = parameter("GRPO seeds of the language-model comparison (each runs GRPO and GRPO-N from the "
+                              "same warm start; intervals are over these)", "int", low=2, high=1_000)
 
     def check(self) -> None:
         if self.high_actions > self.actions - 2:
@@ -155,20 +166,21 @@ class TwoStageConfig:
 
 
 PRESETS = {
-    # ≈ 80 s on 2 CPU cores (≈ 45 s of it the two language-model runs, after the Figure-2 chapter's
-    # cached warm-up).
+    # ≈ 2.5 min on 2 CPU cores (≈ 2 min of it the six language-model runs — GRPO and GRPO-N at three
+    # GRPO seeds — after the cached warm-up).
     "ci": dict(actions=10, high_actions=3, optimal_reward=1.0, high_reward=0.5, low_reward=0.0,
                reward_model="deterministic", scale_rewards="group", initial_optimal=0.02, initial_high=0.4,
                initial_optimal_grid="0.01,0.02,0.03,0.05", high_reward_grid="0.3,0.5,0.8", group_size=8,
                group_size_grid="2,3,5,10", step_size=0.3, steps=3000, seeds=64, record_every=5,
-               monte_carlo_groups=100_000, lm_steps=90, lm_eval_every=30),
+               monte_carlo_groups=100_000, lm_steps=90, lm_eval_every=30, lm_seeds=3),
     # More seeds, a finer and lower grid of π_O(0), longer runs, a ten-fold Monte-Carlo check and
     # 500 GRPO steps on the language model.
     "paper": dict(actions=10, high_actions=3, optimal_reward=1.0, high_reward=0.5, low_reward=0.0,
                   reward_model="deterministic", scale_rewards="group", initial_optimal=0.02, initial_high=0.4,
                   initial_optimal_grid="0.005,0.01,0.015,0.02,0.03,0.05", high_reward_grid="0.3,0.5,0.8",
                   group_size=8, group_size_grid="2,3,5,10", step_size=0.3, steps=10_000, seeds=512,
-                  record_every=10, monte_carlo_groups=1_000_000, lm_steps=500, lm_eval_every=50),
+                  record_every=10, monte_carlo_groups=1_000_000, lm_steps=500, lm_eval_every=50,
+                  lm_seeds=3),
 }
 
 
@@ -496,9 +508,14 @@ def onset_margins(in_regime: pd.DataFrame) -> list[float]:
     return [min(r - low, high - r) for r in in_regime.onset_ratio]
 
 
+def deepest_dip(table: pd.DataFrame, smallest: float) -> float:
+    """The share of π_O(0) kept at the bottom of the deepest dip among the rows with π_O(0) = ``smallest``."""
+    return float(table[table.pi_O0 == smallest].dip_ratio.min())
+
+
 def dip_margins(table: pd.DataFrame, smallest: float) -> list[float]:
     """At π_O(0) = ``smallest`` the deepest dip keeps less than DIP_LEVEL of the mass: DIP_LEVEL − its ratio."""
-    return [DIP_LEVEL - table[table.pi_O0 == smallest].dip_ratio.min()]
+    return [DIP_LEVEL - deepest_dip(table, smallest)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -582,6 +599,11 @@ def takeover_dependence(study: pd.DataFrame) -> pd.DataFrame:
             slope = np.polyfit(np.log(part.pi_O0), np.log(part.takeover_median), 1)[0]
             dependence.append(dict(G=G_, settings_reached=len(part), log_log_slope=slope))
     return pd.DataFrame(dependence, columns=["G", "settings_reached", "log_log_slope"])
+
+
+def steeper_than_inverse_margins(dependence: pd.DataFrame) -> list[float]:
+    """The takeover grows faster than 1/π_O(0): −1 − the log-log slope of :func:`takeover_dependence`, per G."""
+    return [-1.0 - slope for slope in dependence.log_log_slope]
 
 
 def later_when_rarer_margins(study: pd.DataFrame) -> list[float]:
@@ -734,6 +756,19 @@ def draw_variant_row(axes, trajectories: Trajectories, reward_model: str, seeds:
     axes[2].plot(lims, lims, color="grey", ls=":", lw=1)
 
 
+def variant_glue(metrics: dict[str, dict]) -> dict[str, float]:
+    """The numbers of :func:`variant_metrics` the prose quotes: per reward model ("det", "ber") and
+    variant ("grpo", "grpo_n", "grpo_p") the success rate (``success_det_grpo``), the median takeover
+    step (``takeover_det_grpo``, inf when censored) and the mean final entropy (``entropy_det_grpo``);
+    and the initial entropy (``entropy_initial``)."""
+    values = {"entropy_initial": next(iter(metrics.values()))["entropy_initial"]}
+    for record in metrics.values():
+        suffix = f"{record['reward_model'][:3]}_{record['variant']}"
+        values.update({f"success_{suffix}": record["success"][0], f"takeover_{suffix}": record["takeover"][0],
+                       f"entropy_{suffix}": record["entropy_final"][0]})
+    return values
+
+
 def diversity_margins(metrics: dict[str, dict]) -> list[float]:
     """GRPO-N ends with a higher entropy than GRPO (deterministic rewards): the lower end of GRPO-N's
     interval minus the upper end of GRPO's."""
@@ -790,19 +825,37 @@ def r2_margins(r2: dict[str, float]) -> list[float]:
 # ----------------------------------------------------------------------------------------------
 
 
-def lm_frame(runs) -> pd.DataFrame:
-    """Every validation point of every LM run (``GRPORun.evals`` rows) with the run's label."""
-    return pd.concat([run.evals.assign(run=experiment.run_label(run)) for run in runs], ignore_index=True)
+def lm_grpo_seeds(seed: int, runs: int) -> list[int]:
+    """The GRPO seeds of the language-model comparison at the book's ``seed``: runs·seed + i, i < runs.
+
+    Disjoint across book seeds, and the first at seed 0 is 0. The warm-up (and the problems) stay
+    seeded by the book's seed, so every GRPO seed starts from the same cached checkpoint."""
+    return [runs * seed + index for index in range(runs)]
+
+
+def run_lm_comparison(config, folder, train, validation, grpo_seeds: Sequence[int], device) -> dict[int, list]:
+    """GRPO and GRPO-N (the runs of ``config``) from the checkpoint in ``folder``, once per GRPO seed:
+    :func:`rlvr_dynamics.lm.experiment.run_all` per seed (its worker processes). GRPO seed → runs."""
+    return {s: experiment.run_all(config, folder, train, validation, s, device) for s in grpo_seeds}
+
+
+def lm_frame(runs: dict[int, list]) -> pd.DataFrame:
+    """Every validation point of every LM run (``GRPORun.evals`` rows) with its variant ("GRPO",
+    "GRPO-N", "GRPO-P" by the advantage filter) and its GRPO seed."""
+    names = {"all": "GRPO", "negative": "GRPO-N", "positive": "GRPO-P"}
+    return pd.concat([run.evals.assign(variant=names[run.config.advantage_filter], grpo_seed=s)
+                      for s, seed_runs in runs.items() for run in seed_runs], ignore_index=True)
 
 
 def lm_table(frame: pd.DataFrame) -> str:
-    """Accuracy and entropy per step (rows) and run (columns), to 3 decimals."""
-    return frame.pivot(index="step", columns="run", values=["accuracy", "entropy"]).round(3).to_string()
+    """Mean accuracy and entropy over the GRPO seeds per step (rows) and variant (columns), to 3 decimals."""
+    means = frame.groupby(["step", "variant"])[["accuracy", "entropy"]].mean().unstack("variant")
+    return means.round(3).to_string()
 
 
 def lm_summary(runs) -> dict[str, dict[str, float]]:
-    """Per advantage filter ("all", "negative"): validation accuracy and entropy at the first and last
-    evaluation, and the smallest entropy."""
+    """Per advantage filter ("all", "negative") of the runs of one GRPO seed: validation accuracy and
+    entropy at the first and last evaluation, and the smallest entropy."""
     summary = {}
     for run in runs:
         first, last = run.evals.iloc[0], run.evals.iloc[-1]
@@ -813,16 +866,108 @@ def lm_summary(runs) -> dict[str, dict[str, float]]:
     return summary
 
 
-def lm_entropy_margins(summary: dict[str, dict[str, float]]) -> list[float]:
-    """GRPO-N keeps a higher token entropy than GRPO at the end: the difference."""
-    return [summary["negative"]["entropy_end"] - summary["all"]["entropy_end"]]
+@dataclass(frozen=True)
+class LMComparison:
+    """GRPO ("all") against GRPO-N ("negative") on the language model over several GRPO seeds from
+    one warm start: :func:`lm_summary` per seed, and intervals over the seeds."""
+
+    seeds: list[int]
+    summaries: list[dict[str, dict[str, float]]]  # lm_summary, one per GRPO seed
+
+    @classmethod
+    def from_runs(cls, runs: dict[int, list]) -> LMComparison:
+        return cls(list(runs), [lm_summary(seed_runs) for seed_runs in runs.values()])
+
+    def values(self, advantage_filter: str, key: str) -> np.ndarray:
+        """``key`` of ``advantage_filter``'s summary, per GRPO seed."""
+        return np.array([summary[advantage_filter][key] for summary in self.summaries])
+
+    def gains(self, advantage_filter: str) -> np.ndarray:
+        """Validation-accuracy gain (last − first evaluation), per GRPO seed."""
+        return self.values(advantage_filter, "accuracy_end") - self.values(advantage_filter, "accuracy_start")
+
+    def entropy_differences(self) -> np.ndarray:
+        """GRPO-N's final entropy minus GRPO's, per GRPO seed (> 0: GRPO-N keeps more)."""
+        return self.values("negative", "entropy_end") - self.values("all", "entropy_end")
+
+    def gain_differences(self) -> np.ndarray:
+        """GRPO's accuracy gain minus GRPO-N's, per GRPO seed (> 0: GRPO gains more)."""
+        return self.gains("all") - self.gains("negative")
+
+    def entropy_drops(self, advantage_filter: str) -> np.ndarray:
+        """First minus last evaluation's token entropy, per GRPO seed (> 0: the entropy fell)."""
+        return self.values(advantage_filter, "entropy_start") - self.values(advantage_filter, "entropy_end")
+
+    def entropy_share(self) -> float:
+        """The share of GRPO seeds in which GRPO-N ends with the higher entropy."""
+        return float((self.entropy_differences() > 0).mean())
+
+    def headline(self) -> dict:
+        """Per-seed summaries and the means with Student-t intervals (LM_INTERVAL_LEVEL) over the GRPO seeds."""
+        interval = lambda values: statistics.mean_interval(values, LM_INTERVAL_LEVEL)  # noqa: E731
+        return dict(grpo_seeds=self.seeds, per_seed=self.summaries,
+                    gain_grpo=interval(self.gains("all")), gain_grpo_n=interval(self.gains("negative")),
+                    entropy_end_grpo=interval(self.values("all", "entropy_end")),
+                    entropy_end_grpo_n=interval(self.values("negative", "entropy_end")),
+                    entropy_difference=interval(self.entropy_differences()),
+                    gain_difference=interval(self.gain_differences()), entropy_share=self.entropy_share())
+
+    def glue(self) -> dict[str, float]:
+        """The numbers the prose quotes: ``lm_runs`` (GRPO seeds), ``lm_higher_entropy`` (seeds in which
+        GRPO-N ends with the higher entropy), ``lm_grpo_n_gains`` (seeds in which GRPO-N's accuracy rises),
+        and the mean with its interval (``_low``, ``_high``) of ``lm_gain_grpo``, ``lm_gain_grpo_n``,
+        ``lm_gain_difference`` (GRPO − GRPO-N), ``lm_entropy_grpo``, ``lm_entropy_grpo_n`` (final
+        entropies) and ``lm_entropy_difference`` (GRPO-N − GRPO)."""
+        headline = self.headline()
+        values = {"lm_runs": len(self.seeds), "lm_higher_entropy": int((self.entropy_differences() > 0).sum()),
+                  "lm_grpo_n_gains": int((self.gains("negative") > 0).sum())}
+        for name, key in (("gain_grpo", "gain_grpo"), ("gain_grpo_n", "gain_grpo_n"),
+                          ("gain_difference", "gain_difference"), ("entropy_grpo", "entropy_end_grpo"),
+                          ("entropy_grpo_n", "entropy_end_grpo_n"), ("entropy_difference", "entropy_difference")):
+            values.update(zip((f"lm_{name}", f"lm_{name}_low", f"lm_{name}_high"), headline[key], strict=True))
+        return values
+
+    def table(self) -> str:
+        """Accuracy gain and final entropy per variant (and GRPO-N − GRPO): mean [interval at LM_INTERVAL_LEVEL]
+        over the GRPO seeds, and the per-seed values, to 3 decimals."""
+        rows = {"GRPO": (self.gains("all"), self.values("all", "entropy_end")),
+                "GRPO-N": (self.gains("negative"), self.values("negative", "entropy_end")),
+                "GRPO-N − GRPO": (-self.gain_differences(), self.entropy_differences())}
+        cell = lambda v: "{:.3f} [{:.3f}, {:.3f}]".format(*statistics.mean_interval(v, LM_INTERVAL_LEVEL))  # noqa: E731
+        per_seed = lambda v: " ".join(f"{x:+.3f}" for x in v)  # noqa: E731
+        return pd.DataFrame({name: {"accuracy gain": cell(g), "gain per seed": per_seed(g), "final entropy": cell(e),
+                                    "final entropy per seed": per_seed(e)}
+                             for name, (g, e) in rows.items()}).to_string()
 
 
-def lm_accuracy_margins(summary: dict[str, dict[str, float]]) -> list[float]:
-    """Both GRPO and GRPO-N raise validation accuracy: the gain of each."""
-    return [summary[f]["accuracy_end"] - summary[f]["accuracy_start"] for f in ("all", "negative")]
+def lm_gain_margins(comparison: LMComparison, advantage_filter: str) -> list[float]:
+    """``advantage_filter``'s runs raise validation accuracy on average over the GRPO seeds: the mean gain."""
+    return [float(comparison.gains(advantage_filter).mean())]
 
 
-def lm_summary_table(summary: dict[str, dict[str, float]]) -> str:
-    """:func:`lm_summary` as a table: one column per advantage filter, to 3 decimals."""
-    return pd.DataFrame(summary).round(3).to_string()
+def lm_gain_order_margins(comparison: LMComparison) -> list[float]:
+    """GRPO gains more accuracy than GRPO-N on average over the GRPO seeds: the mean difference."""
+    return [float(comparison.gain_differences().mean())]
+
+
+def lm_entropy_margins(comparison: LMComparison) -> list[float]:
+    """GRPO-N ends with a higher token entropy than GRPO on average over the GRPO seeds: the mean difference."""
+    return [float(comparison.entropy_differences().mean())]
+
+
+def lm_entropy_fall_margins(comparison: LMComparison) -> list[float]:
+    """Both GRPO's and GRPO-N's token entropy end below their start on average over the GRPO seeds (GRPO-N's
+    does not rise above the base model's): the mean of start − end, per variant."""
+    return [float(comparison.entropy_drops(f).mean()) for f in ("all", "negative")]
+
+
+def draw_lm(axes, frame: pd.DataFrame) -> None:
+    """Two Axes: validation accuracy and token entropy against the step, per variant: the mean over the
+    GRPO seeds and the band from their smallest to their largest value."""
+    import seaborn as sns
+
+    for ax, y in zip(axes, ("accuracy", "entropy"), strict=True):
+        sns.lineplot(frame, x="step", y=y, hue="variant", errorbar=("pi", 100), marker="o", ax=ax,
+                     legend=ax is axes[0])
+    axes[0].set(ylabel="sampled validation accuracy")
+    axes[1].set(ylabel="mean token entropy (nats)")
