@@ -29,7 +29,8 @@ def project(tmp_path, monkeypatch):
     executed, builds = [], []
 
     def fake_execute(spec, parameters, output_notebook, root=None):
-        settings, config = spec.resolve(parameters)
+        # the executed notebook resolves the relative output folder from its own project root
+        settings, config = spec.resolve({**parameters, "output_dir": str(root / parameters["output_dir"])})
         claims = ClaimLog()
         claims.check(f"{spec.name} holds", [1.0])
         write_metrics(settings.output_dir, spec.name, settings, config, "cpu", {}, claims, [f"{spec.name}.png"])
@@ -146,3 +147,15 @@ def test_execution_order_names_every_notebook_once():
     assert sorted(runner.EXECUTION_ORDER) == sorted(NOTEBOOKS)
     # two_stage reads the warm-up figure2 caches: it never starts before figure2
     assert runner.EXECUTION_ORDER.index("figure2") < runner.EXECUTION_ORDER.index("two_stage")
+
+
+def test_the_book_injects_no_path_of_the_building_machine(tmp_path):
+    """The output folder is injected relative to the repository root, so the executed notebook and
+    the cache key are the same in any checkout; the notebook resolves it to build/outputs/NAME."""
+    spec = NOTEBOOKS["gradient_gap"]
+    for root in (REAL_ROOT, tmp_path):
+        parameters = runner.book_parameters(spec, "ci", root)
+        assert parameters["output_dir"] == "build/outputs/gradient_gap"
+        assert str(root) not in json.dumps(parameters)
+    settings, _ = spec.resolve(runner.book_parameters(spec, "ci", REAL_ROOT))
+    assert settings.output_dir == REAL_ROOT / "build" / "outputs" / "gradient_gap"

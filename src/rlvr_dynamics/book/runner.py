@@ -170,8 +170,13 @@ def cache_key(spec: NotebookSpec, parameters: Mapping[str, Any], root: Path) -> 
 
 
 def book_parameters(spec: NotebookSpec, preset: str, root: Path) -> dict[str, Any]:
-    """The parameters the book executes a notebook with: the preset, seed 0, CPU, build/outputs."""
-    return {"preset": preset, "seed": 0, "device": "cpu", "output_dir": str(build_dir(root) / "outputs" / spec.name)}
+    """The parameters the book executes a notebook with: the preset, seed 0, CPU, build/outputs/NAME.
+
+    The output folder is given relative to the repository root (where the notebook resolves it): no path
+    of the building machine is injected into the executed notebook, and a build folder copied to another
+    checkout stays valid (the cache key holds no absolute path)."""
+    output_dir = (build_dir(root) / "outputs" / spec.name).relative_to(root)
+    return {"preset": preset, "seed": 0, "device": "cpu", "output_dir": output_dir.as_posix()}
 
 
 def execute_all(preset: str = "ci", force: bool = False, names: list[str] | None = None, log=print,
@@ -187,7 +192,7 @@ def execute_all(preset: str = "ci", force: bool = False, names: list[str] | None
         target = build_dir(root) / "executed" / f"{name}.ipynb"
         key_file = target.with_suffix(".key")
         key = cache_key(spec, parameters, root)
-        metrics = Path(parameters["output_dir"]) / "metrics.json"
+        metrics = root / parameters["output_dir"] / "metrics.json"
         if not force and is_cached(target, key_file, key) and metrics.is_file():
             log(f"[cached]   {name}: {target}")
         else:
