@@ -15,11 +15,21 @@ from rlvr_dynamics.book import browser
 # A 2×2 red PNG: a real image the browser decodes.
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==")
+FIGURE = ('<figure><img src="{src}" alt="{alt}"><figcaption><p><span class="caption-number">Fig. 1 </span>'
+          'A red square.</p></figcaption></figure>')
+CLAIMS = '<table class="claims-table"><tr><th>claim</th><th>holds</th></tr><tr><td>a</td><td>yes</td></tr></table>'
+# Display maths as MathJax leaves it: a container as wide as the column around a wider formula.
+WIDE_MATHS = ('<div class="math"{style}><mjx-container display="true" style="display:block;overflow:hidden">'
+              '<mjx-math style="display:inline-block;width:{width}px;height:20px">x</mjx-math></mjx-container></div>')
 CLEAN = {
-    "index.html": '<html><body><h1 id="top">Home</h1><img src="pic.png" alt="pic">'
-                  '<a href="other.html#section">other</a> <a href="#top">top</a>'
+    "index.html": '<html><body><h1 id="top">Home</h1>' + FIGURE.format(src="pic.png", alt="A red square")
+                  + '<a href="other.html#section">other</a> <a href="#top">top</a>'
                   '<a href="https://example.org/paper">a link elsewhere is not a request</a></body></html>',
-    "other.html": '<html><body><h2 id="section">Section</h2><a href="index.html">home</a></body></html>',
+    "other.html": '<html><body><h2 id="section">Section</h2><a href="index.html">home</a>'
+                  + WIDE_MATHS.format(style=' style="overflow-x:auto"', width=300) + '</body></html>',
+    # A chapter: its claims table, and an equation too wide for a phone that scrolls there.
+    "notebooks/chapter.html": '<html><body>' + CLAIMS + '<pre>short output</pre>'
+                              + WIDE_MATHS.format(style=' style="overflow-x:auto"', width=800) + '</body></html>',
 }
 BROKEN = {
     "a page pointing at a CDN": (
@@ -46,6 +56,29 @@ BROKEN = {
     "a console error": (
         {"index.html": '<html><body><script>console.error("theme failed")</script></body></html>'},
         ["console error: theme failed"]),
+    "a figure without a caption": (
+        {"index.html": '<html><body><img src="pic.png" alt="A red square"></body></html>'},
+        ["at 1400 px: figure without a numbered caption: pic.png", "at 420 px: figure without a numbered caption"]),
+    "a figure whose alt text is its hashed file name": (
+        {"index.html": '<html><body>' + FIGURE.format(src="pic.png", alt="../_images/57b8f8bb3a803f23f4e4.png")
+                       + '</body></html>'},
+        ["at 1400 px: figure whose alt text is a file name or empty: pic.png"]),
+    "an overflowing output block": (
+        {"index.html": '<html><body><pre>' + "claim  holds  worst margin  " * 12 + '</pre></body></html>'},
+        ["at 1400 px: block overflows sideways: 'claim holds"]),
+    "display maths clipped on a phone": (
+        {"index.html": '<html><body>' + WIDE_MATHS.format(style="", width=800) + '</body></html>'},
+        ["at 420 px: display maths clipped (neither fits nor scrolls)"]),
+    "display maths too wide for a laptop": (
+        {"index.html": '<html><body>' + WIDE_MATHS.format(style=' style="overflow-x:auto"', width=1600)
+                       + '</body></html>'},
+        ["at 1400 px: display maths wider than the column"]),
+    "a stderr block": (
+        {"index.html": '<html><body><div class="output stderr"><pre>UserWarning: careful</pre></div></body></html>'},
+        ["at 1400 px: 1 stderr output block(s)", "at 420 px: 1 stderr output block(s)"]),
+    "a chapter without its claims table": (
+        {"index.html": '<html><body><pre>claims: see the appendix</pre></body></html>'},
+        ["at 1400 px: no claims table (table.claims-table) on a chapter page"]),
 }
 
 
@@ -76,7 +109,11 @@ def checked_site(tmp_path_factory, chromium):
         pages[case_page(case)] = case_pages["index.html"]
         pages.update({name: html for name, html in case_pages.items() if name != "index.html"})
     site = make_site(folder / "site", pages)
-    report = browser.check_site(site, screenshot_dir=folder / "shots", chromium=chromium)
+
+    def chapter(page):  # as in the book (notebooks/*), and the case page that lacks its table
+        return browser.is_chapter(page) or page == case_page("a chapter without its claims table")
+
+    report = browser.check_site(site, screenshot_dir=folder / "shots", chromium=chromium, chapter=chapter)
     return {page.page: page for page in report.pages}, report
 
 
@@ -84,8 +121,14 @@ def test_a_clean_page_passes_and_gets_a_screenshot(checked_site):
     pages, _ = checked_site
     for name in CLEAN:
         assert pages[name].problems == [], name
-        assert pages[name].screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        for screenshot in pages[name].screenshots.values():
+            assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert set(pages[name].screenshots) == {"laptop", "phone"}
     assert pages["index.html"].images == 1 and pages["index.html"].links == 3
+    assert pages["index.html"].counts()["phone"]["captioned"] == 1
+    chapter = pages["notebooks/chapter.html"].counts()
+    assert chapter["laptop"]["claimsTables"] == 1 and chapter["laptop"]["scrolling"] == 0
+    assert chapter["phone"]["scrolling"] == 1  # too wide for 420 px, and it scrolls: allowed
 
 
 def test_the_check_fails_on_each_broken_page(checked_site):
@@ -107,6 +150,21 @@ def test_known_harmless_errors_are_named_and_only_those_are_ignored(checked_site
     assert pages[case_page("a console error")].problems == ["console error: theme failed"]
 
 
+def test_absolute_paths_are_found_in_pages_and_notebooks(tmp_path):
+    site = make_site(tmp_path / "site", {
+        "index.html": '<p>output in build/outputs/figure1 and <a href="https://example.org/home/x">a link</a></p>',
+        "notebooks/a.html": "<pre>saved to /tmp/rlvr-out/figure1.png</pre>",
+        "_sources/notebooks/a.ipynb": '{"metadata": {"papermill": {"input_path": "/srv/checkout/notebooks/a.ipynb"}}}',
+        "_sources/notebooks/b.ipynb": '{"source": "x = 1"}',
+        "book/c.html": f"<p>{tmp_path}/project/src</p>",
+    })
+    found = browser.absolute_paths(site, known=[tmp_path])
+    assert found[:2] == ["_sources/notebooks/a.ipynb: /srv/checkout/notebooks/a.ipynb",
+                         f"book/c.html: {tmp_path}"]
+    assert "notebooks/a.html: /tmp/rlvr-out/figure1.png" in found
+    assert not any(line.startswith(("index.html", "_sources/notebooks/b.ipynb")) for line in found)
+
+
 def test_site_pages_leave_out_asset_folders(tmp_path):
     site = make_site(tmp_path / "site", {**CLEAN, "_static/x.html": "<html></html>", "book/a.html": "<html></html>"})
-    assert browser.site_pages(site) == ["book/a.html", "index.html", "other.html"]
+    assert browser.site_pages(site) == ["book/a.html", "index.html", "notebooks/chapter.html", "other.html"]

@@ -110,7 +110,8 @@ def browser_report(chromium):
     report = browser.check_site(HTML, screenshot_dir=SCREENSHOTS, chromium=chromium)
     summary = {"seconds": round(report.seconds, 1), "problems": report.problems,
                "pages": [{"page": p.page, "maths": p.maths, "images": p.images, "links": p.links,
-                          "seconds": round(p.seconds, 2), "ignored": p.ignored} for p in report.pages]}
+                          "seconds": round(p.seconds, 2), "ignored": p.ignored, "layout": p.counts()}
+                         for p in report.pages]}
     (SCREENSHOTS / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     return report
 
@@ -121,7 +122,22 @@ def test_every_page_reads_correctly_in_a_real_browser(browser_report):
     assert {f"{page}.html" for page in pages()} <= set(visited), "a page of the table of contents was not visited"
     assert browser_report.problems == [], "\n".join(browser_report.problems)
     for page in browser_report.pages:
-        assert page.screenshot.stat().st_size > 5_000, f"{page.page}: empty screenshot"
+        assert set(page.screenshots) == set(browser.VIEWPORTS), page.page
+        for screenshot in page.screenshots.values():
+            assert screenshot.stat().st_size > 5_000, f"{page.page}: empty screenshot {screenshot.name}"
+
+
+def test_no_path_of_the_building_machine_in_any_page_or_notebook():
+    """Neither the pages nor the notebooks a reader can download name a folder of the machine that built them."""
+    assert browser.absolute_paths(HTML, known=[ROOT]) == []
+
+
+def test_every_chapter_figure_is_numbered_and_every_chapter_shows_its_claims_table(browser_report):
+    for page in browser_report.pages:
+        if browser.is_chapter(page.page):
+            for viewport, counts in page.counts().items():
+                assert counts["claimsTables"] == 1, f"{page.page} at {viewport}"
+                assert counts["captioned"] == counts["figures"] == page.images, f"{page.page} at {viewport}"
 
 
 def test_the_browser_sees_the_maths_and_figures_of_every_chapter(browser_report):
@@ -152,12 +168,15 @@ def test_the_browser_check_fails_on_a_broken_copy_of_a_chapter(tmp_path, chromiu
                           count=1)
     text, anchors = re.subn(r'(<a [^>]*href=")\.\./book/intro\.html#[^"]+"', r'\1../book/intro.html#no-such-anchor"',
                             text, count=1)
-    assert mathjax and links and anchors, "the page no longer has what this test breaks"
+    text, captions = re.subn(r'<span class="caption-number">', '<span class="no-number">', text)
+    text, tables = re.subn(r'class="claims-table', 'class="plain-table', text)
+    assert mathjax and links and anchors and captions and tables, "the page no longer has what this test breaks"
     page.write_text(text, encoding="utf-8")
     problems = "\n".join(browser.check_site(copy, pages=["notebooks/gradient_gap.html"], chromium=chromium).problems)
     for expected in ("request leaving 127.0.0.1 (blocked): https://cdn.jsdelivr.net/", "maths elements not typeset",
                      f"image not loaded: ../{image}", "broken link book/no-such-page.html",
-                     "broken anchor book/intro.html#no-such-anchor"):
+                     "broken anchor book/intro.html#no-such-anchor", "at 1400 px: figure without a numbered caption",
+                     "at 420 px: no claims table (table.claims-table) on a chapter page"):
         assert expected in problems, f"expected {expected!r} among:\n{problems}"
 
 

@@ -12,6 +12,20 @@ every page:
   :data:`KNOWN_HARMLESS_ERRORS`;
 - a full-page screenshot is saved.
 
+Every page is opened at each width of :data:`VIEWPORTS` (a laptop, 1400 px, and a phone, 420 px), and
+the layout is measured as a reader sees it (:data:`_INSPECT_LAYOUT`):
+
+- every figure image of the content sits in a ``<figure>`` whose ``<figcaption>`` carries a number
+  (``.caption-number``), and its alt text describes it (not empty, not its file name or a hash);
+- at the laptop width, no code or output block overflows sideways, and every display equation fits
+  its column without running into its number; at the phone width a display equation too wide for the
+  column must scroll, never be clipped;
+- no stderr output block (a warning or a traceback printed into the page);
+- a chapter page (:func:`is_chapter`) shows its claims as an HTML table (``table.claims-table``).
+
+:func:`absolute_paths` finds paths of the building machine in the pages and in the notebooks a reader
+can download.
+
 After the visit every internal link is resolved: its file must exist and its ``#anchor`` must be
 an ``id`` (or ``<a name>``) of the target page.
 """
@@ -25,7 +39,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -42,7 +56,11 @@ CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "-
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 INSTALL_HINT = ("install it with `sudo apt-get install chromium` (Debian/Ubuntu; `make browser` does this) "
                 "or point RLVR_CHROMIUM at a Chromium or Chrome binary")
-VIEWPORT = {"width": 1280, "height": 900}
+VIEWPORTS = {"laptop": {"width": 1400, "height": 900}, "phone": {"width": 420, "height": 860}}
+WIDE = "laptop"  # the viewport at which nothing may overflow; links and anchors are collected there
+# An absolute path of a Unix machine (a home, a temporary or a build folder), not part of a URL.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/%-])/(?:home|root|tmp|work|Users|private|var/folders|mnt|srv|opt|build)/"
+                           r"[\w.@+-]+(?:/[\w.@+-]+)*")
 
 # Runs in the page once it has loaded: waits for MathJax and the images, then reports.
 _INSPECT_PAGE = r"""
@@ -82,6 +100,82 @@ async () => {
   return report;
 }
 """
+
+
+# Runs in the page after _INSPECT_PAGE, at each viewport: figures, overflow, maths, stderr, claims tables.
+_INSPECT_LAYOUT = r"""
+(wide) => {
+  const root = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const report = {figures: 0, captioned: 0, uncaptioned: [], badAlt: [], overflowing: [], displayMaths: 0,
+                  tooWide: [], clipped: [], intoNumber: [], scrolling: 0, stderr: 0, claimsTables: 0};
+  const name = src => (src || '').split('/').pop();
+  for (const img of root.querySelectorAll('img')) {
+    if (img.closest('nav, header, .navbar, .bd-sidebar-primary, .bd-sidebar-secondary')) continue;
+    report.figures++;
+    const figure = img.closest('figure');
+    if (figure && figure.querySelector('figcaption .caption-number')) report.captioned++;
+    else report.uncaptioned.push(name(img.getAttribute('src')));
+    const alt = (img.getAttribute('alt') || '').trim();
+    const altName = name(alt);
+    if (!alt || altName === name(img.getAttribute('src')) || /^[0-9a-f]{16,}(\.\w+)?$/.test(altName)
+        || /\.(png|svg|jpe?g|gif)$/i.test(alt))
+      report.badAlt.push(name(img.getAttribute('src')));
+  }
+  const snippet = el => (el.textContent || '').trim().replace(/\s+/g, ' ').slice(0, 60);
+  if (wide) {
+    for (const el of root.querySelectorAll('pre, table')) {  // code, printed output, HTML tables
+      if (el.closest('mjx-container')) continue;
+      const right = el.getBoundingClientRect().right, column = root.getBoundingClientRect().right;
+      if (el.scrollWidth > el.clientWidth + 1 || right > column + 1) report.overflowing.push(snippet(el));
+    }
+  }
+  const scrolls = el => ['auto', 'scroll'].includes(getComputedStyle(el).overflowX);
+  for (const container of root.querySelectorAll('mjx-container[display="true"]')) {
+    report.displayMaths++;
+    const maths = container.querySelector('mjx-math') || container;
+    const need = maths.getBoundingClientRect().width, box = container.parentElement || container;
+    const column = root.getBoundingClientRect();
+    let scroller = null;
+    for (let el = container; el && el !== root; el = el.parentElement) {
+      if (scrolls(el)) { scroller = el; break; }
+      if (el.matches('div.math')) break;
+    }
+    const fits = need <= container.clientWidth + 1 && maths.getBoundingClientRect().right <= column.right + 1;
+    if (!fits && wide) report.tooWide.push(snippet(box));
+    else if (!fits && scroller === null) report.clipped.push(snippet(box));
+    else if (!fits) report.scrolling++;
+    const number = box.querySelector('.eqno');
+    if (wide && number) {
+      const a = maths.getBoundingClientRect(), b = number.getBoundingClientRect();
+      if (a.right > b.left + 1 && a.left < b.right && a.bottom > b.top && a.top < b.bottom)
+        report.intoNumber.push(snippet(number));
+    }
+  }
+  report.stderr = root.querySelectorAll('div.output.stderr, div.stderr').length;
+  report.claimsTables = root.querySelectorAll('table.claims-table').length;
+  return report;
+}
+"""
+
+
+def is_chapter(page: str) -> bool:
+    """Whether a page is a chapter (an executed notebook), which must show its claims table."""
+    return page.startswith("notebooks/")
+
+
+def absolute_paths(html_root: Path, known: Sequence[str | os.PathLike] = ()) -> list[str]:
+    """Paths of the building machine in the built book: in every page (``.html``) and every notebook a
+    reader can download (``.ipynb``), as ``file: path``. ``known``: further absolute paths to look for
+    (the project root), found whatever folder they are in."""
+    patterns = [ABSOLUTE_PATH] + [re.compile(re.escape(str(path).rstrip("/")) + r"\b") for path in known]
+    found = []
+    for file in sorted(Path(html_root).rglob("*")):
+        if file.suffix not in (".html", ".ipynb") or not file.is_file():
+            continue
+        text = file.read_text(encoding="utf-8", errors="replace")
+        hits = sorted({match.group(0) for pattern in patterns for match in pattern.finditer(text)})
+        found += [f"{file.relative_to(html_root).as_posix()}: {hit}" for hit in hits[:3]]
+    return found
 
 
 def find_chromium() -> str | None:
@@ -138,8 +232,19 @@ class PageReport:
     maths: int = 0
     images: int = 0
     links: int = 0
-    screenshot: Path | None = None
+    screenshots: dict[str, Path] = field(default_factory=dict)  # viewport name → full-page PNG
+    layout: dict[str, dict] = field(default_factory=dict)  # viewport name → what _INSPECT_LAYOUT measured
     seconds: float = 0.0
+
+    @property
+    def screenshot(self) -> Path | None:
+        """The screenshot at the laptop width."""
+        return self.screenshots.get(WIDE)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per viewport, the numbers the layout check measured (lists counted)."""
+        return {name: {key: len(value) if isinstance(value, list) else value for key, value in found.items()}
+                for name, found in self.layout.items()}
 
 
 @dataclass
@@ -216,9 +321,12 @@ def check_site(
     chromium: str | None = None,
     harmless: dict[str, str] | None = None,
     timeout_s: float = 60.0,
+    viewports: Sequence[str] = tuple(VIEWPORTS),
+    chapter: Callable[[str], bool] = is_chapter,
 ) -> SiteReport:
-    """Open ``pages`` (default: every page) of the book at ``html_root`` in headless Chromium and
-    report every problem; save a full-page PNG of each into ``screenshot_dir`` if given."""
+    """Open ``pages`` (default: every page) of the book at ``html_root`` in headless Chromium at each of
+    ``viewports`` and report every problem; save a full-page PNG of each into ``screenshot_dir`` if
+    given. ``chapter`` says which pages must show a claims table."""
     from playwright.sync_api import sync_playwright
 
     html_root = Path(html_root)
@@ -234,12 +342,14 @@ def check_site(
     with serve(html_root) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=list(CHROMIUM_FLAGS))
         try:
-            context = browser.new_context(viewport=VIEWPORT, service_workers="block")
-            context.set_default_timeout(timeout_s * 1000)
+            contexts = {}
+            for name in viewports:
+                contexts[name] = browser.new_context(viewport=VIEWPORTS[name], service_workers="block")
+                contexts[name].set_default_timeout(timeout_s * 1000)
             for page_name in pages:
                 redirect = _redirect_target(html_root / page_name)
-                report, links[page_name], anchors = _visit(context, base, page_name, redirect, screenshot_dir,
-                                                           harmless)
+                report, links[page_name], anchors = _visit(contexts, base, page_name, redirect, screenshot_dir,
+                                                           harmless, chapter(page_name))
                 reports.append(report)
                 if redirect is None:  # a redirect's anchors are its target's
                     ids[page_name] = anchors
@@ -256,12 +366,56 @@ def _redirect_target(path: Path) -> str | None:
     return match.group(1) if match else None
 
 
-def _visit(context, base, page_name, redirect, screenshot_dir, harmless) -> tuple[PageReport, list[str], set[str]]:
-    """Open one page; return its report, the URLs it links to and its anchors."""
+def _visit(contexts, base, page_name, redirect, screenshot_dir, harmless,
+           chapter: bool) -> tuple[PageReport, list[str], set[str]]:
+    """Open one page at every viewport; return its report, the URLs it links to and its anchors."""
     report = PageReport(page_name)
     started = time.perf_counter()
+    found, problems = {}, []
+    for viewport, context in contexts.items():
+        page_found, layout = _open(context, base, page_name, redirect, viewport, screenshot_dir, harmless, problems,
+                                   report)
+        found = found or page_found
+        if layout is not None:
+            report.layout[viewport] = layout
+            problems += _layout_problems(layout, viewport, VIEWPORTS[viewport]["width"], chapter and not redirect)
+    report.problems = list(dict.fromkeys(problems))  # an error seen at both widths is one problem
+    for message in found.get("mathErrors", []):
+        report.problems.append(f"MathJax error: {message}")
+    if found.get("untypeset"):
+        report.problems.append(f"{found['untypeset']} maths elements not typeset"
+                               + ("" if found.get("mathjax") else " (MathJax did not load)"))
+    for snippet in found.get("rawTex", [])[:5]:
+        report.problems.append(f"raw TeX in the text: {snippet!r}")
+    for source in found.get("brokenImages", []):
+        report.problems.append(f"image not loaded: {source}")
+    report.maths, report.images = found.get("maths", 0), found.get("images", 0)
+    report.links = len(found.get("links", []))
+    report.seconds = time.perf_counter() - started
+    return report, found.get("links", []), set(found.get("ids", []))
+
+
+def _layout_problems(layout: dict, viewport: str, width: int, chapter: bool) -> list[str]:
+    """What a reader at ``width`` px would see wrong, from one :data:`_INSPECT_LAYOUT` report."""
+    at = f"at {width} px: "
+    problems = [f"{at}figure without a numbered caption: {source}" for source in layout["uncaptioned"][:5]]
+    problems += [f"{at}figure whose alt text is a file name or empty: {source}" for source in layout["badAlt"][:5]]
+    problems += [f"{at}block overflows sideways: {text!r}" for text in layout["overflowing"][:5]]
+    problems += [f"{at}display maths wider than the column: {text!r}" for text in layout["tooWide"][:5]]
+    problems += [f"{at}display maths clipped (neither fits nor scrolls): {text!r}" for text in layout["clipped"][:5]]
+    problems += [f"{at}display maths runs into its number {text!r}" for text in layout["intoNumber"][:5]]
+    if layout["stderr"]:
+        problems.append(f"{at}{layout['stderr']} stderr output block(s)")
+    if chapter and not layout["claimsTables"]:
+        problems.append(f"{at}no claims table (table.claims-table) on a chapter page")
+    return problems
+
+
+def _open(context, base, page_name, redirect, viewport, screenshot_dir, harmless, problems,
+          report) -> tuple[dict, dict | None]:
+    """Load one page in one viewport's context: what _INSPECT_PAGE and _INSPECT_LAYOUT found (empty
+    and ``None`` if it could not be inspected); requests, console and page errors go to ``problems``."""
     page = context.new_page()
-    problems = report.problems
 
     def route(request_route):
         url = request_route.request.url
@@ -301,24 +455,16 @@ def _visit(context, base, page_name, redirect, screenshot_dir, harmless) -> tupl
         if redirect is not None:  # index.html: a meta refresh to the first page; inspect where it lands
             page.wait_for_url(urljoin(base + page_name, redirect), wait_until="load")
         found = page.evaluate(_INSPECT_PAGE)
+        layout = page.evaluate(_INSPECT_LAYOUT, viewport == WIDE)
         if screenshot_dir is not None:
-            report.screenshot = Path(screenshot_dir) / (page_name.replace("/", "__").removesuffix(".html") + ".png")
-            page.screenshot(path=str(report.screenshot), full_page=True)
+            stem = page_name.replace("/", "__").removesuffix(".html")
+            width = VIEWPORTS[viewport]["width"]
+            report.screenshots[viewport] = Path(screenshot_dir) / (stem + ("" if viewport == WIDE else f"@{width}")
+                                                                   + ".png")
+            page.screenshot(path=str(report.screenshots[viewport]), full_page=True)
     except Exception as error:  # a timeout or a crash is a problem of this page, not of the run
         problems.append(f"could not be inspected: {type(error).__name__}: {str(error).splitlines()[0]}")
-        found = {}
+        found, layout = {}, None
     finally:
         page.close()
-    for message in found.get("mathErrors", []):
-        problems.append(f"MathJax error: {message}")
-    if found.get("untypeset"):
-        problems.append(f"{found['untypeset']} maths elements not typeset"
-                        + ("" if found.get("mathjax") else " (MathJax did not load)"))
-    for snippet in found.get("rawTex", [])[:5]:
-        problems.append(f"raw TeX in the text: {snippet!r}")
-    for source in found.get("brokenImages", []):
-        problems.append(f"image not loaded: {source}")
-    report.maths, report.images = found.get("maths", 0), found.get("images", 0)
-    report.links = len(found.get("links", []))
-    report.seconds = time.perf_counter() - started
-    return report, found.get("links", []), set(found.get("ids", []))
+    return found, layout
