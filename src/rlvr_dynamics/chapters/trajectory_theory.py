@@ -798,8 +798,8 @@ def draw_nonlinear_expansion(ax, study: NonlinearExpansion) -> None:
     etas = study.etas
     variance, full = study.residual_variance.median(1).values.numpy(), study.residual_full.median(1).values.numpy()
     ax.loglog(etas, variance, "o-", label=f"{EXPANSION_HALF}: slope {study.slope_variance:.2f}")
-    ax.loglog(etas, full, "s-", label=r"$\Delta\mu\,\eta + \frac{1}{2}(H^+ - H^- + \mathrm{Var}^+ - \mathrm{Var}^-)\,\eta^2$"
-              f": slope {study.slope_full:.2f}")
+    with_hessian = r"$\Delta\mu\,\eta + \frac{1}{2}(H^+ - H^- + \mathrm{Var}^+ - \mathrm{Var}^-)\,\eta^2$"
+    ax.loglog(etas, full, "s-", label=f"{with_hessian}: slope {study.slope_full:.2f}")
     ax.loglog(etas, variance[-1] * (etas / etas[-1]) ** 2, "k--", lw=1, label=r"$\propto\eta^2$")
     ax.loglog(etas, full[-1] * (etas / etas[-1]) ** 3, "k:", lw=1, label=r"$\propto\eta^3$")
     ax.set(xlabel=r"step $\eta$", ylabel="median |residual|\nof the log-odds change",
