@@ -77,8 +77,9 @@ def test_the_check_catches_a_figure_a_reader_cannot_use():
     assert figure_cell_problems(notebook) == [
         "b: no figure name 'fig-…' (the figure is not numbered)", "b: caption of 0 characters (< 120)",
         "b: alt text of 0 characters (< 80) or equal to the caption", "b: plotting code not collapsed (tag hide-input)"]
-    twice = nbformat.v4.new_code_cell('chapter.show(f, "c")\nchapter.show(g, "d")', metadata={
-        "tags": ["hide-input"], "mystnb": {"figure": {"name": "fig-a", "caption": "x" * 130}, "image": {"alt": "x" * 130}}})
+    same = {"figure": {"name": "fig-a", "caption": "x" * 130}, "image": {"alt": "x" * 130}}
+    twice = nbformat.v4.new_code_cell('chapter.show(f, "c")\nchapter.show(g, "d")',
+                                      metadata={"tags": ["hide-input"], "mystnb": same})
     notebook.cells = [cell, twice]
     assert figure_cell_problems(notebook) == [
         "c: 2 figures in one cell (one caption each)", "c: figure name fig-a used twice",
