@@ -55,13 +55,13 @@ def test_strip_plot_jitter_comes_from_the_seed(tmp_path):
 
 
 def test_displayed_points_by_hand():
-    # 11 pt at 150 dpi = 11/72 in · 150 px/in = 22.92 px; a PNG 1500 px wide in the 784 px column is
-    # scaled by 784/1500: 11.98 px = 8.98 pt (72 pt per 96 px)
-    assert displayed_points(11, 1500, 150) == pytest.approx(11 * 150 / 96 * 784 / 1500)
-    assert displayed_points(11, 1500, 150) == pytest.approx(8.98, abs=0.01)
+    # 11 pt at 150 dpi = 11/72 in · 150 px/in = 22.92 px; a PNG 1500 px wide in the 768 px column is
+    # scaled by 768/1500: 11.73 px = 8.80 pt (72 pt per 96 px)
+    assert displayed_points(11, 1500, 150) == pytest.approx(11 * 150 / 96 * 768 / 1500)
+    assert displayed_points(11, 1500, 150) == pytest.approx(8.80, abs=0.01)
     # a figure narrower than the column is shown at its natural size: 10 pt at 96 dpi stays 10 pt
     assert displayed_points(10, 500, 96) == pytest.approx(10.0)
-    assert displayed_points(10, 776, 96, column_px=388) == pytest.approx(5.0)  # a phone halves it
+    assert displayed_points(10, 744, 96, column_px=372) == pytest.approx(5.0)  # a phone halves it
     with pytest.raises(ValueError, match="width_px=0"):
         displayed_points(10, 0, 96)
 

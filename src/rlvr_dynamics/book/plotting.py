@@ -20,11 +20,12 @@ from rlvr_dynamics.files import write_files_atomic
 
 PALETTE = "colorblind"
 
-COLUMN_PX = 784
-"""Width of the book's text column in CSS px on a 1400 px wide screen (sphinx-book-theme): an image
-wider than this is scaled down to it, a narrower one is shown at its natural size."""
-PHONE_COLUMN_PX = 388
-"""Width of the column on a 420 px wide phone screen."""
+COLUMN_PX = 768
+"""Width of a figure in the book's text column in CSS px on a 1400 px wide screen (sphinx-book-theme,
+measured in Chromium): an image wider than this is scaled down to it, a narrower one is shown at its
+natural size."""
+PHONE_COLUMN_PX = 372
+"""The same on a 420 px wide phone screen."""
 MIN_DISPLAYED_PT = 10.0
 """The smallest text a figure may show in the column, in points as displayed (1 pt = 96/72 CSS px)."""
 CSS_PX_PER_INCH = 96.0
@@ -35,7 +36,10 @@ def set_theme() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
     matplotlib.rcParams.update(
         {
-            "figure.dpi": 110,
+            # The book shows the notebook's inline PNG (rendered at figure.dpi): at the saved files' dpi it
+            # is the same image as NAME.png, so legibility() measures what the reader sees, and a click
+            # enlarges it to 1.5 × its print size.
+            "figure.dpi": 150,
             "savefig.dpi": 150,
             "savefig.bbox": "tight",
             "svg.hashsalt": "rlvr-dynamics",  # stable SVG ids: same data, same file
@@ -94,8 +98,8 @@ def displayed_points(size_pt: float, width_px: int, dpi: float, column_px: float
     in a column ``column_px`` CSS px wide (the image is shown at min(natural, column) width; one image
     pixel is one CSS px at natural size), in points (72 per CSS inch of 96 px).
 
-    Example: 11 pt saved at 150 dpi is 22.9 px tall; an image 1500 px wide shown in 784 px is scaled by
-    0.523, so the text is 12.0 px = 9.0 pt.
+    Example: 11 pt saved at 150 dpi is 22.9 px tall; an image 1500 px wide shown in 768 px is scaled by
+    0.512, so the text is 11.7 px = 8.8 pt.
     """
     if size_pt <= 0 or width_px <= 0 or dpi <= 0 or column_px <= 0:
         raise ValueError(f"sizes must be positive: size_pt={size_pt}, width_px={width_px}, dpi={dpi}, "
