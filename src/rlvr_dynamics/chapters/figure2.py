@@ -36,8 +36,8 @@ from rlvr_dynamics.lm import experiment, grpo, scoring
 from rlvr_dynamics.lm import task as lm_task
 from rlvr_dynamics.lm.experiment import run_label
 
-READINGS = {"estimate": "(a) paper's estimate: Σ η_k ‖Δ̂‖_k",
-            "measured": "(b) measured: Σ η_k [Δμ_k]₊"}
+READINGS = {"estimate": r"(a) paper's estimate: $\sum_k \eta_k \|\hat\Delta_k\|$",
+            "measured": r"(b) measured: $\sum_k \eta_k [\Delta\mu_k]_+$"}
 """The two cumulative-gap readings of Figure 2 (``GRPORun.cumulative`` columns)."""
 
 EXTRACTOR_CASES = {"#### 1,234": 1234, "so 12+7=19\n#### 19": 19, "The answer is $42.": 42, "-7": -7,
