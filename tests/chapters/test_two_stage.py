@@ -499,7 +499,8 @@ def test_drawing_functions_draw_every_series():
     fig, axes = plt.subplots(1, 3)
     ts.draw_variant_row(axes, _variant_runs()["deterministic"], "deterministic", 2)
     assert [len(ax.lines) for ax in axes] == [3, 4, 4]  # + the initial entropy; + the diagonal
-    assert axes[0].get_title() == "deterministic reward" and axes[2].get_xlabel().startswith(r"$\sum_k")
+    assert axes[0].get_title() == "Deterministic reward" and axes[2].get_xlabel().startswith(r"$\sum_k")
+    assert [line.get_label() for line in axes[0].lines] == ["GRPO", "GRPO-N (negative only)", "GRPO-P (positive only)"]
     plt.close(fig)
     fig, axes = plt.subplots(1, 2)
     ts.draw_lm(axes, ts.lm_frame(_lm_runs()))

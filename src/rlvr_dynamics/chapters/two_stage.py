@@ -729,6 +729,10 @@ def variant_summary(metrics: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SIGN_VARIANT_NAMES = {"grpo": "GRPO", "grpo_n": "GRPO-N (negative only)", "grpo_p": "GRPO-P (positive only)"}
+"""How the figures name the engine's sign variants (``softmax_bandit.SIGN_VARIANTS``)."""
+
+
 def draw_variant_row(axes, trajectories: Trajectories, reward_model: str, seeds: int) -> None:
     """One row of the variants figure (three Axes): π_O and the entropy over the steps (means, 10–90%
     bands), and the change of logit J against its first-order prediction Σ_k ⟨Δz_k, g⁺ − g⁻⟩."""
@@ -740,17 +744,17 @@ def draw_variant_row(axes, trajectories: Trajectories, reward_model: str, seeds:
         rows_ = variant_rows(v_index, seeds)
         color = variant_palette[variant]
         optimal_mass = trajectories.class_mass[:, rows_, 0].numpy()  # (S, seeds)
-        axes[0].plot(steps_axis, optimal_mass.mean(1), color=color, label=variant)
+        axes[0].plot(steps_axis, optimal_mass.mean(1), color=color, label=SIGN_VARIANT_NAMES[variant])
         axes[0].fill_between(steps_axis, *np.quantile(optimal_mass, [0.1, 0.9], axis=1), color=color, alpha=0.15,
                              lw=0)
         entropy = trajectories.entropy[:, rows_].numpy()
-        axes[1].plot(steps_axis, entropy.mean(1), color=color, label=variant)
+        axes[1].plot(steps_axis, entropy.mean(1), color=color, label=SIGN_VARIANT_NAMES[variant])
         axes[1].fill_between(steps_axis, *np.quantile(entropy, [0.1, 0.9], axis=1), color=color, alpha=0.15, lw=0)
         change = (trajectories.log_odds[:, rows_] - trajectories.log_odds[0, rows_]).numpy()
         first_order = trajectories.signed_cumulative_alignment[:, rows_].numpy()
-        axes[2].plot(first_order.mean(1), change.mean(1), color=color, label=variant)
-    axes[1].axhline(trajectories.entropy[0, 0], color="grey", ls=":", lw=1, label="initial")
-    axes[0].set(title=f"{reward_model} reward", xlabel="step", ylabel=r"$\pi_O$ (mean, 10–90%)")
+        axes[2].plot(first_order.mean(1), change.mean(1), color=color, label=SIGN_VARIANT_NAMES[variant])
+    axes[1].axhline(trajectories.entropy[0, 0], color="grey", ls=":", lw=1, label="initial entropy")
+    axes[0].set(title=f"{reward_model.capitalize()} reward", xlabel="step", ylabel=r"$\pi_O$ (mean, 10–90%)")
     axes[1].set(xlabel="step", ylabel="entropy (nats)")
     axes[2].set(xlabel=r"$\sum_k \langle \Delta z_k, g^+ - g^- \rangle = \sum_k \eta_k \Delta\mu_k$",
                 ylabel="logit $J(k)$ − logit $J(0)$")
