@@ -919,4 +919,4 @@ def draw_band_and_arms(ax, table: pd.DataFrame) -> None:
     handles = ax.get_lines()[:1] + right.get_lines()[:1]
     ax.legend(handles, [h.get_label() for h in handles], loc="lower right")
     ax.set(xscale="log", xlabel="step size α", ylabel="share of steps with an empty band",
-           title="curriculum band and learned arms")
+           title="Curriculum band and learned arms")
