@@ -65,9 +65,28 @@ def test_finish_writes_the_metrics_and_fails_on_a_broken_enforced_claim_only(tmp
     chapter.finish()
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["headline"] == {"value": 1.5} and metrics["figures"] == ["plot.png", "plot.svg"]
+    assert set(metrics["figure_legibility"]) == {"plot"} and metrics["figure_legibility"]["plot"]["column_pt"] >= 10
     assert [c["enforced"] for c in metrics["claims"]] == [True, False, False]
     assert set(metrics["timings_s"]) == {"part_s"} and metrics["device"] == "cpu"
     chapter.check("a fact that breaks", [0.1, -0.2])
     with pytest.raises(AssertionError, match="a fact that breaks"):
         chapter.finish(device="n/a")
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["device"] == "n/a"
+
+
+def test_show_refuses_a_figure_whose_text_is_too_small_in_the_column(tmp_path):
+    chapter = start(tmp_path)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    for ax in axes:
+        ax.plot([0, 1])
+        ax.set_title("panel", fontsize=8)
+    with pytest.raises(ValueError, match="figure 'row': its smallest text 'panel' \\(8 pt\\)"):
+        chapter.show(fig, "row")
+    assert not (tmp_path / "out" / "row.png").exists() and chapter.figures == []
+    fig, axes = plt.subplots(3, 1, figsize=(7, 9))  # the same panels stacked, default sizes: legible
+    for ax in axes:
+        ax.plot([0, 1])
+        ax.set_title("panel")
+    chapter.show(fig, "stacked")
+    assert chapter.figures == ["stacked.png", "stacked.svg"]
+    assert chapter.figure_legibility["stacked"]["column_pt"] >= 10

@@ -78,17 +78,20 @@ def thinness_problems(text: str) -> list[str]:
     """What keeps a notebook's MyST source from being thin: more code lines than other lines (counting
     as the before-stop hook does: every line inside a code cell is code, every other line is not), a
     function or class defined in it, a code cell over 25 lines (the parameters cell, a list of the
-    chapter's parameters for papermill, excepted)."""
-    cells, current, other = [], None, 0
+    chapter's parameters for papermill, excepted). A cell's leading YAML block (``---`` … ``---``: tags,
+    a figure's caption and alt text) is metadata: neither code nor prose."""
+    cells, current, other, metadata = [], None, 0, False
     for line in text.splitlines():
         if current is None and line.startswith("```{code-cell}"):
             current = []
         elif current is not None and line.startswith("```"):
             cells.append(current)
             current = None
-        elif current is not None:
+        elif current is not None and line == "---" and (metadata or not current):
+            metadata = not metadata
+        elif current is not None and not metadata:
             current.append(line)
-        else:
+        elif current is None:
             other += 1
     code = sum(len(cell) for cell in cells)
     problems = [f"{code} code lines > {other} other lines"] if code > other else []
@@ -115,6 +118,11 @@ def test_the_thinness_check_catches_a_thick_notebook():
     assert thinness_problems(prose + helper) == ["defines margin: move it to the chapter module"]
     assert thinness_problems(prose + long_cell) == ["a code cell of 26 lines starting 'y = 1'"]
     assert thinness_problems("Prose.\n" + long_cell)[0] == "26 code lines > 1 other lines"
+    figure = ("```{code-cell} ipython3\n---\ntags: [hide-input]\nmystnb:\n  figure:\n    caption: >-\n"
+              + "      A long caption.\n" * 30 + "---\nchapter.show(fig, 'f')\n```\n")
+    assert thinness_problems("Prose.\n" + figure) == []  # a figure's caption is not code
+    assert thinness_problems("Prose.\n" + figure.replace("chapter.show", "y = 1\n" * 25 + "chapter.show")) == [
+        "26 code lines > 1 other lines", "a code cell of 26 lines starting 'y = 1'"]
 
 
 # ----------------------------------------------------------------------------------------------

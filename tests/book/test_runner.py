@@ -143,6 +143,18 @@ def test_the_appendix_is_regenerated_from_the_metrics(project):
     assert "a claim recorded by a newer run" in page.read_text()
 
 
+def test_the_books_static_files_are_staged_where_jupyter_book_loads_them(project):
+    """Jupyter Book 1 adds every .css/.js of the site's _static/ to every page: book/_static is staged
+    there, and a changed script rebuilds the book without executing anything."""
+    root, executed, builds = project
+    build(executed, builds)
+    site = root / "build" / "site"
+    assert {"figures.js", "figures.css"} <= {path.name for path in (site / "_static").iterdir()}
+    (root / "book" / "_static" / "figures.js").write_text("/* changed */")
+    assert build(executed, builds) == ([], 1)
+    assert (site / "_static" / "figures.js").read_text() == "/* changed */"
+
+
 def test_execution_order_names_every_notebook_once():
     assert sorted(runner.EXECUTION_ORDER) == sorted(NOTEBOOKS)
     # two_stage reads the warm-up figure2 caches: it never starts before figure2

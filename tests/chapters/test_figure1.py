@@ -524,8 +524,8 @@ def line_trajectories_with_steps():
 
 def test_regime_labels_by_hand():
     labels = figure1.regime_labels(np.array([0.95, 0.9, 0.5, 0.1, 0.02]))
-    assert list(labels) == ["converged (J_K ≥ 0.9)", "converged (J_K ≥ 0.9)", "in between", "stuck (J_K ≤ 0.1)",
-                            "stuck (J_K ≤ 0.1)"]
+    converged, stuck = r"converged ($J_K \geq 0.9$)", r"stuck ($J_K \leq 0.1$)"  # typeset by mathtext
+    assert list(labels) == [converged, converged, "in between", stuck, stuck]
 
 
 def tiny_view_trajectories():
@@ -550,7 +550,7 @@ def test_run_view_and_the_data_of_its_panels_by_hand():
     curves = figure1.gap_curves(view, np.array([1, 0]), every=1)  # context-major
     assert list(curves["context"]) == [1, 1, 1, 0, 0, 0] and list(curves["step"]) == [0, 10, 20] * 2
     np.testing.assert_array_equal(curves["M"], [0.0, 1.0, 1.2, 0.0, 2.0, 6.0])
-    assert list(curves["regime"][::3]) == ["stuck (J_K ≤ 0.1)", "converged (J_K ≥ 0.9)"]
+    assert list(curves["regime"][::3]) == [r"stuck ($J_K \leq 0.1$)", r"converged ($J_K \geq 0.9$)"]
 
 
 def test_figure1_panels_draw_what_they_say():
@@ -614,6 +614,7 @@ def test_sensitivity_summary_frames_and_panel_by_hand():
                                                                  "share converged"]
     np.testing.assert_array_equal(long.loc[long["quantity"] == "share converged", "value"], [0.1, 0.5, 0.3, 0.5])
     assert len(fits_long) == 8 and list(fits_long.columns) == ["seed", "step_size", "reading", "R²"]
+    assert set(fits_long["reading"]) == set(figure1.R2_READINGS.values())  # no raw column names in the legend
 
     import matplotlib
 
@@ -623,6 +624,7 @@ def test_sensitivity_summary_frames_and_panel_by_hand():
     fig, ax = plt.subplots()
     figure1.draw_band_and_arms(ax, table)
     assert len(fig.axes) == 2 and fig.axes[1].get_ylim() == pytest.approx((-0.05, 3.05))
+    assert [tick for tick in fig.axes[1].get_yticks() if -0.05 <= tick <= 3.05] == [0, 1, 2, 3]  # whole arms
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["share of steps with an empty band",
                                                                           "arms learned (right axis)"]
     plt.close(fig)

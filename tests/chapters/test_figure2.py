@@ -6,6 +6,7 @@ margin shown to go negative on a counter-example."""
 import dataclasses
 import json
 from fractions import Fraction
+from types import SimpleNamespace
 
 import matplotlib
 import numpy as np
@@ -249,7 +250,22 @@ def test_figure2_table_and_panel():
     assert len(ax.collections) == 2 and len(ax.lines) == 2  # a scatter and a logistic fit per run
     assert points is ax.collections[-1] and points.get_label() == "dr_grpo / group / lr 0.0003"
     assert ax.get_title() == "title" and ax.get_legend() is not None
-    plt.close(fig)
+    labels = {figure2.run_label(run): figure2.figure_label(run) for run in runs}
+    fig, ax = plt.subplots()
+    points = figure2.draw_relation_panel(ax, table, "estimate", "title", labels)
+    assert points.get_label() == "Dr. GRPO loss, advantages ÷ group std, lr 0.0003"
+    plt.close("all")
+
+
+def test_figure_labels_spell_out_every_setting():
+    run = _fake_run([1.0], [1.0], loss_type="dr_grpo")
+    assert figure2.figure_label(run) == "Dr. GRPO loss, advantages ÷ group std, lr 0.0003"
+    changed = dataclasses.replace(run.config, scale_rewards="none", advantage_filter="negative")
+    unscaled = SimpleNamespace(config=changed)
+    assert figure2.figure_label(unscaled) == ("Dr. GRPO loss, advantages not std-scaled, lr 0.0003, "
+                                              "negative advantages only")
+    assert set(figure2.LOSS_NAMES) == set(grpo.LOSS_TYPES) and set(figure2.SCALE_NAMES) == set(grpo.SCALE_REWARDS)
+    assert set(figure2.FILTER_NAMES) == set(grpo.ADVANTAGE_FILTERS)
 
 
 def test_logistic_fit_recovers_known_parameters():
@@ -357,10 +373,11 @@ def test_relation_study_on_constructed_runs():
 def test_diagnostics_frames():
     runs = [_fake_run([1.0, 2.0], [1.0, 3.0], gradient_gap_cosine=[0.9, 1.0], alignment_cosine=[0.1, 0.2])]
     long, gaps, cosines = figure2.diagnostics_frames(runs)
-    assert long["run"].tolist() == ["grpo / group / lr 0.0003"] * 2
-    assert gaps[["step", "gap", "value"]].values.tolist() == [[1, "gap_estimate", 1.0], [2, "gap_estimate", 3.0],
-                                                             [1, "gap_norm", 1.0], [2, "gap_norm", 3.0]]
-    assert cosines["cosine with Δ"].tolist() == ["gradient_gap_cosine"] * 2 + ["alignment_cosine"] * 2
+    assert long["run"].tolist() == ["GRPO loss, advantages ÷ group std, lr 0.0003"] * 2
+    estimate, measured = figure2.GAP_NAMES["gap_estimate"], figure2.GAP_NAMES["gap_norm"]
+    assert gaps[["step", "gap", "value"]].values.tolist() == [[1, estimate, 1.0], [2, estimate, 3.0],
+                                                             [1, measured, 1.0], [2, measured, 3.0]]
+    assert cosines["cosine with Δ"].tolist() == ["cos(−∇L, Δ)"] * 2 + ["cos(u, Δ)"] * 2  # no raw column names
     assert cosines["value"].tolist() == [0.9, 1.0, 0.1, 0.2]
 
 

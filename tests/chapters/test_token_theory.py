@@ -287,6 +287,7 @@ def test_length_law_figure_data_by_hand():
     assert grid_t.tolist() == [4, 16]
     assert_close(torch.as_tensor(paper), [2.0, 0.5])  # anchored at the largest mean η* at T = 4 (final_token: 2)
     assert_close(torch.as_tensor(naive), [2.0, 0.125])
+    assert law.legend_labels(["final_token"])[0].startswith("final token: slope ")  # no raw parameter value
     assert law.legend_labels(["majority", "paper: slope −1 (∝ 1/T)"]) == [
         "majority: slope -0.50 [-0.60, -0.40]", "paper: slope −1 (∝ 1/T)"]
 
@@ -427,6 +428,7 @@ def test_sampled_training_is_seeded_and_lays_out_every_run():
     assert training.finals.works.tolist() == (training.finals.final_J >= SMALL.training_initial_value + 0.5).tolist()
     assert set(training.curves.learning_rate) == {1.0}  # the figure draws every fourth rate: 1 only here
     assert training.curve_frame()["learning rate"].iloc[0] == "1"
+    assert set(training.curve_frame()["update"]) == {"GRPO", "Dr. GRPO", "REINFORCE"}
     assert "learning rate" not in training.curves  # the figure's column is added to a copy
 
 

@@ -530,11 +530,11 @@ def test_figure_panels_draw():
     theory.draw_theorem2_traces(axes2, run)
     assert [len(ax.get_lines()) for ax in axes2] == [4, 3, 3]
     theory.draw_instance_sweep(axes[1], _threshold([False, False, True, True], 3.0))
-    assert axes[1].get_xscale() == "log" and axes[1].get_ylabel() == "J after 10 steps"
+    assert axes[1].get_xscale() == "log" and axes[1].get_ylabel() == "$J$ after 10 steps"
     frame = pd.DataFrame({"η": [0.1, 0.2], "seed": [0, 0], "mean final J": [0.1, 0.2], "mean J0": [0.01, 0.01],
                           "learned arms": [0, 1]})
     theory.draw_bandit_sweep(axes[2], theory.BanditSweep(frame, 5))
-    assert axes[2].get_ylabel() == "J after 5 steps"
+    assert axes[2].get_ylabel() == "$J$ after 5 steps"
     fig3, axes3 = plt.subplots(1, 2)
     phase = np.array([["collapses", "converges"], ["stagnates", "collapses"]])
     theory.draw_phase_diagrams(axes3, theory.PhaseDiagrams(np.array([1e-3, 1.0]), np.array([0.3, 0.6]),

@@ -183,7 +183,7 @@ def test_figure1_settings_panels_and_main_index():
                                            (0.02, 0.5), (0.02, 0.8)]
     panels = ts.figure1_panels(config)
     assert [p[:2] for p in panels] == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2)]
-    assert panels[0][2] == "π_O(0)=0.01, r_H=0.5" and panels[-1][2] == "π_O(0)=0.02, r_H=0.8"
+    assert panels[0][2] == r"$\pi_O(0)$ = 0.01, $r_H$ = 0.5" and panels[-1][2] == r"$\pi_O(0)$ = 0.02, $r_H$ = 0.8"
     assert ts.main_index(config) == 1
     assert ts.main_index(dataclasses.replace(config, initial_optimal=0.04)) == 0
 
@@ -499,7 +499,8 @@ def test_drawing_functions_draw_every_series():
     fig, axes = plt.subplots(1, 3)
     ts.draw_variant_row(axes, _variant_runs()["deterministic"], "deterministic", 2)
     assert [len(ax.lines) for ax in axes] == [3, 4, 4]  # + the initial entropy; + the diagonal
-    assert axes[0].get_ylabel().startswith("deterministic")
+    assert axes[0].get_title() == "Deterministic reward" and axes[2].get_xlabel().startswith(r"$\sum_k")
+    assert [line.get_label() for line in axes[0].lines] == ["GRPO", "GRPO-N (negative only)", "GRPO-P (positive only)"]
     plt.close(fig)
     fig, axes = plt.subplots(1, 2)
     ts.draw_lm(axes, ts.lm_frame(_lm_runs()))

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from rlvr_dynamics.book.params import NotebookSpec, RunSettings
-from rlvr_dynamics.book.plotting import save_figure, set_theme
+from rlvr_dynamics.book.plotting import legibility, png_width, render_figure, require_legible, save_figure, set_theme
 from rlvr_dynamics.book.registry import notebook_spec
 from rlvr_dynamics.book.results import Claim, ClaimLog, write_metrics
 from rlvr_dynamics.devices import resolve_device
@@ -49,6 +49,8 @@ class Chapter:
         claims: every claim checked so far.
         headline: the chapter's headline numbers (``metrics.json``: ``headline``).
         figures: the files of every figure saved so far.
+        figure_legibility: per figure, its smallest text as displayed in the book's column and on a
+            phone (``metrics.json``: ``figure_legibility``; :func:`~rlvr_dynamics.book.plotting.legibility`).
         timings: the notebook's own timings of its parts, in seconds (``metrics.json``: ``timings_s``).
     """
 
@@ -59,6 +61,7 @@ class Chapter:
     claims: ClaimLog = field(default_factory=ClaimLog)
     headline: dict[str, Any] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
+    figure_legibility: dict[str, dict] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -123,10 +126,16 @@ class Chapter:
             glue(name, value.item() if hasattr(value, "item") else value, display=False)
 
     def show(self, fig, name: str) -> None:
-        """Save ``fig`` as ``name``.png and .svg in the output folder, record it, and display it."""
+        """Measure ``fig``'s smallest text as the book displays it and refuse (``ValueError``) a figure
+        whose text would be below 10 pt in the column; else save it as ``name``.png and .svg in the output
+        folder, record it and its legibility, and display it."""
         import matplotlib.pyplot as plt
 
-        self.figures += save_figure(fig, self.settings.output_dir, name)
+        rendered = render_figure(fig)
+        measured = legibility(fig, png_width(rendered["png"]))
+        require_legible(name, measured)
+        self.figure_legibility[name] = measured.as_dict()
+        self.figures += save_figure(fig, self.settings.output_dir, name, rendered)
         plt.show()
 
     def finish(self, device: str | None = None) -> None:
@@ -138,7 +147,7 @@ class Chapter:
 
         write_metrics(self.settings.output_dir, self.spec.name, self.settings, self.config,
                       str(self.device) if device is None else device,
-                      self.headline, self.claims, self.figures, self.timings)
+                      self.headline, self.claims, self.figures, self.timings, self.figure_legibility)
         with pd.option_context("display.max_colwidth", None, "display.float_format", "{:.3g}".format):
             display(self.claims.table())
         self.claims.assert_all()

@@ -77,18 +77,21 @@ def write_metrics(
     claims: ClaimLog,
     figures: list[str],
     timings: dict[str, float] | None = None,
+    figure_legibility: dict[str, dict] | None = None,
 ) -> Path:
     """Write ``metrics.json``: headline numbers, one entry per claim, parameters and provenance.
 
     ``run_seconds`` is the wall time from parameter validation (``settings.started_at``) to now
     and ``timings_s`` the notebook's own timings of its parts: the entries that differ between
-    two executions with the same parameters (:data:`TIMING_KEYS`)."""
+    two executions with the same parameters (:data:`TIMING_KEYS`). ``figure_legibility``: per figure,
+    its smallest text as displayed (:class:`~rlvr_dynamics.book.plotting.Legibility`)."""
     parameters = {key: value for key, value in jsonable(settings).items() if key != "started_at"}
     payload = {
         "notebook": notebook,
         "headline": headline,
         "claims": [asdict(c) for c in claims.claims],
         "figures": figures,
+        "figure_legibility": figure_legibility or {},
         "parameters": {**parameters, **jsonable(config)},
         "seed": settings.seed,
         "device": device,

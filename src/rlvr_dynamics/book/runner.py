@@ -58,6 +58,9 @@ BOOK_THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 EXECUTION_ORDER = ("figure2", "token_theory", "two_stage", "figure1", "trajectory_theory", "gradient_gap",
                    "performance")
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
+STATIC_DIR = "book/_static"
+"""The book's own CSS and JavaScript (e.g. figures.js: click a figure to enlarge it). Staged as the site's
+``_static/``, where Jupyter Book 1 adds every ``.css`` and ``.js`` file to every page."""
 PACKAGE = "rlvr_dynamics"
 
 
@@ -255,6 +258,8 @@ def stage_site(root: Path | None = None) -> Path:
             shutil.copytree(source, target, dirs_exist_ok=True)
         else:
             shutil.copy2(source, target)
+    if (root / STATIC_DIR).is_dir():
+        shutil.copytree(root / STATIC_DIR, site / "_static", dirs_exist_ok=True)
     notebooks = site / "notebooks"
     if notebooks.exists():
         shutil.rmtree(notebooks)

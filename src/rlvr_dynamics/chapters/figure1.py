@@ -666,8 +666,8 @@ def describe_per_seed(per_seed: pd.DataFrame) -> str:
 
 def regime_labels(final_value: np.ndarray) -> np.ndarray:
     """The regime of each context from its final value J_x(K): converged, stuck or in between."""
-    return np.where(final_value >= CONVERGED_LEVEL, "converged (J_K ≥ 0.9)",
-                    np.where(final_value <= STUCK_LEVEL, "stuck (J_K ≤ 0.1)", "in between"))
+    return np.where(final_value >= CONVERGED_LEVEL, r"converged ($J_K \geq 0.9$)",
+                    np.where(final_value <= STUCK_LEVEL, r"stuck ($J_K \leq 0.1$)", "in between"))
 
 
 @dataclass(frozen=True)
@@ -731,11 +731,11 @@ def draw_value_vs_gap(ax, view: RunView) -> None:
             label=r"Theorem 1(b): $J_0/(J_0 + (1-J_0)e^{-M/2})$")
     ax.plot(grid, first_order_curve(view.initial_value, grid), "k--", lw=1,
             label=r"first order (16): $J_0/(J_0 + (1-J_0)e^{-M})$")
-    ax.set(xlabel=f"cumulative gradient gap M_x(k) ({view.reading} η)", ylabel="value J_x(k)",
+    ax.set(xlabel=f"cumulative gradient gap $M_x(k)$ ({view.reading} $\\eta$)", ylabel="value $J_x(k)$",
            title="(1) value vs cumulative gap")
-    ax.legend(fontsize=8, loc="center right")
+    ax.legend(loc="lower right")
     norm = plt.Normalize(0, view.steps[-1])
-    ax.figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="step k")
+    ax.figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="step $k$")
 
 
 def draw_gap_over_steps(ax, view: RunView, rng: np.random.Generator, contexts: int = 120) -> None:
@@ -745,8 +745,9 @@ def draw_gap_over_steps(ax, view: RunView, rng: np.random.Generator, contexts: i
     shown = rng.choice(view.value.shape[1], size=min(contexts, view.value.shape[1]), replace=False)
     sns.lineplot(data=gap_curves(view, shown), x="step", y="M", units="context", estimator=None, hue="regime", lw=0.7,
                  alpha=0.7, ax=ax)
-    ax.set(ylabel="cumulative gradient gap M_x(k)", title=f"(2) cumulative gap over steps ({len(shown)} contexts)")
-    ax.legend(fontsize=8, title=None)
+    ax.set(xlabel="step $k$", ylabel="cumulative gap $M_x(k)$",
+           title=f"(2) cumulative gap over steps ({len(shown)} contexts)")
+    ax.legend(title=None)
 
 
 def draw_speed(ax, view: RunView) -> None:
@@ -756,9 +757,9 @@ def draw_speed(ax, view: RunView) -> None:
     ax.scatter(view.relative[-1][reached], view.hit[reached], s=8, alpha=0.6, label="reached J ≥ 0.9")
     ax.scatter(view.relative[-1][~reached], np.full((~reached).sum(), view.steps[-1] * 1.15), s=8, alpha=0.4,
                marker="x", color="crimson", label="never (drawn above K)")
-    ax.set(xlabel="relative cumulative gap at K", ylabel="steps to reach J ≥ 0.9", yscale="log",
+    ax.set(xlabel="relative cumulative gap at $K$", ylabel="steps to reach $J \\geq 0.9$", yscale="log",
            title="(3) relative gap vs speed of convergence")
-    ax.legend(fontsize=8)
+    ax.legend()
 
 
 def seed_band_frames(trajectories: bandit.BanditTrajectories, seeds, reading: str, bins: int = 40
@@ -884,6 +885,10 @@ def describe_sensitivity(summary: pd.DataFrame) -> str:
         return summary.to_string()
 
 
+R2_READINGS = {"r2_effective": "M read with the effective step η", "r2_nominal": "M read with the nominal step α"}
+"""How the sweep's figure names the two readings of the cumulative gap M (columns of :func:`sensitivity_table`)."""
+
+
 def sensitivity_frames(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Long frames of :func:`sensitivity_table` for the sweep's first two panels: (seed, step_size,
     quantity, value) for the final value, the converged share and the learned arm's share; and
@@ -892,15 +897,16 @@ def sensitivity_frames(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
                                  "learned_arm_share": "learned arm's share"}).melt(
         id_vars=["seed", "step_size"], value_vars=["mean final J", "share converged", "learned arm's share"],
         var_name="quantity")
-    fits_long = table.melt(id_vars=["seed", "step_size"], value_vars=["r2_effective", "r2_nominal"],
-                           var_name="reading", value_name="R²")
+    fits_long = table.rename(columns=R2_READINGS).melt(
+        id_vars=["seed", "step_size"], value_vars=list(R2_READINGS.values()), var_name="reading", value_name="R²")
     return long, fits_long
 
 
 def draw_band_and_arms(ax, table: pd.DataFrame) -> None:
     """The sweep's third panel: the share of steps with an empty band (left axis) and the number of
-    learned arms (right axis) against α, each a mean over seeds with the seed range as band."""
+    learned arms (right axis, whole numbers) against α, each a mean over seeds with the seed range as band."""
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
 
     sns.lineplot(data=table, x="step_size", y="fell_back", errorbar=("pi", 100), marker="o", ax=ax,
                  label="share of steps with an empty band", legend=False)
@@ -908,8 +914,9 @@ def draw_band_and_arms(ax, table: pd.DataFrame) -> None:
     sns.lineplot(data=table, x="step_size", y="learned_arms", errorbar=("pi", 100), marker="s", ax=right,
                  color="crimson", label="arms learned (right axis)", legend=False)
     right.set(ylabel="arms learned", ylim=(-0.05, max(2, table["learned_arms"].max()) + 0.05))
+    right.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count: whole arms only
     right.grid(False)
     handles = ax.get_lines()[:1] + right.get_lines()[:1]
-    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="lower right")
+    ax.legend(handles, [h.get_label() for h in handles], loc="lower right")
     ax.set(xscale="log", xlabel="step size α", ylabel="share of steps with an empty band",
-           title="curriculum band and learned arms")
+           title="Curriculum band and learned arms")

@@ -36,8 +36,8 @@ from rlvr_dynamics.lm import experiment, grpo, scoring
 from rlvr_dynamics.lm import task as lm_task
 from rlvr_dynamics.lm.experiment import run_label
 
-READINGS = {"estimate": "(a) paper's estimate: Σ η_k ‖Δ̂‖_k",
-            "measured": "(b) measured: Σ η_k [Δμ_k]₊"}
+READINGS = {"estimate": r"(a) paper's estimate: $\sum_k \eta_k \|\hat\Delta_k\|$",
+            "measured": r"(b) measured: $\sum_k \eta_k [\Delta\mu_k]_+$"}
 """The two cumulative-gap readings of Figure 2 (``GRPORun.cumulative`` columns)."""
 
 EXTRACTOR_CASES = {"#### 1,234": 1234, "so 12+7=19\n#### 19": 19, "The answer is $42.": 42, "-7": -7,
@@ -319,19 +319,41 @@ def logistic_fit(gap: np.ndarray, accuracy: np.ndarray) -> dict:
             "r2": float(1 - (residual ** 2).sum() / total) if total > 0 else float("nan")}
 
 
-def draw_relation_panel(ax, table: pd.DataFrame, reading: str, title: str):
+LOSS_NAMES = {"grpo": "GRPO loss", "dr_grpo": "Dr. GRPO loss", "dapo": "DAPO loss", "bnpo": "BNPO loss"}
+"""How the figures name TRL's token aggregations (``grpo.LOSS_TYPES``)."""
+SCALE_NAMES = {"group": "advantages ÷ group std", "batch": "advantages ÷ batch std",
+               "none": "advantages not std-scaled"}
+"""How the figures name TRL's advantage scalings (``grpo.SCALE_REWARDS``: ``"none"`` = no division)."""
+FILTER_NAMES = {"all": "", "negative": ", negative advantages only", "positive": ", positive advantages only"}
+GAP_NAMES = {"gap_estimate": "(a) paper's estimate ‖Δ̂‖", "gap_norm": "(b) measured ‖Δ‖"}
+COSINE_NAMES = {"gradient_gap_cosine": "cos(−∇L, Δ)", "alignment_cosine": "cos(u, Δ)"}
+"""Legend names of the per-step records of :func:`diagnostics_frames`."""
+
+
+def figure_label(run: grpo.GRPORun) -> str:
+    """A run's name in the figures, every setting spelled out: loss, advantage scaling, learning rate
+    (:func:`~rlvr_dynamics.lm.experiment.run_label` is the short one the claims and tables use)."""
+    c = run.config
+    return (f"{LOSS_NAMES[c.loss_type]}, {SCALE_NAMES[c.scale_rewards]}, lr {c.learning_rate:g}"
+            f"{FILTER_NAMES[c.advantage_filter]}")
+
+
+def draw_relation_panel(ax, table: pd.DataFrame, reading: str, title: str, labels: dict[str, str] | None = None):
     """One panel of Figure 2 on the matplotlib Axes ``ax``: accuracy against the cumulative gap
     ``reading`` of :func:`figure2_table`, one marker per run, coloured by the normalized step, with
-    each run's logistic fit dashed. Returns the last scatter (for the colour bar)."""
+    each run's logistic fit dashed; ``labels`` maps a run's ``run`` to its legend entry (default: itself).
+    Returns the last scatter (for the colour bar)."""
+    labels = labels or {}
     markers = dict(zip(table["run"].unique(), ["o", "s", "^", "D", "v"], strict=False))  # up to five runs
     for label, data in table.groupby("run", sort=False):
         points = ax.scatter(data[reading], data["accuracy"], c=data["normalized_step"], cmap="viridis", vmin=0,
-                            vmax=1, marker=markers[label], s=38, edgecolor="k", linewidth=0.3, label=label)
+                            vmax=1, marker=markers[label], s=38, edgecolor="k", linewidth=0.3,
+                            label=labels.get(label, label))
         fit = logistic_fit(data[reading], data["accuracy"])
         grid = np.linspace(0, data[reading].max(), 100)
         ax.plot(grid, logistic(grid, fit["intercept"], fit["slope"]), color="0.4", lw=1, ls="--")
     ax.set(title=title, xlabel="cumulative gradient gap", ylabel="sampled validation accuracy")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right")
     return points
 
 
@@ -553,13 +575,13 @@ def relation_study(runs: list[grpo.GRPORun], table: pd.DataFrame) -> RelationStu
 
 
 def diagnostics_frames(runs: list[grpo.GRPORun]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The per-step records of every run (a ``run`` column added), and two long views of them: the
-    gap norms (``gap``: gap_estimate or gap_norm, ``value``) and the cosines with Δ (``cosine with
-    Δ``: gradient_gap_cosine or alignment_cosine, ``value``)."""
-    long = pd.concat([run.steps.assign(run=run_label(run)) for run in runs], ignore_index=True)
-    gaps = long.melt(id_vars=["step", "run"], value_vars=["gap_estimate", "gap_norm"], var_name="gap")
-    cosines = long.melt(id_vars=["step", "run"], value_vars=["gradient_gap_cosine", "alignment_cosine"],
-                        var_name="cosine with Δ")
+    """The per-step records of every run (a ``run`` column added: :func:`figure_label`), and two long
+    views of them: the gap norms (``gap``: :data:`GAP_NAMES` of gap_estimate and gap_norm, ``value``)
+    and the cosines with Δ (``cosine with Δ``: :data:`COSINE_NAMES`, ``value``)."""
+    long = pd.concat([run.steps.assign(run=figure_label(run)) for run in runs], ignore_index=True)
+    gaps = long.melt(id_vars=["step", "run"], value_vars=list(GAP_NAMES), var_name="gap").replace({"gap": GAP_NAMES})
+    cosines = long.melt(id_vars=["step", "run"], value_vars=list(COSINE_NAMES), var_name="cosine with Δ").replace(
+        {"cosine with Δ": COSINE_NAMES})
     return long, gaps, cosines
 
 

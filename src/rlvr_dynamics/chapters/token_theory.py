@@ -645,7 +645,7 @@ class LengthLaw:
 
     def legend_labels(self, names: list[str]) -> list[str]:
         """For the figure: each verifier's legend entry with its slope and interval; other entries unchanged."""
-        labels = [f"{kind}: slope {self.fits[kind]['slope']:.2f} [{self.fits[kind]['low']:.2f}, "
+        labels = [f"{kind.replace('_', ' ')}: slope {self.fits[kind]['slope']:.2f} [{self.fits[kind]['low']:.2f}, "
                   f"{self.fits[kind]['high']:.2f}]" for kind in markov.VERIFIERS]
         return [labels[markov.VERIFIERS.index(n)] if n in markov.VERIFIERS else n for n in names]
 
@@ -690,6 +690,8 @@ GRPO_VALUE_GROWTH = 5.0
 """GRPO's ratio grows at least this many times from the smallest to the largest J, at every T."""
 HEATMAP_VARIANTS = ("grpo", "dr_grpo", "reinforce")
 """The panels of the heatmap, left to right."""
+VARIANT_TITLES = {"grpo": "GRPO", "dr_grpo": "Dr. GRPO", "reinforce": "REINFORCE"}
+"""How the figures name the update rules (``estimators.VARIANTS``)."""
 
 
 @dataclass(frozen=True)
@@ -925,8 +927,10 @@ class SampledTraining:
     finals: pd.DataFrame
 
     def curve_frame(self) -> pd.DataFrame:
-        """For the figure: the curves with the learning rate as a label ("learning rate")."""
-        return self.curves.assign(**{"learning rate": self.curves.learning_rate.map("{:g}".format)})
+        """For the figure: the curves with the learning rate as a label ("learning rate") and the update rule's
+        name ("update", :data:`VARIANT_TITLES`)."""
+        return self.curves.assign(**{"learning rate": self.curves.learning_rate.map("{:g}".format),
+                                     "update": self.curves.variant.map(VARIANT_TITLES)})
 
 
 def sampled_training(config: TokenConfig, seed: int, device: torch.device | str) -> SampledTraining:

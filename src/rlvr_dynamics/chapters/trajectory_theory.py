@@ -574,15 +574,20 @@ class ExpansionStudy:
                 f"max {slopes.max():.3f} over {len(slopes)} states")
 
 
+EXPANSION_HALF = r"$\Delta\mu\,\eta + \frac{1}{2}(\mathrm{Var}^+ - \mathrm{Var}^-)\,\eta^2$"
+EXPANSION_PRINTED = r"$\Delta\mu\,\eta + (\mathrm{Var}^+ - \mathrm{Var}^-)\,\eta^2$"
+
+
 def draw_expansion(ax, study: ExpansionStudy) -> None:
     """The median residuals of both versions against η, with an η³ guide."""
     etas, half = study.etas, study.median_half
-    ax.loglog(etas, half, "o-", label=f"Δμη + ½(Var⁺ − Var⁻)η²: slope {study.slope_half:.2f}")
+    ax.loglog(etas, half, "o-", label=f"{EXPANSION_HALF}: slope {study.slope_half:.2f}")
     ax.loglog(etas, study.median_paper, "s-",
-              label=f"Δμη + (Var⁺ − Var⁻)η² (as printed): slope {study.slope_paper:.2f}")
-    ax.loglog(etas, half[-1] * (etas / etas[-1]) ** 3, "k:", lw=1, label="η³")
-    ax.set(xlabel="step η", ylabel="median |residual| of the log-odds change", title="Second-order expansion (17)")
-    ax.legend(fontsize=8)
+              label=f"{EXPANSION_PRINTED} (as printed): slope {study.slope_paper:.2f}")
+    ax.loglog(etas, half[-1] * (etas / etas[-1]) ** 3, "k:", lw=1, label=r"$\propto\eta^3$")
+    ax.set(xlabel=r"step $\eta$", ylabel="median |residual|\nof the log-odds change",
+           title="Second-order expansion (17), log-linear logits")
+    ax.legend(loc="upper left")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -792,13 +797,14 @@ def draw_nonlinear_expansion(ax, study: NonlinearExpansion) -> None:
     """The median residuals of both versions on the non-linear family against η, with η² and η³ guides."""
     etas = study.etas
     variance, full = study.residual_variance.median(1).values.numpy(), study.residual_full.median(1).values.numpy()
-    ax.loglog(etas, variance, "o-", label=f"Δμη + ½(Var⁺ − Var⁻)η²: slope {study.slope_variance:.2f}")
-    ax.loglog(etas, full, "s-", label=f"Δμη + ½(H⁺ − H⁻ + Var⁺ − Var⁻)η²: slope {study.slope_full:.2f}")
-    ax.loglog(etas, variance[-1] * (etas / etas[-1]) ** 2, "k--", lw=1, label="η²")
-    ax.loglog(etas, full[-1] * (etas / etas[-1]) ** 3, "k:", lw=1, label="η³")
-    ax.set(xlabel="step η", ylabel="median |residual| of the log-odds change",
-           title="Non-linear logits z = B tanh(Aθ): the Hessian terms")
-    ax.legend(fontsize=8)
+    ax.loglog(etas, variance, "o-", label=f"{EXPANSION_HALF}: slope {study.slope_variance:.2f}")
+    with_hessian = r"$\Delta\mu\,\eta + \frac{1}{2}(H^+ - H^- + \mathrm{Var}^+ - \mathrm{Var}^-)\,\eta^2$"
+    ax.loglog(etas, full, "s-", label=f"{with_hessian}: slope {study.slope_full:.2f}")
+    ax.loglog(etas, variance[-1] * (etas / etas[-1]) ** 2, "k--", lw=1, label=r"$\propto\eta^2$")
+    ax.loglog(etas, full[-1] * (etas / etas[-1]) ** 3, "k:", lw=1, label=r"$\propto\eta^3$")
+    ax.set(xlabel=r"step $\eta$", ylabel="median |residual|\nof the log-odds change",
+           title=r"Non-linear logits $z = B\tanh(A\theta)$: the Hessian terms")
+    ax.legend(loc="upper left")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -863,17 +869,17 @@ def draw_theorem2_traces(axes, run: Theorem2Run) -> None:
     """Three panels: the alignment Δμ_k, the value J_k (log scale) and Var⁻ along w_k (even steps)."""
     trace = run.trace
     for i, eta in enumerate(run.step_sizes):
-        axes[0].plot(trace.alignment[:, i], label=f"η = {eta:.3f}")
-        axes[1].semilogy(trace.value[:, i], label=f"η = {eta:.3f}")
-        axes[2].plot(np.arange(0, run.steps, 2), trace.negative_variance[::2, i], label=f"η = {eta:.3f}")
-    axes[0].axhline(run.alignment, color="k", lw=0.8, ls="--", label="Δμ")
-    axes[0].set(xlabel="step k", ylabel="Δμ_k", title="gap alignment: positive at every step",
+        axes[0].plot(trace.alignment[:, i], label=rf"$\eta$ = {eta:.3f}")
+        axes[1].semilogy(trace.value[:, i], label=rf"$\eta$ = {eta:.3f}")
+        axes[2].plot(np.arange(0, run.steps, 2), trace.negative_variance[::2, i], label=rf"$\eta$ = {eta:.3f}")
+    axes[0].axhline(run.alignment, color="k", lw=0.8, ls="--", label=r"$\Delta\mu$ of the instance")
+    axes[0].set(xlabel="step $k$", ylabel=r"$\Delta\mu_k$", title="Gap alignment: positive at every step",
                 ylim=(0, 2 * run.alignment))
-    axes[1].set(xlabel="step k", ylabel="J_k (log scale)", title="value: strictly decreasing to 0")
-    axes[2].set(xlabel="step k (even steps; the odd ones alternate)", ylabel="Var⁻ along w_k",
-                title="the variance term that wins")
+    axes[1].set(xlabel="step $k$", ylabel="$J_k$ (log scale)", title="Value: strictly decreasing to 0")
+    axes[2].set(xlabel="step $k$ (even steps; the odd ones alternate)", ylabel=r"$\mathrm{Var}^-$ along $w_k$",
+                title="The variance term that wins")
     for ax in axes:
-        ax.legend(fontsize=8)
+        ax.legend(ncol=2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1047,13 +1053,14 @@ def draw_instance_sweep(ax, sweep: ThresholdSweep) -> None:
     """J_K against the constant step for both rules, with the safe step, the scale, η* and Theorem 2's window."""
     ax.semilogx(sweep.grid, sweep.overshoot_final, "o-", ms=3, label="overshoot direction (Theorem-2 instance)")
     ax.semilogx(sweep.grid, sweep.gap_final, "s-", ms=3, label="gap direction, same instance")
-    ax.axhline(sweep.initial_value, color="grey", lw=0.8, ls=":", label="J₀")
+    ax.axhline(sweep.initial_value, color="grey", lw=0.8, ls=":", label="$J_0$")
     ax.axvline(sweep.safe, color="green", lw=1, ls="--", label="safe step (15a)")
-    ax.axvline(sweep.scale, color="purple", lw=1, ls="-.", label="scale Δμ/(L+G²)")
-    ax.axvline(sweep.critical, color="crimson", lw=1.2, label=f"measured η* = {sweep.critical:.3g}")
+    ax.axvline(sweep.scale, color="purple", lw=1, ls="-.", label=r"scale $\Delta\mu/(L+G^2)$")
+    ax.axvline(sweep.critical, color="crimson", lw=1.2, label=rf"measured $\eta^*$ = {sweep.critical:.3g}")
     ax.axvspan(*sweep.window, color="crimson", alpha=0.12, label="Theorem 2's window")
-    ax.set(xlabel="constant step η", ylabel=f"J after {sweep.steps} steps", title="Threshold sweep: Theorem-2 instance")
-    ax.legend(fontsize=7, loc="center left")
+    ax.set(xlabel=r"constant step $\eta$", ylabel=f"$J$ after {sweep.steps} steps",
+           title="Threshold sweep: Theorem-2 instance")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
 
 
 def bandit_threshold_runs(config: TrajectoryConfig, grid: np.ndarray, seed: int, device: torch.device | str
@@ -1120,10 +1127,10 @@ def draw_bandit_sweep(ax, sweep: BanditSweep) -> None:
     """Mean final J against the constant step (band: the range over seeds) and the mean J₀."""
     sns.lineplot(data=sweep.frame, x="η", y="mean final J", errorbar=("pi", 100), marker="o", ms=3, ax=ax,
                  label="mean over evaluation contexts (band: seeds)")
-    ax.axhline(sweep.frame["mean J0"].mean(), color="grey", lw=0.8, ls=":", label="J₀ ≈ 1/N")
-    ax.set(xscale="log", xlabel="constant step η (normalized REINFORCE direction)",
-           ylabel=f"J after {sweep.steps} steps", title="Threshold sweep: Section-5.1 bandit")
-    ax.legend(fontsize=8)
+    ax.axhline(sweep.frame["mean J0"].mean(), color="grey", lw=0.8, ls=":", label=r"$J_0 \approx 1/N$")
+    ax.set(xscale="log", xlabel=r"constant step $\eta$ (normalized REINFORCE direction)",
+           ylabel=f"$J$ after {sweep.steps} steps", title="Threshold sweep: Section-5.1 bandit")
+    ax.legend()
 
 
 @dataclass(frozen=True)
@@ -1175,17 +1182,19 @@ def draw_phase_diagrams(axes, phases: PhaseDiagrams, critical: float) -> None:
     """Two panels: the phase over step × J₀ (with η*) and over step × Δμ (with the scale and the safe step)."""
     codes = {name: i for i, name in enumerate(PHASES)}
     cmap = ListedColormap(sns.color_palette("colorblind", 3))
-    for ax, phase_map, y, ylabel in ((axes[0], phases.phase_value, phases.values, "initial value J₀"),
-                                     (axes[1], phases.phase_alignment, phases.alignments, "alignment Δμ")):
+    for ax, phase_map, y, ylabel in ((axes[0], phases.phase_value, phases.values, "initial value $J_0$"),
+                                     (axes[1], phases.phase_alignment, phases.alignments, r"alignment $\Delta\mu$")):
         ax.pcolormesh(phases.grid, y, np.vectorize(codes.get)(phase_map), cmap=cmap, vmin=-0.5, vmax=2.5,
                       shading="nearest", rasterized=True)
-        ax.set(xscale="log", xlabel="constant step η", ylabel=ylabel)
-    axes[0].axvline(critical, color="k", lw=1, label="η* at J₀ of the instance")
+        ax.set(xscale="log", xlabel=r"constant step $\eta$", ylabel=ylabel)
+    axes[0].axvline(critical, color="k", lw=1, label=r"$\eta^*$ at $J_0$ of the instance")
     axes[0].set_title(f"Phase after {phases.steps} steps (Δμ = {phases.alignment})")
     axes[1].set_yscale("log")
-    axes[1].plot(phases.grid, phases.grid * CURVATURE, "w--", lw=1, label="η = Δμ/(L+G²)")
+    axes[1].plot(phases.grid, phases.grid * CURVATURE, "w--", lw=1, label=r"$\eta = \Delta\mu/(L+G^2)$")
     axes[1].plot(phases.grid, phases.grid * 2 * LEMMA_CONSTANT, "w:", lw=1.2, label="safe step (15a)")
-    axes[1].set(ylim=(phases.alignments[0], phases.alignments[-1]), title="Phase after K steps (J₀ of the instance)")
+    axes[1].set(ylim=(phases.alignments[0], phases.alignments[-1]),
+                title=f"Phase after {phases.steps} steps ($J_0$ of the instance)")
     handles = [Patch(color=cmap(i), label=name) for name, i in codes.items()]
-    axes[0].legend(handles=handles + axes[0].get_lines(), fontsize=8, loc="lower left")
-    axes[1].legend(handles=handles + axes[1].get_lines(), fontsize=8, loc="lower left")
+    for ax in axes:
+        ax.legend(handles=handles + ax.get_lines(), loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3,
+                  facecolor="0.72", framealpha=1)  # grey: the white guide lines show in the legend

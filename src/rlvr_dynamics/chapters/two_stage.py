@@ -359,7 +359,7 @@ def figure1_settings(config: TwoStageConfig) -> list[tuple[float, float]]:
 def figure1_panels(config: TwoStageConfig) -> list[tuple[int, int, str]]:
     """(row, column, title) of every Figure-1 panel, in the order of :func:`figure1_settings`."""
     first_row = len(config.optimal_grid)
-    return [((0, index) if index < first_row else (1, index - first_row)) + (f"π_O(0)={p:g}, r_H={r:g}",)
+    return [((0, index) if index < first_row else (1, index - first_row)) + (f"$\\pi_O(0)$ = {p:g}, $r_H$ = {r:g}",)
             for index, (p, r) in enumerate(figure1_settings(config))]
 
 
@@ -463,7 +463,7 @@ def mass_legend_handles(seeds: int) -> list:
     import matplotlib.pyplot as plt
 
     colors = class_colors()
-    handles = [plt.Line2D([], [], color=colors[c], label=f"π_{c[0].upper()} ({c})") for c in CLASSES]
+    handles = [plt.Line2D([], [], color=colors[c], label=f"$\\pi_{c[0].upper()}$ ({c})") for c in CLASSES]
     return handles + [plt.Line2D([], [], color="grey", label=f"sampled mean ({seeds} runs)"),
                       plt.Line2D([], [], color="grey", ls="--", label="mean field (exact E[Δz])")]
 
@@ -576,7 +576,8 @@ def draw_times(ax, study: pd.DataFrame, which: str, groups: Sequence[int], steps
                     yerr=[finite[f"{which}_median"] - finite[f"{which}_low"],
                           np.minimum(finite[f"{which}_high"], 10 * steps) - finite[f"{which}_median"]])
         ax.plot(part.pi_O0, part[f"mean_field_{which}"], "x--", color=palette[G_], lw=0.8)
-    ax.set(xscale="log", yscale="log", xlabel="π_O(0)", title=f"{which} step (median, 95% CI; × mean field)")
+    ax.set(xscale="log", yscale="log", xlabel=r"$\pi_O(0)$", ylabel="step",
+           title=f"{which.capitalize()} step (median, 95% CI; × mean field)")
 
 
 def monotone_margin(values) -> list[float]:
@@ -728,6 +729,10 @@ def variant_summary(metrics: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SIGN_VARIANT_NAMES = {"grpo": "GRPO", "grpo_n": "GRPO-N (negative only)", "grpo_p": "GRPO-P (positive only)"}
+"""How the figures name the engine's sign variants (``softmax_bandit.SIGN_VARIANTS``)."""
+
+
 def draw_variant_row(axes, trajectories: Trajectories, reward_model: str, seeds: int) -> None:
     """One row of the variants figure (three Axes): π_O and the entropy over the steps (means, 10–90%
     bands), and the change of logit J against its first-order prediction Σ_k ⟨Δz_k, g⁺ − g⁻⟩."""
@@ -739,19 +744,20 @@ def draw_variant_row(axes, trajectories: Trajectories, reward_model: str, seeds:
         rows_ = variant_rows(v_index, seeds)
         color = variant_palette[variant]
         optimal_mass = trajectories.class_mass[:, rows_, 0].numpy()  # (S, seeds)
-        axes[0].plot(steps_axis, optimal_mass.mean(1), color=color, label=variant)
+        axes[0].plot(steps_axis, optimal_mass.mean(1), color=color, label=SIGN_VARIANT_NAMES[variant])
         axes[0].fill_between(steps_axis, *np.quantile(optimal_mass, [0.1, 0.9], axis=1), color=color, alpha=0.15,
                              lw=0)
         entropy = trajectories.entropy[:, rows_].numpy()
-        axes[1].plot(steps_axis, entropy.mean(1), color=color, label=variant)
+        axes[1].plot(steps_axis, entropy.mean(1), color=color, label=SIGN_VARIANT_NAMES[variant])
         axes[1].fill_between(steps_axis, *np.quantile(entropy, [0.1, 0.9], axis=1), color=color, alpha=0.15, lw=0)
         change = (trajectories.log_odds[:, rows_] - trajectories.log_odds[0, rows_]).numpy()
         first_order = trajectories.signed_cumulative_alignment[:, rows_].numpy()
-        axes[2].plot(first_order.mean(1), change.mean(1), color=color, label=variant)
-    axes[1].axhline(trajectories.entropy[0, 0], color="grey", ls=":", lw=1, label="initial")
-    axes[0].set(ylabel=f"{reward_model}\nπ_O (mean, 10–90%)")
-    axes[1].set(ylabel="entropy (nats)")
-    axes[2].set(ylabel="logit J(k) − logit J(0)")
+        axes[2].plot(first_order.mean(1), change.mean(1), color=color, label=SIGN_VARIANT_NAMES[variant])
+    axes[1].axhline(trajectories.entropy[0, 0], color="grey", ls=":", lw=1, label="initial entropy")
+    axes[0].set(title=f"{reward_model.capitalize()} reward", xlabel="step", ylabel=r"$\pi_O$ (mean, 10–90%)")
+    axes[1].set(xlabel="step", ylabel="entropy (nats)")
+    axes[2].set(xlabel=r"$\sum_k \langle \Delta z_k, g^+ - g^- \rangle = \sum_k \eta_k \Delta\mu_k$",
+                ylabel="logit $J(k)$ − logit $J(0)$")
     lims = axes[2].get_xlim()
     axes[2].plot(lims, lims, color="grey", ls=":", lw=1)
 
