@@ -114,6 +114,8 @@ BAD_CASES = {
     "an equation numbered by Sphinx": ("```{math}\n:label: gg-identity\na = b\n```\n", "Sphinx would number it"),
     "a tag that is no equation": ("$$\na = b \\tag{23}\n$$\n", "neither a paper equation nor a book tag"),
     "a book tag displayed twice": ("$$\na \\tag{TS1}\n$$\n\n$$\nb \\tag{TS1}\n$$\n", "displayed twice"),
+    "a tag Sphinx puts in a split environment": ("$$\n\\begin{aligned} a \\\\ b \\end{aligned} \\tag{3}\n$$\n",
+                                                 "end the rows with \\cr"),
     "a target without a tag": ("(x)=\n```{math}\na = b\n```\n", "needs exactly one \\tag"),
     "Sphinx's equation count in prose": ("(x)=\n$$\na \\tag{9}\n$$\n\nSee {eq}`x`.\n", "prints Sphinx's count"),
     "a link that names another number": ("(x)=\n$$\na \\tag{9}\n$$\n\nSee {ref}`(10) <x>`.\n",

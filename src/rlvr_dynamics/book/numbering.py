@@ -12,8 +12,10 @@ therefore lets neither count anything:
   "Proposition B3 (Closed forms …)"). A title that starts with ``(`` is an unnumbered box.
 - **Displayed equations** carry no Sphinx ``:label:``. Their number is a MathJax ``\\tag{…}``: the
   paper's equation number (``\\tag{10}``) or a book tag of two capitals and a number (``\\tag{TS4}``,
-  TS for the two-stage chapter). A MyST target ``(label)=`` on the line before the block makes it a
-  link target, and prose refers to it as ``{ref}`(10) <label>```.
+  TS for the two-stage chapter); rows of a tagged display end with ``\\cr``, since Sphinx wraps a
+  block with ``\\\\`` in a ``split`` environment, where a tag is an error. A MyST target ``(label)=``
+  on the line before the block makes it a link target, and prose refers to it as
+  ``{ref}`(10) <label>```.
 - **References** name what is displayed: ``{prf:ref}`` always with its text (``{prf:ref}`Lemma 1
   <tt-lemma1>```: an unnumbered box has no number Sphinx could print), ``{ref}`(TAG) <label>``` with
   the target's tag, and every "(n)", "eq. n", "Theorem n" or "(TS4)" written in prose, in box
@@ -116,6 +118,7 @@ class Display:
     target: str  # the MyST target right before it, or ""
     sphinx_label: str  # a :label: option (Sphinx would number it), or ""
     line: int
+    split_rows: bool = False  # rows ended by \\: Sphinx wraps the block in a split environment
 
 
 @dataclass
@@ -184,7 +187,8 @@ def parse_page(chapter: str, text: str) -> Page:
             if directive == "math":
                 latex = "\n".join(body)
                 page.displays.append(Display(chapter, tuple(_TAG.findall(latex)), pending_target,
-                                             options.get("label", options.get("name", "")), start + 1))
+                                             options.get("label", options.get("name", "")), start + 1,
+                                             "\\\\" in latex and "nowrap" not in options))
                 pending_target = ""
             elif directive == "code-cell":
                 for snippet in _code_texts("\n".join(body)):
@@ -224,8 +228,9 @@ def parse_page(chapter: str, text: str) -> Page:
                 block = [stripped[2:-2]]
             rest = lines[i].rstrip() if i < len(lines) else ""
             label = re.search(r"\$\$\s*\(([\w:-]+)\)\s*$", rest)
-            page.displays.append(Display(chapter, tuple(_TAG.findall("\n".join(block))), pending_target,
-                                         label.group(1) if label else "", start + 1))
+            latex = "\n".join(block)
+            page.displays.append(Display(chapter, tuple(_TAG.findall(latex)), pending_target,
+                                         label.group(1) if label else "", start + 1, "\\\\" in latex))
             pending_target = ""
             i += 1
             continue
@@ -307,6 +312,9 @@ def problems(sources: Mapping[str, str]) -> list[str]:
             if display.sphinx_label:
                 found.append(f"{where}: equation label {display.sphinx_label!r}: Sphinx would number it through "
                              f"the book; use a MyST target ({display.sphinx_label})= and \\tag{{…}}")
+            if display.tags and display.split_rows:
+                found.append(f"{where}: \\tag in a display whose rows end with \\\\: Sphinx wraps it in a split "
+                             f"environment, where MathJax shows 'tag not allowed' — end the rows with \\cr")
             if display.target and len(display.tags) != 1:
                 found.append(f"{where}: the equation target {display.target!r} needs exactly one \\tag")
             for tag in display.tags:
