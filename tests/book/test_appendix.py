@@ -73,7 +73,8 @@ def test_the_page_lists_every_figure_and_claim_with_its_chapter(tmp_path):
     assert rows[2][5:7] == ["no", "—"] and rows[2][-1].startswith("—\n:::")  # no robustness table for figure1
     assert "-p step_size 1.0" in page and "Parameters that differ from the preset: `step_size = 1.0`." in page
     assert "seed 7, device `cpu`" in page and "run time " in page
-    listed = page[page.index("### Figure 1"):].split("All parameters of the run: ", 1)[1].split("\n", 1)[0]
+    section = page[page.index("### REINFORCE on contextual bandits"):]
+    listed = section.split("All parameters of the run: ", 1)[1].split("\n", 1)[0]
     for name, value in runs["figure1"]["parameters"].items():
         if name not in ("preset", "seed", "device", "output_dir"):
             assert f"`{name} = {value!r}`" in listed

@@ -71,7 +71,9 @@ def test_the_page_links_each_result_to_its_statement():
     assert page.count("\n- **") == len(result_index.RESULTS)  # one item per result
     assert page.count("\n## ") == len({r.chapter for r in result_index.RESULTS})  # one section per chapter
     assert "(identity ∇J = J(1 − J)(g⁺ − g⁻)" not in page  # statements are escaped text, not code
-    assert "({prf:ref}`gg-prop-identity`)" in page and "({eq}`gg-alignment`)" in page
+    # links show the paper's numbers, not a count of Sphinx's
+    assert "{ref}`(11) <gg-alignment>`" in page and "{prf:ref}`Theorem 4 <tok-thm4>`" in page
+    assert "{prf:ref}`Proposition B5 <f1-closed-forms>`" in page and "{eq}" not in page
     assert ("Code: `policy_gradient_from_gap` in `theory/gaps.py`. Test: `test_identity_on_random_token_policies` "
             "in `theory/test_gaps.py`.") in page
 

@@ -8,7 +8,7 @@ import subprocess
 import nbformat
 import pytest
 
-from rlvr_dynamics.book import runner
+from rlvr_dynamics.book import landing, runner
 from rlvr_dynamics.book.appendix import escape_markdown
 from rlvr_dynamics.book.registry import NOTEBOOKS
 from rlvr_dynamics.book.results import ClaimLog, write_metrics
@@ -33,6 +33,9 @@ def project(tmp_path, monkeypatch):
         settings, config = spec.resolve({**parameters, "output_dir": str(root / parameters["output_dir"])})
         claims = ClaimLog()
         claims.check(f"{spec.name} holds", [1.0])
+        for finding in landing.FINDINGS:  # the claims the landing page names, with their outcomes
+            if finding.chapter == spec.name:
+                claims.check(finding.claim, [1.0 if finding.holds else -1.0], enforced=False)
         write_metrics(settings.output_dir, spec.name, settings, config, "cpu", {}, claims, [f"{spec.name}.png"])
         output_notebook.parent.mkdir(parents=True, exist_ok=True)
         source = (root / spec.source).read_text()  # the executed notebook carries its source
@@ -171,3 +174,23 @@ def test_the_book_injects_no_path_of_the_building_machine(tmp_path):
         assert str(root) not in json.dumps(parameters)
     settings, _ = spec.resolve(runner.book_parameters(spec, "ci", REAL_ROOT))
     assert settings.output_dir == REAL_ROOT / "build" / "outputs" / "gradient_gap"
+
+
+def test_the_books_static_files_are_staged_at_the_site_root(project):
+    """book/_static/ becomes the staged book's _static/, whose CSS Jupyter Book links into every page;
+    a file removed from book/_static leaves the staged copy too."""
+    root, executed, builds = project
+    build(executed, builds)
+    staged = root / "build" / "site" / "_static" / "maths.css"
+    assert staged.read_text() == (root / "book" / "_static" / "maths.css").read_text()
+    assert "overflow-x: auto" in staged.read_text()
+    (root / "book" / "_static" / "maths.css").unlink()
+    build(executed, builds)
+    assert not staged.exists()
+
+
+def test_the_landing_page_is_generated_from_the_runs(project):
+    root, executed, builds = project
+    build(executed, builds)
+    glance = (root / "build" / "site" / landing.GLANCE_PAGE).read_text()
+    assert "claims checked" in glance and "{ref}`gg-sec-identity`" in glance

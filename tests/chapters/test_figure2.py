@@ -1,4 +1,4 @@
-"""Tests of rlvr_dynamics.chapters.figure2: the task and warm-up checks, identity (f2-grpo-direction)
+"""Tests of rlvr_dynamics.chapters.figure2: the task and warm-up checks, identity (LM1)
 on sampled groups, the run summary and the margins of the chapter's findings, Figure 2's table and
 panel, the logistic fit, the shape verdicts and the relabelling test — on constructed runs, each
 margin shown to go negative on a counter-example."""
@@ -101,7 +101,7 @@ def test_warmup_margins_headline_and_description_by_hand():
 
 
 # ----------------------------------------------------------------------------------------------
-# Identity (f2-grpo-direction)
+# Identity (LM1)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -119,7 +119,7 @@ def test_direction_errors_on_a_tiny_model(monkeypatch):
     assert len(errors) == 2 * len(grpo.SCALE_REWARDS)  # stops after two mixed groups
     assert max(errors) < figure2.DIRECTION_TOLERANCE
     assert (figure2.direction_margins(errors) > 0).all()
-    assert figure2.describe_direction_errors(errors).startswith("(f2-grpo-direction) on 2 mixed groups × 3 ")
+    assert figure2.describe_direction_errors(errors).startswith("(LM1) on 2 mixed groups × 3 ")
     # groups with one outcome only are skipped
     monkeypatch.setattr(figure2.lm_task, "correctness_reward", lambda texts, answers: [0.0] * len(texts))
     assert figure2.direction_errors(model, tokenizer, problems[:2], config, torch.Generator().manual_seed(0),

@@ -24,8 +24,8 @@ _CHAPTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "trajectory_theory": ("Trajectory-level theory: Lemma 1, Theorems 1–2, Corollary 1", "TrajectoryConfig", ("ci",)),
     "token_theory": ("Token-level theory: response length, Theorems 3–4 and length normalization", "TokenConfig",
                      ("ci",)),
-    "figure1": ("Figure 1: REINFORCE on contextual bandits", "Figure1Config", ("ci", "paper")),
-    "figure2": ("Figure 2: GRPO on language models", "Figure2Config", ("ci",)),
+    "figure1": ("REINFORCE on contextual bandits", "Figure1Config", ("ci", "paper")),
+    "figure2": ("GRPO on language models: the cumulative gap and accuracy", "Figure2Config", ("ci",)),
     "two_stage": ("Two-stage dynamics and negative-only gradients (GRPO-N)", "TwoStageConfig", ("ci",)),
     "performance": ("Appendix: performance", "PerformanceConfig", ("ci",)),
 }

@@ -6,7 +6,8 @@ The table is the one home of that mapping: ``tests/book/test_result_index.py`` c
 function and test exists, that every label is defined in its chapter and that every docstring opens
 with the result's number; the book renders it as the page *Where each result lives*
 (:func:`render_page`, generated when the book is staged), whose cross-references the strict build
-resolves.
+resolves. Each link shows what is displayed at its target — "(10)", "Theorem 4", "Proposition B5" —
+(:mod:`rlvr_dynamics.book.numbering`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from rlvr_dynamics.book import numbering
 
 PAGE = "book/result_index.md"
 TESTS = "tests/"
@@ -179,19 +182,15 @@ def _escape(text: str) -> str:
 
 
 def label_kinds(notebook_sources: dict[str, str]) -> dict[str, str]:
-    """label → ``"eq"`` (a ``{math}`` block) or ``"prf:ref"`` (a theorem-like box), from the
+    """label → ``"ref"`` (a tagged display equation) or ``"prf:ref"`` (a theorem-like box), from the
     chapters' MyST sources (notebook name → text)."""
-    kinds = {}
-    for text in notebook_sources.values():
-        for directive, label in re.findall(r"^`{3,4}\{([\w:]+)\}[^\n]*\n:label: (\S+)", text, flags=re.M):
-            kinds[label] = "eq" if directive == "math" else "prf:ref"
-    return kinds
+    return {label: role for label, (role, _) in numbering.reference_names(notebook_sources).items()}
 
 
 def render_page(results: Sequence[Result], notebook_sources: dict[str, str], titles: dict[str, str]) -> str:
     """The MyST page *Where each result lives*, one section per chapter (in book order) listing its
     results; its cross-references to the statements are resolved by the strict build."""
-    kinds = label_kinds(notebook_sources)
+    names = numbering.reference_names(notebook_sources)
     lines = [
         "# Where each result lives",
         "",
@@ -208,8 +207,7 @@ def render_page(results: Sequence[Result], notebook_sources: dict[str, str], tit
             continue
         lines += [f"## {_escape(title)}", "", f"Chapter: {{doc}}`../notebooks/{chapter}`.", ""]
         for result in chapter_results:
-            kind = kinds.get(result.label)
-            where = f" ({{{kind}}}`{result.label}`)" if kind is not None else ""
+            where = f" ({numbering.link(result.label, names)})" if result.label in names else ""
             module, _, name = result.implementation.removeprefix("rlvr_dynamics.").rpartition(".")
             test_file, _, test_name = result.test.partition("::")
             lines += [f"- **{_escape(result.number)}**: {_escape(result.statement)}{where}. "

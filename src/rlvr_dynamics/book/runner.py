@@ -35,7 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rlvr_dynamics.book import appendix, interrupt, result_index
+from rlvr_dynamics.book import appendix, interrupt, landing, result_index
 from rlvr_dynamics.book.params import NotebookSpec
 from rlvr_dynamics.book.registry import NOTEBOOKS
 from rlvr_dynamics.book.robustness import ROBUSTNESS_DIR
@@ -247,8 +247,9 @@ def is_cached(target: Path, key_file: Path, key: str) -> bool:
 
 
 def stage_site(root: Path | None = None) -> Path:
-    """Copy the book's config and pages and the executed notebooks into ``build/site``, and
-    generate the reproducibility appendix from ``build/outputs/*/metrics.json``."""
+    """Copy the book's config and pages and the executed notebooks into ``build/site``; generate the
+    reproducibility appendix and the landing page's *Results at a glance* from
+    ``build/outputs/*/metrics.json``, and the page *Where each result lives*; copy ``book/_static``."""
     root = root or project_root()
     site = build_dir(root) / "site"
     site.mkdir(parents=True, exist_ok=True)
@@ -270,8 +271,23 @@ def stage_site(root: Path | None = None) -> Path:
             raise FileNotFoundError(f"{executed} is missing: run `rlvr-book execute-all` first")
         shutil.copy2(executed, notebooks / f"{name}.ipynb")
     appendix.write_appendix(site, build_dir(root) / "outputs", root)
+    landing.write_glance(site, build_dir(root) / "outputs", root)
     result_index.write_page(site, root)
+    stage_static(site, root)
     return site
+
+
+def stage_static(site: Path, root: Path) -> Path:
+    """Copy ``book/_static/`` (the book's own CSS and scripts) to ``site/_static/``: Jupyter Book adds a
+    ``_static`` folder at the book's root to ``html_static_path`` and links every ``.css`` and ``.js`` file
+    in it into every page. A file removed from ``book/_static`` is removed from the staged copy too."""
+    target = Path(site) / "_static"
+    if target.exists():
+        shutil.rmtree(target)
+    source = Path(root) / "book" / "_static"
+    if source.is_dir():
+        shutil.copytree(source, target)
+    return target
 
 
 def site_digest(site: Path) -> str:

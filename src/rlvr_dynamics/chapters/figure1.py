@@ -1,4 +1,4 @@
-"""The chapter *Figure 1: REINFORCE on contextual bandits*: its parameters, runs and summaries.
+"""The chapter *REINFORCE on contextual bandits* (the paper's Figure 1): its parameters, runs and summaries.
 
 The runs are :func:`rlvr_dynamics.engines.bandit.simulate` calls; this module turns trajectories into
 the numbers the chapter reports: the engine checks (against the NumPy loop of the definitions, the
@@ -61,7 +61,7 @@ sweep's smallest step size, and the thresholds of the findings; every measured n
 
 @dataclass(frozen=True)
 class Figure1Config:
-    """Parameters of the chapter *Figure 1: REINFORCE on contextual bandits* (Section 5.1)."""
+    """Parameters of the chapter *REINFORCE on contextual bandits* (Section 5.1)."""
 
     dim: int = parameter("context dimension d", "int", low=1, high=1_000)
     arms: int = parameter("number of arms N", "int", low=2, high=10_000)

@@ -1,11 +1,11 @@
-"""The chapter *Figure 2: GRPO on language models* (Section 5.2): its parameters and the analysis.
+"""The chapter *GRPO on language models* (the paper's Figure 2) (Section 5.2): its parameters and the analysis.
 
 The runs are one :mod:`rlvr_dynamics.lm.experiment` (GRPO runs from one warmed-up checkpoint); this
 module holds the chapter's checks and turns the runs' records into its numbers:
 
 * the checks of the task (disjoint splits, reference rewards, the answer extractor) and of the
   warm-up;
-* identity (f2-grpo-direction) — GRPO's per-prompt direction is c_q (ḡ⁺ − ḡ⁻) — on groups sampled
+* identity (LM1) — GRPO's per-prompt direction is c_q (ḡ⁺ − ḡ⁻) — on groups sampled
   from the warmed-up model;
 * the per-run summary (alignments, the paper's estimate (a) against the measured gap), the margins
   of the findings stated about it and the numbers the prose quotes from it;
@@ -45,7 +45,7 @@ EXTRACTOR_CASES = {"#### 1,234": 1234, "so 12+7=19\n#### 19": 19, "The answer is
 """Completions and the number the answer extractor must read from each (None: no number)."""
 
 DIRECTION_TOLERANCE = 1e-5
-"""Largest relative error of identity (f2-grpo-direction) on the float32 model."""
+"""Largest relative error of identity (LM1) on the float32 model."""
 
 MIN_GAIN = 0.10
 """The accuracy gain the first run is compared with (a recorded claim, never enforced: the gain's size
@@ -76,7 +76,7 @@ relative to the repository root."""
 
 @dataclass(frozen=True)
 class Figure2Config(experiment.LMExperimentConfig):
-    """Parameters of the chapter *Figure 2: GRPO on language models* (Section 5.2): the experiment's
+    """Parameters of the chapter *GRPO on language models* (Section 5.2): the experiment's
     and the gain its first run must reach."""
 
     min_gain: float = parameter("validation-accuracy gain the first run is compared with (recorded, never "
@@ -154,13 +154,13 @@ def warmup_margins(warmup, target: float) -> list[float]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Identity (f2-grpo-direction) on sampled groups
+# Identity (LM1) on sampled groups
 # ----------------------------------------------------------------------------------------------
 
 
 def direction_errors(model, tokenizer, problems: list[lm_task.Problem], config: experiment.LMExperimentConfig,
                      generator: torch.Generator, device, groups: int = 4) -> list[float]:
-    """Identity (f2-grpo-direction) on the first ``groups`` sampled groups with both outcomes.
+    """Identity (LM1) on the first ``groups`` sampled groups with both outcomes.
 
     For each problem in turn, samples a group of ``config.num_generations`` completions from
     ``generator``; a group with both outcomes is compared under every reward scaling of
@@ -190,7 +190,7 @@ def direction_errors(model, tokenizer, problems: list[lm_task.Problem], config: 
 def describe_direction_errors(errors: list[float]) -> str:
     """How many groups and scalings were compared, and the largest relative error."""
     groups = len(errors) // len(grpo.SCALE_REWARDS)
-    return (f"(f2-grpo-direction) on {groups} mixed groups × {len(grpo.SCALE_REWARDS)} reward scalings: "
+    return (f"(LM1) on {groups} mixed groups × {len(grpo.SCALE_REWARDS)} reward scalings: "
             f"largest relative error {max(errors):.1e}")
 
 

@@ -276,7 +276,7 @@ STATE_SPREAD = 1.5
 
 @dataclass(frozen=True, eq=False)  # holds DataFrames: compared by identity
 class Theorem1Study:
-    """Theorem 1 (TS4) against the Monte-Carlo mean of sampled group updates, for every reward
+    """Yao et al.'s Theorem 1, (TS4), against the Monte-Carlo mean of sampled group updates, for every reward
     model, scaling and filter, and its closed forms (i) and (ii)."""
 
     table: pd.DataFrame  # one row per (reward_model, scale, variant, state): max_abs_z, max_abs_diff
