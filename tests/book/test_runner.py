@@ -148,14 +148,19 @@ def test_the_appendix_is_regenerated_from_the_metrics(project):
 
 def test_the_books_static_files_are_staged_where_jupyter_book_loads_them(project):
     """Jupyter Book 1 adds every .css/.js of the site's _static/ to every page: book/_static is staged
-    there, and a changed script rebuilds the book without executing anything."""
+    there, a changed script rebuilds the book without executing anything, and a file removed from
+    book/_static leaves the staged copy too."""
     root, executed, builds = project
     build(executed, builds)
     site = root / "build" / "site"
-    assert {"figures.js", "figures.css"} <= {path.name for path in (site / "_static").iterdir()}
+    assert {"figures.js", "figures.css", "maths.css"} <= {path.name for path in (site / "_static").iterdir()}
+    assert "overflow-x: auto" in (site / "_static" / "maths.css").read_text()
     (root / "book" / "_static" / "figures.js").write_text("/* changed */")
     assert build(executed, builds) == ([], 1)
     assert (site / "_static" / "figures.js").read_text() == "/* changed */"
+    (root / "book" / "_static" / "maths.css").unlink()
+    build(executed, builds)
+    assert not (site / "_static" / "maths.css").exists()
 
 
 def test_execution_order_names_every_notebook_once():
@@ -174,19 +179,6 @@ def test_the_book_injects_no_path_of_the_building_machine(tmp_path):
         assert str(root) not in json.dumps(parameters)
     settings, _ = spec.resolve(runner.book_parameters(spec, "ci", REAL_ROOT))
     assert settings.output_dir == REAL_ROOT / "build" / "outputs" / "gradient_gap"
-
-
-def test_the_books_static_files_are_staged_at_the_site_root(project):
-    """book/_static/ becomes the staged book's _static/, whose CSS Jupyter Book links into every page;
-    a file removed from book/_static leaves the staged copy too."""
-    root, executed, builds = project
-    build(executed, builds)
-    staged = root / "build" / "site" / "_static" / "maths.css"
-    assert staged.read_text() == (root / "book" / "_static" / "maths.css").read_text()
-    assert "overflow-x: auto" in staged.read_text()
-    (root / "book" / "_static" / "maths.css").unlink()
-    build(executed, builds)
-    assert not staged.exists()
 
 
 def test_the_landing_page_is_generated_from_the_runs(project):

@@ -259,8 +259,6 @@ def stage_site(root: Path | None = None) -> Path:
             shutil.copytree(source, target, dirs_exist_ok=True)
         else:
             shutil.copy2(source, target)
-    if (root / STATIC_DIR).is_dir():
-        shutil.copytree(root / STATIC_DIR, site / "_static", dirs_exist_ok=True)
     notebooks = site / "notebooks"
     if notebooks.exists():
         shutil.rmtree(notebooks)
@@ -284,7 +282,7 @@ def stage_static(site: Path, root: Path) -> Path:
     target = Path(site) / "_static"
     if target.exists():
         shutil.rmtree(target)
-    source = Path(root) / "book" / "_static"
+    source = Path(root) / STATIC_DIR
     if source.is_dir():
         shutil.copytree(source, target)
     return target
