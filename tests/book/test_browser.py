@@ -73,6 +73,13 @@ BROKEN = {
         {"index.html": '<html><body>' + WIDE_MATHS.format(style=' style="overflow-x:auto"', width=1600)
                        + '</body></html>'},
         ["at 1400 px: display maths wider than the column"]),
+    "display maths running into its tag": (
+        {"index.html": '<html><body><div class="math"><mjx-container display="true" style="display:block;'
+                       'position:relative;width:400px"><mjx-math><mjx-mtable><mjx-table style="display:inline-block;'
+                       'width:390px;height:20px">x = y</mjx-table><mjx-labels style="position:absolute;right:0;top:0;'
+                       'width:40px;height:20px">(10)</mjx-labels></mjx-mtable></mjx-math></mjx-container></div>'
+                       '</body></html>'},
+        ["at 1400 px: display maths runs into its number '(10)'"]),
     "a stderr block": (
         {"index.html": '<html><body><div class="output stderr"><pre>UserWarning: careful</pre></div></body></html>'},
         ["at 1400 px: 1 stderr output block(s)", "at 420 px: 1 stderr output block(s)"]),

@@ -144,9 +144,11 @@ _INSPECT_LAYOUT = r"""
     if (!fits && wide) report.tooWide.push(snippet(box));
     else if (!fits && scroller === null) report.clipped.push(snippet(box));
     else if (!fits) report.scrolling++;
-    const number = box.querySelector('.eqno');
+    // The number: MathJax's \tag label (mjx-labels beside the formula's mjx-table), or Sphinx's span.eqno.
+    const labels = container.querySelector('mjx-labels'), table = container.querySelector('mjx-mtable > mjx-table');
+    const number = labels && table ? labels : box.querySelector('.eqno');
     if (wide && number) {
-      const a = maths.getBoundingClientRect(), b = number.getBoundingClientRect();
+      const a = (labels && table ? table : maths).getBoundingClientRect(), b = number.getBoundingClientRect();
       if (a.right > b.left + 1 && a.left < b.right && a.bottom > b.top && a.top < b.bottom)
         report.intoNumber.push(snippet(number));
     }
