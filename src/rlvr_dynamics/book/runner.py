@@ -59,6 +59,12 @@ EXECUTION_ORDER = ("figure2", "token_theory", "two_stage", "figure1", "trajector
                    "performance")
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
 PACKAGE = "rlvr_dynamics"
+# The book's style sheets (book/_static/*.css): staged into build/site/_static, where Jupyter Book 1 adds
+# every .css file to every page.
+STATIC_SOURCE = Path("book") / "_static"
+# Cells the page never shows: the notebook's parameters cell and the one papermill injects (Chapter.start
+# displays the values the run used as a table instead).
+HIDDEN_CELL_TAGS = ("parameters", "injected-parameters")
 
 
 def build_dir(root: Path | None = None) -> Path:
@@ -93,8 +99,34 @@ def execute_notebook(
             str(source), str(partial), parameters=dict(parameters), kernel_name="python3",
             cwd=str(root / "notebooks"), progress_bar=False, log_output=False, report_mode=False,
         )
-        write_bytes_atomic(output_notebook, partial.read_bytes())
+        notebook = json.loads(partial.read_text(encoding="utf-8"))
+        write_bytes_atomic(output_notebook, _notebook_bytes(scrub_paths(notebook, spec.source)))
     return output_notebook
+
+
+def scrub_paths(notebook: dict[str, Any], source: str) -> dict[str, Any]:
+    """Papermill's record of an execution without the paths of the machine that ran it: its
+    ``input_path`` and ``output_path`` (a scratch folder) become the notebook's source in the
+    repository (``notebooks/NAME.md``) and ``None``. Returns ``notebook``, changed in place."""
+    record = notebook.get("metadata", {}).get("papermill")
+    if record is not None:
+        record["input_path"] = source
+        record["output_path"] = None
+    return notebook
+
+
+def hide_parameter_cells(notebook: dict[str, Any]) -> dict[str, Any]:
+    """Tag the parameters cell and papermill's injected cell ``remove-cell``: the page shows neither
+    (``Chapter.start`` displays the run's values as a table). Returns ``notebook``, changed in place."""
+    for cell in notebook.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if any(tag in tags for tag in HIDDEN_CELL_TAGS) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    return notebook
+
+
+def _notebook_bytes(notebook: dict[str, Any]) -> bytes:
+    return (json.dumps(notebook, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _imported_modules(tree: ast.AST) -> set[str]:
@@ -245,7 +277,11 @@ def is_cached(target: Path, key_file: Path, key: str) -> bool:
 
 def stage_site(root: Path | None = None) -> Path:
     """Copy the book's config and pages and the executed notebooks into ``build/site``, and
-    generate the reproducibility appendix from ``build/outputs/*/metrics.json``."""
+    generate the reproducibility appendix from ``build/outputs/*/metrics.json``.
+
+    The staged notebooks are the executed ones with their parameter cells tagged ``remove-cell``
+    (:func:`hide_parameter_cells`) and no path of the building machine (:func:`scrub_paths`); the
+    style sheets of ``book/_static`` go to ``build/site/_static``."""
     root = root or project_root()
     site = build_dir(root) / "site"
     site.mkdir(parents=True, exist_ok=True)
@@ -263,7 +299,14 @@ def stage_site(root: Path | None = None) -> Path:
         executed = build_dir(root) / "executed" / f"{name}.ipynb"
         if not executed.is_file():
             raise FileNotFoundError(f"{executed} is missing: run `rlvr-book execute-all` first")
-        shutil.copy2(executed, notebooks / f"{name}.ipynb")
+        notebook = json.loads(executed.read_text(encoding="utf-8"))
+        staged = hide_parameter_cells(scrub_paths(notebook, NOTEBOOKS[name].source))
+        write_bytes_atomic(notebooks / f"{name}.ipynb", _notebook_bytes(staged))
+    static = site / "_static"
+    if static.exists():
+        shutil.rmtree(static)
+    if (root / STATIC_SOURCE).is_dir():
+        shutil.copytree(root / STATIC_SOURCE, static)
     appendix.write_appendix(site, build_dir(root) / "outputs", root)
     result_index.write_page(site, root)
     return site
