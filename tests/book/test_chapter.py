@@ -94,7 +94,7 @@ def test_table_and_finish_display_html_tables(tmp_path, monkeypatch):
     chapter.table(pd.DataFrame({"a": [np.float64(0.5)]}), caption="c")
     chapter.check("holds", [1.0])
     chapter.finish()
-    parameters, box, table, claims = shown
+    box, parameters, table, claims = shown
     assert "run-parameters" in parameters.html() and "rerun-box" in box.html()
     assert table.caption == "c" and table.rows == (("0.5",),)
     assert "claims-table" in claims.html() and claims.rows[0][:2] == ("holds", "✓ yes")

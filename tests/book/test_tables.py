@@ -16,7 +16,8 @@ from rlvr_dynamics.book.results import ClaimLog
 @pytest.mark.parametrize("value, expected", [
     (True, "yes"), (np.bool_(False), "no"), (None, "—"), (math.nan, "—"), (math.inf, "∞"), (-math.inf, "−∞"),
     (7, "7"), (np.int64(9999), "9999"), (12345, "12 345"), (0.0, "0"), (np.float64(0.5), "0.5"),
-    (3.14159265, "3.142"), (-2.5, "−2.5"), (1234.5678, "1235"), (1e-7, "1.00e−07"), (2.5e5, "2.50e+05"),
+    (3.14159265, "3.142"), (-2.5, "−2.5"), (1234.5678, "1235"), (1e-7, "1.00e−07"), (2.5e5, "250 000"), (16384.0, "16 384"), (12345.5, "1.23e+04"),
+    (2.5e7, "2.50e+07"),
     ([0.5, np.float64(2.0)], "0.5, 2"), ("text", "text"), (np.str_("s"), "s"),
 ])
 def test_format_value_by_hand(value, expected):
@@ -66,7 +67,9 @@ def test_html_is_escaped_deterministic_and_wrapped_and_text_aligned():
     assert html == table.html()  # no generated ids: two executions give the same output
     assert html.startswith(f'<div class="{tables.WRAPPER_CLASS}">') and f'<table class="{tables.TABLE_CLASS}">' in html
     assert "&lt;b&gt;&amp;" in html and "<caption>a &lt;caption&gt;</caption>" in html and "<b>" not in html
-    assert '<td class="num">12.5</td>' in html and '<th scope="col" class="num">value</th>' in html
+    assert '<td data-label="value" class="num">12.5</td>' in html and '<th scope="col" class="num">value</th>' in html
+    header = tables.Table(("switch_median",), (("1",),)).html()
+    assert '<th scope="col">switch_<wbr>median</th>' in header  # a header may wrap at its underscores
     assert repr(table).splitlines() == ["a <caption>", "name       value", "<b>&           1",
                                         "long name   12.5", "n"]
     with pytest.raises(ValueError, match="2 cells for 3 columns"):
@@ -84,11 +87,11 @@ def test_claims_table_shows_every_claim_and_marks_a_broken_one():
     table = tables.claims_table(log.claims)
     assert table.columns == ("claim", "holds", "worst margin", "cases", "enforced")
     assert table.rows == (("an identity | with *markup*", "✓ yes", "1.0e−13", "2", "yes"),
-                          ("a finding that breaks", "✗ no", "−0.25", "2", "no (recorded)"))
+                          ("a finding that breaks", "✗ no", "−0.25", "2", "no"))
     assert table.row_classes == ("claim-holds", "claim-fails")
     html = table.html()
     assert f'class="{tables.TABLE_CLASS} {tables.CLAIMS_CLASS}"' in html
-    assert '<tr class="claim-fails"><td class="claim-text">a finding that breaks</td>' in html
+    assert '<tr class="claim-fails"><td data-label="claim" class="claim-text">a finding that breaks</td>' in html
     assert "2 claims checked, 1 hold, 1 enforced" in html
     text = repr(table).splitlines()  # the claim text last: short lines
     assert text[0].split() == ["holds", "worst", "margin", "cases", "enforced", "claim"]

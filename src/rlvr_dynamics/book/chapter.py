@@ -31,6 +31,12 @@ from rlvr_dynamics.book.results import Claim, ClaimLog, write_metrics
 from rlvr_dynamics.devices import resolve_device
 from rlvr_dynamics.files import project_root
 
+# tqdm.auto warns "IProgress not found" once, at whichever import first loads it — in a set-up cell that
+# can be a chapter module imported before Chapter.start runs — as a TqdmWarning whose text names tqdm's
+# file on the building machine: silenced from the import of this module on (the set-up cells import it
+# first), so that reruns print the same outputs and no page shows a warning block with a path.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
 QUIET_ENVIRONMENT = {
     "HF_HUB_OFFLINE": "1",  # never reach for the network
     "HF_DATASETS_OFFLINE": "1",
@@ -69,10 +75,7 @@ class Chapter:
         """Validate the notebook's parameters (its ``locals()``) and set the run up."""
         for variable, value in QUIET_ENVIRONMENT.items():
             os.environ.setdefault(variable, value)
-        # tqdm.auto warns "IProgress not found" once, at whichever cell first imports it (a TqdmWarning
-        # whose text names tqdm's file on the building machine): silence it so that reruns print the
-        # same outputs and no page shows a warning block with a path.
-        warnings.filterwarnings("ignore", message="IProgress not found")
+        warnings.filterwarnings("ignore", message="IProgress not found")  # again: a test may reset the filters
         spec = notebook_spec(name)
         settings, config = spec.resolve(values)
         device = resolve_device(settings.device)
@@ -81,7 +84,7 @@ class Chapter:
         chapter = cls(spec, settings, config, device)
         from IPython.display import display
 
-        display(chapter.parameters_table(), chapter.rerun_box())
+        display(chapter.rerun_box(), chapter.parameters_table())
         return chapter
 
     def config_values(self) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def format_value(value: Any, digits: int = 4, spec: Formatter | None = None) -> 
     """One cell as text: ``yes``/``no`` for a bool, an integer as is (thousands separated from
     10 000), a float with ``digits`` significant digits (scientific below 10⁻³ and from 10⁴), ``—``
     for NaN or None, ``∞`` for infinities; NumPy scalars are read as Python numbers (never
-    ``np.float64(…)``). ``spec`` — a format specification like ``".3f"`` or a function — overrides
+    ``np.float64(…)``; an integral float from 10⁴ to 10⁷ reads as an integer). ``spec`` — a format specification like ``".3f"`` or a function — overrides
     the rule for numbers; sequences are joined with ", "."""
     if hasattr(value, "item") and not isinstance(value, (str, bytes)) and getattr(value, "ndim", 0) == 0:
         value = value.item()  # NumPy / torch scalar → Python
@@ -60,6 +60,8 @@ def format_value(value: Any, digits: int = 4, spec: Formatter | None = None) -> 
             return format(value, spec).replace("-", "−") if value < 0 else format(value, spec)
         if value == 0:
             return "0"
+        if value.is_integer() and 1e4 <= abs(value) < 1e7:  # a count or a power of two stored as a float
+            return format_value(int(value), digits)
         text = f"{value:.{digits}g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.{max(digits - 2, 1)}e}"
         return text.replace("-", "−")
     return str(value)
@@ -120,7 +122,7 @@ class Table:
         out = [f'<div class="{WRAPPER_CLASS}">', f'<table class="{classes}">']
         if self.caption:
             out.append(f"<caption>{html.escape(self.caption)}</caption>")
-        head = "".join(f'<th scope="col"{self._cell_class(i)}>{html.escape(name)}</th>'
+        head = "".join(f'<th scope="col"{self._cell_class(i)}>{_breakable(name)}</th>'
                        for i, name in enumerate(self.columns))
         out += ["<thead>", f"<tr>{head}</tr>", "</thead>", "<tbody>"]
         for r, row in enumerate(self.rows):
@@ -129,7 +131,8 @@ class Table:
             for i, cell in enumerate(row):
                 tag = "th" if self.row_header and i == 0 else "td"
                 scope = ' scope="row"' if tag == "th" else ""
-                cells.append(f"<{tag}{scope}{self._cell_class(i)}>{html.escape(cell)}</{tag}>")
+                label = f' data-label="{html.escape(self.columns[i])}"' if tag == "td" else ""
+                cells.append(f"<{tag}{scope}{label}{self._cell_class(i)}>{html.escape(cell)}</{tag}>")
             out.append((f'<tr class="{row_class}">' if row_class else "<tr>") + "".join(cells) + "</tr>")
         out += ["</tbody>", "</table>"]
         if self.note:
@@ -158,6 +161,12 @@ class Table:
 
     def __repr__(self) -> str:
         return self.text()
+
+
+def _breakable(name: str) -> str:
+    """A column header, escaped, that may wrap after an underscore (``switch_<wbr>median``): a header
+    never makes its column wider than its numbers need."""
+    return html.escape(name).replace("_", "_<wbr>")
 
 
 def _column_name(name: Any) -> str:
@@ -211,12 +220,13 @@ def claims_table(claims: Sequence[Any]) -> Table:
     rows, row_classes = [], []
     for claim in claims:
         rows.append((claim.claim, "✓ yes" if claim.holds else "✗ no", format_value(claim.worst_margin, 3),
-                     format_value(claim.n_checked), "yes" if claim.enforced else "no (recorded)"))
+                     format_value(claim.n_checked), "yes" if claim.enforced else "no"))
         row_classes.append("claim-holds" if claim.holds else "claim-fails")
     held = sum(c.holds for c in claims)
     enforced = sum(c.enforced for c in claims)
     note = (f"{len(claims)} claims checked, {held} hold, {enforced} enforced (an enforced claim that breaks fails "
-            "the build). A worst margin ≥ 0 means that the claim holds in every case checked (in its own units).")
+            "the build; the others are recorded). A worst margin ≥ 0 means that the claim holds in every case "
+            "checked (in its own units).")
     return Table(("claim", "holds", "worst margin", "cases", "enforced"), tuple(rows),
                  (False, False, True, True, False), classes=(CLAIMS_CLASS,), row_classes=tuple(row_classes),
                  column_classes=("claim-text", "", "", "", ""), note=note, text_order=(1, 2, 3, 4, 0))
