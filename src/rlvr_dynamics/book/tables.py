@@ -35,9 +35,10 @@ Formatter = str | Callable[[Any], str]
 def format_value(value: Any, digits: int = 4, spec: Formatter | None = None) -> str:
     """One cell as text: ``yes``/``no`` for a bool, an integer as is (thousands separated from
     10 000), a float with ``digits`` significant digits (scientific below 10⁻³ and from 10⁴), ``—``
-    for NaN or None, ``∞`` for infinities; NumPy scalars are read as Python numbers (never
-    ``np.float64(…)``; an integral float from 10⁴ to 10⁷ reads as an integer). ``spec`` — a format specification like ``".3f"`` or a function — overrides
-    the rule for numbers; sequences are joined with ", "."""
+    for NaN or None, ``∞`` for infinities; an integral float from 10⁴ to 10⁷ reads as an integer;
+    NumPy scalars are read as Python numbers (never ``np.float64(…)``). ``spec`` — a format
+    specification like ``".3f"`` or a function — overrides the rule for numbers; sequences are
+    joined with ", "."""
     if hasattr(value, "item") and not isinstance(value, (str, bytes)) and getattr(value, "ndim", 0) == 0:
         value = value.item()  # NumPy / torch scalar → Python
     if value is None:
