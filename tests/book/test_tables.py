@@ -42,6 +42,8 @@ def test_frame_table_drops_an_unlabelled_row_number_but_keeps_labels():
     assert named.columns == ("G", "slope") and named.rows[0] == ("2", "−1.235") and named.row_header
     labelled = tables.frame_table(pd.DataFrame({"x": [1.0]}, index=["first row"]))
     assert labelled.columns == ("", "x") and labelled.rows == (("first row", "1"),)
+    filtered = tables.frame_table(frame.set_axis([1, 5]))  # row numbers left by a filter: still not shown
+    assert filtered.columns == ("G", "slope") and not filtered.row_header
     forced = tables.frame_table(frame, index=True)
     assert forced.rows[1] == ("1", "10", "0.5")
 

@@ -182,9 +182,10 @@ def frame_table(frame, *, caption: str = "", index: bool | None = None, digits: 
     """A pandas DataFrame (or a Series, or a mapping: one row per key) as a :class:`Table`.
 
     ``index``: whether the index becomes the first column; by default only when it carries labels
-    (a named index, or one that is not the default 0, 1, 2, …): an unlabelled row number is never
-    shown. Cells are formatted by :func:`format_value` with ``digits`` significant digits, or by
-    ``float_format`` for every float column, or by ``formats[column]``."""
+    (a named index, or an unnamed one of texts): an unnamed integer index — row numbers, 0, 1, 2 or
+    those left by a filter — is never shown. Cells are formatted by :func:`format_value` with
+    ``digits`` significant digits, or by ``float_format`` for every float column, or by
+    ``formats[column]``."""
     import pandas as pd
 
     if isinstance(frame, Mapping):
@@ -195,9 +196,9 @@ def frame_table(frame, *, caption: str = "", index: bool | None = None, digits: 
     unknown = set(formats) - {_column_name(c) for c in frame.columns}
     if unknown:
         raise ValueError(f"formats names columns the table does not have: {sorted(unknown)}")
-    if index is None:
-        index = any(name is not None for name in frame.index.names) or not frame.index.equals(
-            pd.RangeIndex(len(frame)))
+    if index is None:  # labels: a named index, or one of texts; never bare row numbers (0, 1, 2 or 1, 5, 9)
+        index = any(name is not None for name in frame.index.names) or not pd.api.types.is_integer_dtype(
+            frame.index.dtype)
     columns = [_column_name(c) for c in frame.columns]
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
                for c in frame.columns]
