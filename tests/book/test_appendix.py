@@ -66,10 +66,11 @@ def test_the_page_lists_every_figure_and_claim_with_its_chapter(tmp_path):
     table = page[page.index(":::{list-table}"):]
     rows = [row.split("\n  - ") for row in table.split("\n* - ")[2:]]  # after the header row
     assert len(rows) == 3
-    assert rows[0] == ["{doc}`gradient_gap <../notebooks/gradient_gap>`", "identity \\| holds", "yes", "0", "2", "no",
+    assert rows[0] == ["{ref}`gradient_gap <claims-gradient-gap>`", "identity \\| holds", "yes", "0", "2", "no",
                        "10 of 10", "0"]
     assert rows[1][1:] == ["bound \\$x\\$ \\*tight\\*", "**no**", "-0.25", "1", "no", "**7 of 10**", "-0.5"]
-    assert rows[2][:4] == ["{doc}`figure1 <../notebooks/figure1>`", "a claim", "yes", "0.5"]
+    assert rows[2][:4] == ["{ref}`figure1 <claims-figure1>`", "a claim", "yes", "0.5"]
+    assert "2 claims checked: {ref}`the chapter's table of claims <claims-gradient-gap>`." in page
     assert rows[2][5:7] == ["no", "—"] and rows[2][-1].startswith("—\n:::")  # no robustness table for figure1
     assert "-p step_size 1.0" in page and "Parameters that differ from the preset: `step_size = 1.0`." in page
     assert "seed 7, device `cpu`" in page and "run time " in page
@@ -87,3 +88,14 @@ def test_missing_metrics_is_an_error_naming_the_file(tmp_path):
 
 def test_escaping_keeps_text_as_typed():
     assert appendix.escape_markdown("a|b $x$ *y* [z] <w> \\") == "a\\|b \\$x\\$ \\*y\\* \\[z\\] \\<w\\> \\\\"
+
+
+def test_every_chapter_labels_its_claims_section_for_the_appendix():
+    """The appendix links to ``claims-NAME``: each notebook puts that label right above its heading
+    "Claims checked in this chapter" (a missing one fails the strict build; this names it first)."""
+    from rlvr_dynamics.files import project_root
+
+    assert appendix.claims_label("two_stage") == "claims-two-stage"
+    for name, spec in NOTEBOOKS.items():
+        text = (project_root() / spec.source).read_text(encoding="utf-8")
+        assert f"({appendix.claims_label(name)})=\n## Claims checked in this chapter\n" in text, name

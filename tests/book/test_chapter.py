@@ -9,6 +9,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -25,7 +27,10 @@ def test_start_validates_and_sets_up_the_run(tmp_path, capsys):
     assert chapter.settings.seed == 7 and chapter.device == torch.device("cpu")
     assert chapter.config == NOTEBOOKS["gradient_gap"].config(**NOTEBOOKS["gradient_gap"].presets["ci"])
     assert (tmp_path / "out").is_dir()
-    assert "preset=ci seed=7 device=cpu findings enforced: True" in capsys.readouterr().out
+    shown = capsys.readouterr().out  # outside IPython, display() prints each object's text/plain
+    assert "Parameters of this run" in shown and "seed                         7" in shown
+    assert "empirical findings enforced  yes" in shown and "output_dir" not in shown and str(tmp_path) not in shown
+    assert "Rerun this chapter: .venv/bin/rlvr-book run gradient_gap -p seed 7 -p device cpu" in shown
     with pytest.raises(ValueError, match="parameter 'bandit_arms' = 1 is out of range"):
         start(tmp_path, bandit_arms=1)
 
@@ -90,3 +95,25 @@ def test_show_refuses_a_figure_whose_text_is_too_small_in_the_column(tmp_path):
     chapter.show(fig, "stacked")
     assert chapter.figures == ["stacked.png", "stacked.svg"]
     assert chapter.figure_legibility["stacked"]["column_pt"] >= 10
+
+
+def test_the_parameters_table_and_the_rerun_command_follow_the_run(tmp_path):
+    chapter = start(tmp_path, seed=2, vocab_size=5)
+    rows = {row[0]: row[1:] for row in chapter.parameters_table().rows}
+    assert rows["seed"] == ("2", "") and rows["vocab_size"] == ("5", "set") and rows["max_length"] == ("5", "preset")
+    assert rows["empirical findings enforced"] == ("no", "") and "output_dir" not in rows
+    assert chapter.rerun_box().command == (".venv/bin/rlvr-book run gradient_gap -p seed 2 -p device cpu "
+                                           "-p vocab_size 5")
+
+
+def test_table_and_finish_display_html_tables(tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *objects: shown.extend(objects))
+    chapter = start(tmp_path)
+    chapter.table(pd.DataFrame({"a": [np.float64(0.5)]}), caption="c")
+    chapter.check("holds", [1.0])
+    chapter.finish()
+    box, parameters, table, claims = shown
+    assert "run-parameters" in parameters.html() and "rerun-box" in box.html()
+    assert table.caption == "c" and table.rows == (("0.5",),)
+    assert "claims-table" in claims.html() and claims.rows[0][:2] == ("holds", "✓ yes")

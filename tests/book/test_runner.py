@@ -186,3 +186,39 @@ def test_the_landing_page_is_generated_from_the_runs(project):
     build(executed, builds)
     glance = (root / "build" / "site" / landing.GLANCE_PAGE).read_text()
     assert "claims checked" in glance and "{ref}`gg-sec-identity`" in glance
+
+
+def papermill_notebook():
+    """An executed notebook as papermill writes it: the parameters cell, the injected cell, the scratch paths."""
+    cells = [nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell("seed = 3", metadata={"tags": ["injected-parameters"]}),
+             nbformat.v4.new_code_cell("chapter = 1", metadata={"tags": ["hide-input"]})]
+    metadata = {"papermill": {"input_path": "/tmp/rlvr-gradient_gap-x/gradient_gap.ipynb",
+                              "output_path": "/tmp/rlvr-gradient_gap-x/gradient_gap.executed.ipynb",
+                              "parameters": {"seed": 3, "output_dir": "build/outputs/gradient_gap"}}}
+    return json.loads(nbformat.writes(nbformat.v4.new_notebook(cells=cells, metadata=metadata)))
+
+
+def test_scrub_paths_and_hide_parameter_cells_by_hand():
+    notebook = papermill_notebook()
+    assert "/tmp/" in json.dumps(notebook)  # what papermill records
+    runner.scrub_paths(notebook, "notebooks/gradient_gap.md")
+    assert notebook["metadata"]["papermill"]["input_path"] == "notebooks/gradient_gap.md"
+    assert notebook["metadata"]["papermill"]["output_path"] is None and "/tmp/" not in json.dumps(notebook)
+    runner.hide_parameter_cells(runner.hide_parameter_cells(notebook))  # twice: still one tag
+    assert [cell["metadata"]["tags"] for cell in notebook["cells"]] == [
+        ["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], ["hide-input"]]
+    assert runner.scrub_paths({"metadata": {}}, "x") == {"metadata": {}}  # not a papermill notebook: unchanged
+
+
+def test_the_staged_book_hides_parameter_cells_names_no_path_and_carries_the_style_sheet(project):
+    root, executed, builds = project
+    build(executed, builds)
+    executed_notebook = root / "build" / "executed" / "gradient_gap.ipynb"
+    executed_notebook.write_text(json.dumps(papermill_notebook()))
+    site = runner.stage_site(root)
+    staged = json.loads((site / "notebooks" / "gradient_gap.ipynb").read_text())
+    assert all("remove-cell" in cell["metadata"]["tags"] for cell in staged["cells"][:2])
+    assert "/tmp/" not in json.dumps(staged) and str(root) not in json.dumps(staged)
+    style = (REAL_ROOT / "book" / "_static" / "chapter.css").read_text()
+    assert (site / "_static" / "chapter.css").read_text() == style

@@ -337,8 +337,11 @@ def test_relation_study_margins_by_hand_and_on_counter_examples():
     assert broken.headline()["pooled_rmse"] is broken.pooled
     report = study.report().splitlines()
     assert report[-1] == ("pooled logistic fit over all runs, RMSE in accuracy: "
-                          "{'estimate': 0.03, 'measured': 0.028, 'normalized_step': 0.03}")
+                          "estimate 0.0300, measured 0.0280, normalized_step 0.0300")
     assert "step_length_cv" in study.report() and "estimate_vs_step_r2" not in study.report()
+    shape, variation = study.tables()
+    assert shape is study.shape and variation.columns.tolist() == ["run", "step_length_cv", "gap_estimate_cv",
+                                                                   "gap_norm_cv", "alignment_cv"]
 
 
 def test_relation_glue_values_and_verdict_text_by_hand():

@@ -420,7 +420,8 @@ def test_lm_summary_frame_and_table_by_hand():
     assert len(frame) == 12 and frame.variant.unique().tolist() == ["GRPO", "GRPO-N"]
     assert frame.grpo_seed.unique().tolist() == [0, 1]
     table = ts.lm_table(frame)
-    assert "GRPO-N" in table and "0.35" in table  # GRPO's mean accuracy at step 0: (0.4 + 0.3)/2
+    assert table.columns.get_level_values("variant").unique().tolist() == ["GRPO", "GRPO-N"]
+    assert table.loc[0, ("accuracy", "GRPO")] == pytest.approx(0.35)  # GRPO's mean accuracy at step 0: (0.4 + 0.3)/2
 
 
 def test_lm_comparison_by_hand():
@@ -442,7 +443,9 @@ def test_lm_comparison_by_hand():
     assert glued["lm_gain_difference"] == pytest.approx(0.1) and glued["lm_entropy_grpo_n"] == pytest.approx(0.455)
     assert (glued["lm_gain_grpo_low"], glued["lm_gain_grpo_high"]) == pytest.approx(headline["gain_grpo"][1:])
     table = comparison.table()
-    assert "GRPO-N − GRPO" in table and "+0.140 +0.020" in table and "0.150 [" in table
+    assert table.columns.tolist() == ["GRPO", "GRPO-N", "GRPO-N − GRPO"]
+    assert table.loc["final entropy per seed", "GRPO-N − GRPO"] == "+0.140 +0.020"
+    assert table.loc["accuracy gain", "GRPO"].startswith("0.150 [")
 
 
 def test_lm_margins_hold_and_fail_by_hand():

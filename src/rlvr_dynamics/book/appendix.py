@@ -90,8 +90,16 @@ def _figure_stems(figures: Sequence[str]) -> dict[str, list[str]]:
     return stems
 
 
+def claims_label(name: str) -> str:
+    """The MyST label of chapter ``name``'s section "Claims checked in this chapter": the notebook puts
+    ``(claims-NAME)=`` (underscores as hyphens) right above that heading, the appendix links to it, and the
+    HTML id of the section is the same text."""
+    return "claims-" + name.replace("_", "-")
+
+
 def _chapter_link(name: str) -> str:
-    return f"{{doc}}`{name} <../notebooks/{name}>`"
+    """A link to the chapter's claims section (its table of claims)."""
+    return f"{{ref}}`{name} <{claims_label(name)}>`"
 
 
 def _across_seeds(table: Mapping[str, Any] | None, claim: str) -> tuple[str, str]:
@@ -149,7 +157,7 @@ def render_appendix(metrics_by_notebook: Mapping[str, Mapping[str, Any]],
             "",
             f"Chapter: {{doc}}`../notebooks/{name}`. Preset `{parameters['preset']}`, seed {metrics['seed']}, "
             f"device `{metrics['device']}`, run time {_seconds(metrics.get('run_seconds'))}, "
-            f"{len(metrics['claims'])} claims checked.",
+            f"{len(metrics['claims'])} claims checked: {{ref}}`the chapter's table of claims <{claims_label(name)}>`.",
             "",
             "```bash",
             regenerate_command(metrics),

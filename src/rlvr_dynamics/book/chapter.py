@@ -12,6 +12,7 @@ observations that are never enforced — and its last cell is ``chapter.finish()
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -22,11 +23,19 @@ from typing import Any
 
 import torch
 
+from rlvr_dynamics.book import rerun, tables
 from rlvr_dynamics.book.params import NotebookSpec, RunSettings
 from rlvr_dynamics.book.plotting import legibility, png_width, render_figure, require_legible, save_figure, set_theme
 from rlvr_dynamics.book.registry import notebook_spec
 from rlvr_dynamics.book.results import Claim, ClaimLog, write_metrics
 from rlvr_dynamics.devices import resolve_device
+from rlvr_dynamics.files import project_root
+
+# tqdm.auto warns "IProgress not found" once, at whichever import first loads it — in a set-up cell that
+# can be a chapter module imported before Chapter.start runs — as a TqdmWarning whose text names tqdm's
+# file on the building machine: silenced from the import of this module on (the set-up cells import it
+# first), so that reruns print the same outputs and no page shows a warning block with a path.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 QUIET_ENVIRONMENT = {
     "HF_HUB_OFFLINE": "1",  # never reach for the network
@@ -69,18 +78,51 @@ class Chapter:
         """Validate the notebook's parameters (its ``locals()``) and set the run up."""
         for variable, value in QUIET_ENVIRONMENT.items():
             os.environ.setdefault(variable, value)
-        # tqdm.auto warns "IProgress not found" once, at whichever cell first imports it: silence it so
-        # that reruns print the same outputs.
-        warnings.filterwarnings("ignore", message="IProgress not found")
+        warnings.filterwarnings("ignore", message="IProgress not found")  # again: a test may reset the filters
         spec = notebook_spec(name)
         settings, config = spec.resolve(values)
         device = resolve_device(settings.device)
         settings.output_dir.mkdir(parents=True, exist_ok=True)
         set_theme()
         chapter = cls(spec, settings, config, device)
-        print(f"preset={settings.preset} seed={settings.seed} device={device.type} "
-              f"findings enforced: {chapter.findings_enforced}")
+        from IPython.display import display
+
+        display(chapter.rerun_box(), chapter.parameters_table())
         return chapter
+
+    def config_values(self) -> dict[str, Any]:
+        """The chapter parameters of this run (the config's fields), by name."""
+        return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)}
+
+    def parameters_table(self) -> tables.Table:
+        """The values this run used: preset, seed, device (as asked, and as resolved), then every
+        chapter parameter and whether it is the preset's value; no output folder (a path of the machine
+        that ran it)."""
+        values = {"preset": self.settings.preset, "seed": self.settings.seed,
+                  "device": self.settings.device if self.settings.device == self.device.type
+                  else f"{self.settings.device} → {self.device.type}",
+                  **self.config_values(),
+                  "empirical findings enforced": self.findings_enforced}
+        return tables.parameters_table(values, self.spec.presets[self.settings.preset],
+                                       caption="Parameters of this run")
+
+    def rerun_box(self) -> rerun.RerunBox:
+        """The "Rerun this chapter" box (:mod:`rlvr_dynamics.book.rerun`): the command that repeats this
+        run, the chapter's measured run time, two variations and the ``paper`` preset."""
+        preset = self.spec.presets[self.settings.preset]
+        changed = {name: value for name, value in self.config_values().items() if preset.get(name) != value}
+        parameters = {"seed": self.settings.seed, "device": self.settings.device, **changed}
+        return rerun.rerun_box(self.spec, rerun.load_record(project_root(), self.spec.name), self.settings.preset,
+                               parameters)
+
+    def table(self, frame, caption: str = "", **options) -> None:
+        """Display a pandas DataFrame (or Series) as a table of the book (:func:`rlvr_dynamics.book.tables.
+        frame_table`: an HTML table that fits the page, formatted numbers, no unlabelled row numbers; its
+        ``text/plain`` the same cells as aligned text). ``options``: ``index``, ``digits``, ``formats``,
+        ``float_format``."""
+        from IPython.display import display
+
+        display(tables.frame_table(frame, caption=caption, **options))
 
     @property
     def findings_enforced(self) -> bool:
@@ -142,12 +184,10 @@ class Chapter:
         """Write ``metrics.json``, show the claims, and fail the run if an enforced claim is broken.
         ``device`` is what ``metrics.json`` records as the device used (default: the run's; ``"n/a"``
         for a page that computes nothing)."""
-        import pandas as pd
         from IPython.display import display
 
         write_metrics(self.settings.output_dir, self.spec.name, self.settings, self.config,
                       str(self.device) if device is None else device,
                       self.headline, self.claims, self.figures, self.timings, self.figure_legibility)
-        with pd.option_context("display.max_colwidth", None, "display.float_format", "{:.3g}".format):
-            display(self.claims.table())
+        display(tables.claims_table(self.claims.claims))
         self.claims.assert_all()

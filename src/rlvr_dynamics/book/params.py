@@ -67,6 +67,23 @@ class RunSettings:
 
 
 @dataclass(frozen=True)
+class Variation:
+    """A rerun of a chapter worth trying, shown in its "Rerun this chapter" box
+    (:mod:`rlvr_dynamics.book.rerun`).
+
+    Attributes:
+        parameters: the parameters to set (``rlvr-book run NAME -p KEY VALUE``), each validated
+            against the chapter's spec; may be empty when ``before`` is what changes.
+        why: one sentence: what the reader will see and why it is worth the time.
+        before: an optional command to run first (e.g. a benchmark that adds a record).
+    """
+
+    parameters: Mapping[str, Any]
+    why: str
+    before: str = ""
+
+
+@dataclass(frozen=True)
 class NotebookSpec:
     """A notebook of the book: its file, its config dataclass and the config's presets.
 
@@ -79,6 +96,10 @@ class NotebookSpec:
         presets: preset name → dict of every config field's value.
         findings_measured_at: the presets at whose settings the chapter's empirical findings were
             measured (:meth:`enforces_findings`).
+        variations: two reruns worth trying (:class:`Variation`), shown in the chapter's "Rerun this
+            chapter" box; every parameter they set is validated here.
+        paper_note: what the ``paper`` preset changes, the hardware it wants and how long it takes
+            (or that the book has not timed it), for the same box.
     """
 
     name: str
@@ -87,6 +108,8 @@ class NotebookSpec:
     config: type
     presets: Mapping[str, Mapping[str, Any]]
     findings_measured_at: tuple[str, ...] = ("ci",)
+    variations: tuple[Variation, ...] = ()
+    paper_note: str = ""
 
     def __post_init__(self):
         names = {f.name for f in dataclasses.fields(self.config)}
@@ -98,6 +121,13 @@ class NotebookSpec:
         unknown = set(self.findings_measured_at) - set(PRESETS)
         if unknown:
             raise TypeError(f"{self.name}: findings_measured_at names unknown presets {sorted(unknown)}")
+        for variation in self.variations:
+            if not variation.why or not (variation.parameters or variation.before):
+                raise TypeError(f"{self.name}: a variation needs parameters (or a command to run first) and a why")
+            for key, value in variation.parameters.items():
+                if key == "output_dir":
+                    raise TypeError(f"{self.name}: a variation sets no output_dir (the command chooses one)")
+                self.parameter(key).validate(value)  # ParameterError: unknown name or bad value
 
     def enforces_findings(self, config: Any) -> bool:
         """The book's one rule for empirical findings: a finding the prose states is enforced (a

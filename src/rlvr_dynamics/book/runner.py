@@ -62,6 +62,9 @@ STATIC_DIR = "book/_static"
 """The book's own CSS and JavaScript (e.g. figures.js: click a figure to enlarge it). Staged as the site's
 ``_static/``, where Jupyter Book 1 adds every ``.css`` and ``.js`` file to every page."""
 PACKAGE = "rlvr_dynamics"
+# Cells the page never shows: the notebook's parameters cell and the one papermill injects (Chapter.start
+# displays the values the run used as a table instead).
+HIDDEN_CELL_TAGS = ("parameters", "injected-parameters")
 
 
 def build_dir(root: Path | None = None) -> Path:
@@ -96,8 +99,34 @@ def execute_notebook(
             str(source), str(partial), parameters=dict(parameters), kernel_name="python3",
             cwd=str(root / "notebooks"), progress_bar=False, log_output=False, report_mode=False,
         )
-        write_bytes_atomic(output_notebook, partial.read_bytes())
+        notebook = json.loads(partial.read_text(encoding="utf-8"))
+        write_bytes_atomic(output_notebook, _notebook_bytes(scrub_paths(notebook, spec.source)))
     return output_notebook
+
+
+def scrub_paths(notebook: dict[str, Any], source: str) -> dict[str, Any]:
+    """Papermill's record of an execution without the paths of the machine that ran it: its
+    ``input_path`` and ``output_path`` (a scratch folder) become the notebook's source in the
+    repository (``notebooks/NAME.md``) and ``None``. Returns ``notebook``, changed in place."""
+    record = notebook.get("metadata", {}).get("papermill")
+    if record is not None:
+        record["input_path"] = source
+        record["output_path"] = None
+    return notebook
+
+
+def hide_parameter_cells(notebook: dict[str, Any]) -> dict[str, Any]:
+    """Tag the parameters cell and papermill's injected cell ``remove-cell``: the page shows neither
+    (``Chapter.start`` displays the run's values as a table). Returns ``notebook``, changed in place."""
+    for cell in notebook.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if any(tag in tags for tag in HIDDEN_CELL_TAGS) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    return notebook
+
+
+def _notebook_bytes(notebook: dict[str, Any]) -> bytes:
+    return (json.dumps(notebook, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _imported_modules(tree: ast.AST) -> set[str]:
@@ -249,7 +278,11 @@ def is_cached(target: Path, key_file: Path, key: str) -> bool:
 def stage_site(root: Path | None = None) -> Path:
     """Copy the book's config and pages and the executed notebooks into ``build/site``; generate the
     reproducibility appendix and the landing page's *Results at a glance* from
-    ``build/outputs/*/metrics.json``, and the page *Where each result lives*; copy ``book/_static``."""
+    ``build/outputs/*/metrics.json``, and the page *Where each result lives*.
+
+    The staged notebooks are the executed ones with their parameter cells tagged ``remove-cell``
+    (:func:`hide_parameter_cells`) and no path of the building machine (:func:`scrub_paths`); the
+    style sheets and scripts of ``book/_static`` go to ``build/site/_static`` (:func:`stage_static`)."""
     root = root or project_root()
     site = build_dir(root) / "site"
     site.mkdir(parents=True, exist_ok=True)
@@ -267,7 +300,9 @@ def stage_site(root: Path | None = None) -> Path:
         executed = build_dir(root) / "executed" / f"{name}.ipynb"
         if not executed.is_file():
             raise FileNotFoundError(f"{executed} is missing: run `rlvr-book execute-all` first")
-        shutil.copy2(executed, notebooks / f"{name}.ipynb")
+        notebook = json.loads(executed.read_text(encoding="utf-8"))
+        staged = hide_parameter_cells(scrub_paths(notebook, NOTEBOOKS[name].source))
+        write_bytes_atomic(notebooks / f"{name}.ipynb", _notebook_bytes(staged))
     appendix.write_appendix(site, build_dir(root) / "outputs", root)
     landing.write_glance(site, build_dir(root) / "outputs", root)
     result_index.write_page(site, root)

@@ -481,12 +481,20 @@ class RelationStudy:
     pooled: dict[str, float]
     first_run: str
 
+    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The shape table and the coefficients of variation of the relabelling test (one row per run)."""
+        columns = ["run", "step_length_cv", "gap_estimate_cv", "gap_norm_cv", "alignment_cv"]
+        return self.shape, self.relabelling[columns]
+
+    def pooled_summary(self) -> str:
+        """The pooled logistic fit's RMSE per column, as one line."""
+        rmse = ", ".join(f"{name} {value:.4f}" for name, value in self.pooled.items())
+        return f"pooled logistic fit over all runs, RMSE in accuracy: {rmse}"
+
     def report(self) -> str:
         """The shape table, the coefficients of variation and the pooled RMSEs, as text."""
-        columns = ["run", "step_length_cv", "gap_estimate_cv", "gap_norm_cv", "alignment_cv"]
-        return "\n".join([format_table(self.shape, 250), "", format_table(self.relabelling[columns], 250),
-                          f"pooled logistic fit over all runs, RMSE in accuracy: "
-                          f"{({k: round(v, 4) for k, v in self.pooled.items()})}"])
+        shape, variation = self.tables()
+        return "\n".join([format_table(shape, 250), "", format_table(variation, 250), self.pooled_summary()])
 
     def headline(self) -> dict:
         return dict(shape=self.shape.to_dict("records"), relabelling=self.relabelling.to_dict("records"),

@@ -255,11 +255,14 @@ class Lemma1Check:
         return pd.DataFrame([{"update": case.label, "step sizes": case.step_sizes, "steps checked": case.steps_checked,
                               "worst residual / (L+G²/2)η² (where > 1e-9)": case.sharp_ratio} for case in self.bandit])
 
-    def summary(self) -> str:
+    def note(self) -> str:
+        """The worst margin of (16) and the worst sharp ratio, as one line (printed under :meth:`bandit_table`)."""
         headline = self.headline()
-        return (self.bandit_table().to_string(index=False)
-                + f"\nworst margin of (16): {headline['lemma1_worst_margin']:.3e}; worst residual / ((L_o + G_o²/2) η²)"
+        return (f"worst margin of (16): {headline['lemma1_worst_margin']:.3e}; worst residual / ((L_o + G_o²/2) η²)"
                 f" where that exceeds 1e-9: {headline['lemma1_worst_sharp_ratio']:.3f}")
+
+    def summary(self) -> str:
+        return self.bandit_table().to_string(index=False) + "\n" + self.note()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -365,12 +368,15 @@ class Theorem1Check:
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
 
-    def summary(self) -> str:
+    def note(self) -> str:
+        """The smallest (15b) margin and gain ratio, as one line (printed under :meth:`table`)."""
         rule, worst = self.worst_convergence
-        return (self.table().to_string(index=False)
-                + f"\n(15b) over K ≥ 1: smallest margin f_K − f0 − M(K)/2 = {worst.margin:.3e} ({rule} rule, "
+        return (f"(15b) over K ≥ 1: smallest margin f_K − f0 − M(K)/2 = {worst.margin:.3e} ({rule} rule, "
                 f"K = {worst.step}); smallest gain ratio (f_K − f0)/(M(K)/2) = "
                 f"{self.headline()['theorem1b_min_gain_ratio']:.4f}")
+
+    def summary(self) -> str:
+        return self.table().to_string(index=False) + "\n" + self.note()
 
 
 def theorem1_row(rule: str, runs: Trajectories, convergence: ConvergenceMargin | None = None) -> dict:
@@ -846,13 +852,19 @@ class Theorem2Run:
     def headline(self) -> dict[str, list[float]]:
         return dict(theorem2_window=list(self.window), theorem2_final_values=self.trace.value[-1].tolist())
 
-    def summary(self) -> str:
+    def table(self) -> pd.DataFrame:
+        """One row per step size of the window: min Δμ_k, whether J falls at every step, J_K, late log-odds slope."""
+        return pd.DataFrame({"η": self.step_sizes, "min Δμ_k": self.trace.alignment.min(0).values.numpy(),
+                             "J strictly decreasing": (self.trace.value[1:] < self.trace.value[:-1]).all(0).numpy(),
+                             "J_K": self.trace.value[-1].numpy(), "log-odds per step (2nd half)": self.late_slope})
+
+    def note(self) -> str:
+        """The window and J₀, as one line (printed above :meth:`table`)."""
         low, high = self.window
-        table = pd.DataFrame({"η": self.step_sizes, "min Δμ_k": self.trace.alignment.min(0).values.numpy(),
-                              "J strictly decreasing": (self.trace.value[1:] < self.trace.value[:-1]).all(0).numpy(),
-                              "J_K": self.trace.value[-1].numpy(), "log-odds per step (2nd half)": self.late_slope})
-        return (f"window [60Δμ/(L+G²), 1/(2√(L+G²))] = [{low:.4f}, {high:.4f}]; J0 = {self.trace.value[0, 0]:.4f}\n"
-                + table.to_string(index=False))
+        return f"window [60Δμ/(L+G²), 1/(2√(L+G²))] = [{low:.4f}, {high:.4f}]; J0 = {self.trace.value[0, 0]:.4f}"
+
+    def summary(self) -> str:
+        return self.note() + "\n" + self.table().to_string(index=False)
 
 
 def theorem2_run(alignment: float, initial_value: float, steps: int) -> Theorem2Run:
@@ -1105,11 +1117,18 @@ class BanditSweep:
                 "bandit_runs_not_losing": int((self.no_collapse_margins() >= 0).sum()), "bandit_runs": len(self.frame),
                 "bandit_learned_arms_largest_step": float(best["learned arms"].iloc[-1])}
 
-    def summary(self) -> str:
+    def table(self) -> pd.DataFrame:
+        """Four rows of :attr:`by_step`: the smallest, the middle, the 80th-percentile and the largest step size."""
         best = self.by_step
-        final = best["mean final J"]
-        return (f"bandit: best mean final J {final.max():.3f} at η = {final.idxmax():.3g}\n"
-                + best.iloc[[0, len(best) // 2, int(0.8 * len(best)), -1]].round(3).to_string())
+        return best.iloc[[0, len(best) // 2, int(0.8 * len(best)), -1]]
+
+    def note(self) -> str:
+        """The best mean final J and its step size, as one line (printed above :meth:`table`)."""
+        final = self.by_step["mean final J"]
+        return f"bandit: best mean final J {final.max():.3f} at η = {final.idxmax():.3g}"
+
+    def summary(self) -> str:
+        return self.note() + "\n" + self.table().round(3).to_string()
 
 
 def bandit_sweep(trajectories: bandit.BanditTrajectories, grid: np.ndarray, learned_arms: list[int]) -> BanditSweep:

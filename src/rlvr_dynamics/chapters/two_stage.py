@@ -853,10 +853,10 @@ def lm_frame(runs: dict[int, list]) -> pd.DataFrame:
                       for s, seed_runs in runs.items() for run in seed_runs], ignore_index=True)
 
 
-def lm_table(frame: pd.DataFrame) -> str:
-    """Mean accuracy and entropy over the GRPO seeds per step (rows) and variant (columns), to 3 decimals."""
-    means = frame.groupby(["step", "variant"])[["accuracy", "entropy"]].mean().unstack("variant")
-    return means.round(3).to_string()
+def lm_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean accuracy and entropy over the GRPO seeds per step (rows) and variant (columns: ``(quantity,
+    variant)``)."""
+    return frame.groupby(["step", "variant"])[["accuracy", "entropy"]].mean().unstack("variant")
 
 
 def lm_summary(runs) -> dict[str, dict[str, float]]:
@@ -933,9 +933,9 @@ class LMComparison:
             values.update(zip((f"lm_{name}", f"lm_{name}_low", f"lm_{name}_high"), headline[key], strict=True))
         return values
 
-    def table(self) -> str:
-        """Accuracy gain and final entropy per variant (and GRPO-N − GRPO): mean [interval at LM_INTERVAL_LEVEL]
-        over the GRPO seeds, and the per-seed values, to 3 decimals."""
+    def table(self) -> pd.DataFrame:
+        """Accuracy gain and final entropy (rows) per variant and GRPO-N − GRPO (columns): mean [interval at
+        LM_INTERVAL_LEVEL] over the GRPO seeds, and the per-seed values, as texts to 3 decimals."""
         rows = {"GRPO": (self.gains("all"), self.values("all", "entropy_end")),
                 "GRPO-N": (self.gains("negative"), self.values("negative", "entropy_end")),
                 "GRPO-N − GRPO": (-self.gain_differences(), self.entropy_differences())}
@@ -943,7 +943,7 @@ class LMComparison:
         per_seed = lambda v: " ".join(f"{x:+.3f}" for x in v)  # noqa: E731
         return pd.DataFrame({name: {"accuracy gain": cell(g), "gain per seed": per_seed(g), "final entropy": cell(e),
                                     "final entropy per seed": per_seed(e)}
-                             for name, (g, e) in rows.items()}).to_string()
+                             for name, (g, e) in rows.items()})
 
 
 def lm_gain_margins(comparison: LMComparison, advantage_filter: str) -> list[float]:
