@@ -805,11 +805,16 @@ def sweep(config: Figure1Config, seeds, device="cpu") -> tuple[np.ndarray, bandi
     return grid, trajectories
 
 
+SENSITIVITY_OUTCOME_COLUMNS = ("final_J", "converged", "stuck", "in_between", "learned_arms", "fell_back")
+"""The sweep's outcome columns (one table of the page)."""
+SENSITIVITY_FIT_COLUMNS = ("r2_effective", "r2_nominal", "slope_signed", "overshoot_share", "max_effective_step")
+"""The sweep's first-order-fit and overshooting columns (the other table: together they are too wide for a page)."""
+
+
 def sensitivity_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """The mean over seeds of :func:`sensitivity_table`'s main columns, one row per step size."""
-    return table.groupby("step_size")[["final_J", "converged", "stuck", "in_between", "learned_arms", "fell_back",
-                                       "r2_effective", "r2_nominal", "slope_signed", "overshoot_share",
-                                       "max_effective_step"]].mean()
+    """The mean over seeds of :func:`sensitivity_table`'s main columns (:data:`SENSITIVITY_OUTCOME_COLUMNS`,
+    then :data:`SENSITIVITY_FIT_COLUMNS`), one row per step size."""
+    return table.groupby("step_size")[list(SENSITIVITY_OUTCOME_COLUMNS + SENSITIVITY_FIT_COLUMNS)].mean()
 
 
 def at_least(table: pd.DataFrame, step_size: float) -> pd.DataFrame:
