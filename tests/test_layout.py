@@ -17,6 +17,7 @@ NOT_A_MODULE = {
     "test_architecture.py": "the import-linter contracts of pyproject.toml",
     "test_layout.py": "this file",
     "book/test_built_book.py": "the built HTML book, after make book",
+    "book/test_figure_cells.py": "a contract of the notebooks' figure cells (notebooks/*.md), no module of its own",
 }
 
 
