@@ -17,6 +17,7 @@ from typing import Any
 
 from rlvr_dynamics.book.params import COMMON_PARAMETERS, NotebookSpec
 from rlvr_dynamics.book.registry import NOTEBOOKS
+from rlvr_dynamics.book.rerun import command_value
 from rlvr_dynamics.files import write_bytes_atomic
 
 APPENDIX_PAGE = "book/reproducibility.md"
@@ -28,12 +29,6 @@ def escape_markdown(text: str) -> str:
     """Backslash-escape every character MyST could read as markup (CommonMark allows escaping
     any ASCII punctuation), so a claim's ``|``, ``$`` or ``*`` shows as typed."""
     return "".join("\\" + c if c in _MARKDOWN_SPECIALS else c for c in str(text))
-
-
-def _command_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 def changed_parameters(spec: NotebookSpec, metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -52,7 +47,7 @@ def regenerate_command(metrics: Mapping[str, Any], output_dir: str | None = None
     words = [".venv/bin/rlvr-book", "run", name, "--preset", parameters["preset"],
              "-p", "seed", str(parameters["seed"]), "-p", "device", str(parameters["device"])]
     for key, value in changed_parameters(spec, metrics).items():
-        words += ["-p", key, _command_value(value)]
+        words += ["-p", key, command_value(value)]
     words += ["--output-dir", output_dir or f"runs/{name}-{parameters['preset']}"]
     return shlex.join(words)
 
