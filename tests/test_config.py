@@ -56,10 +56,22 @@ def test_parameter_declares_a_field_with_its_metadata():
     assert field.metadata["parameter"].help == "steps K" and field.metadata["parameter"].low == 1
 
 
+@pytest.mark.parametrize("text, message", [
+    ("1e-4,,3e-4", "item 2 of 3 is empty"),  # once read as two runs
+    ("1e-4,3e-4,", "item 3 of 3 is empty"),  # a trailing comma
+    (",1e-4", "item 1 of 2 is empty"),
+    (" , ", "item 1 of 2 is empty"),
+    ("1e-4, 3e-4", "item ' 3e-4' has surrounding spaces"),
+])
+def test_split_list_refuses_empty_items_and_spaces_instead_of_dropping_them(text, message):
+    with pytest.raises(ValueError, match=message):
+        split_list("rates", text, float)
+
+
 def test_split_list_parses_and_names_the_bad_item():
-    assert split_list("rates", " 1e-4, 3e-4 ,", float) == [1e-4, 3e-4]
-    with pytest.raises(ValueError, match="parameter 'rates' = ' , ' is empty"):
-        split_list("rates", " , ", float)
+    assert split_list("rates", "1e-4,3e-4", float) == [1e-4, 3e-4]
+    with pytest.raises(ValueError, match="parameter 'rates' = ' ' is empty"):
+        split_list("rates", " ", float)
     with pytest.raises(ValueError, match="'x' is not a float"):
         split_list("rates", "1,x", float)
     with pytest.raises(ValueError, match="'ppo' is unknown: allowed 'grpo'"):
@@ -70,3 +82,19 @@ def test_check_choice():
     assert check_choice("rule", "gap", ("gap", "grpo")) == "gap"
     with pytest.raises(ValueError, match="parameter 'rule' = 'ppo' is unknown: allowed 'gap', 'grpo'"):
         check_choice("rule", "ppo", ("gap", "grpo"))
+
+
+@pytest.mark.parametrize("kind, text", [("int", " 5"), ("int", "5\n"), ("float", "0.1 "), ("bool", " true"),
+                                        ("str", " grpo")])
+def test_surrounding_whitespace_is_an_error_not_trimmed(kind, text):
+    with pytest.raises(ParameterError, match="has surrounding whitespace"):
+        Parameter("p", kind, "").coerce(text)
+
+
+def test_a_displayed_float_bound_is_exact_and_passes_validation():
+    """A bound shown rounded (0.0131762 for √(1.5625 · 4)/120…) was rejected when copied back."""
+    bound = math.sqrt(2.5) / 120
+    param = Parameter("alignment", "float", "", low=1e-6, high=bound)
+    shown = param.describe_range().split("≤ ")[-1]
+    assert param.validate(float(shown)) == bound
+    assert Parameter("x", "float", "", high=2.0).describe_range() == "x ≤ 2"  # short where short is exact

@@ -10,7 +10,13 @@ from rlvr_dynamics.devices import resolve_device
 
 def test_auto_and_cpu():
     assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    assert resolve_device(" CPU ") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", [" cpu", "CPU", " CPU\n", "cpu ", "Cuda", "cuda: 0", "cuda:-1", "tpu", ""])
+def test_the_spelling_is_exact_so_the_record_is_what_torch_got(name):
+    with pytest.raises(ValueError, match="is unknown: allowed"):
+        resolve_device(name)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

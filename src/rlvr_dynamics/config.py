@@ -43,8 +43,11 @@ class Parameter:
     choices: tuple[str, ...] | None = None
 
     def describe_range(self) -> str:
-        def show(bound: float) -> str:
-            return str(int(bound)) if self.kind == "int" else f"{bound:g}"
+        def show(bound: float) -> str:  # exact: a bound the reader copies must pass validation
+            if self.kind == "int":
+                return str(int(bound))
+            short = f"{bound:g}"
+            return short if float(short) == bound else repr(float(bound))
 
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
@@ -57,7 +60,9 @@ class Parameter:
         return f"any {self.kind}"
 
     def coerce(self, text: str) -> Any:
-        """Parse a command-line string into this parameter's type."""
+        """Parse a command-line string into this parameter's type (surrounding whitespace is an error:
+        Python's ``int(" 5 ")`` would accept it silently)."""
+        _check_no_surrounding_space(self.name, text)
         try:
             if self.kind == "int":
                 return int(text)
@@ -85,6 +90,8 @@ class Parameter:
                 f"parameter '{self.name}' = {value!r} has type {type(value).__name__}, expected {self.kind}"
                 f" ({self.describe_range()})"
             )
+        if expected is str:
+            _check_no_surrounding_space(self.name, value)
         if expected is float and not math.isfinite(value):
             raise ParameterError(f"parameter '{self.name}' = {value!r} is not finite ({self.describe_range()})")
         out_of_range = (self.low is not None and value < self.low) or (self.high is not None and value > self.high)
@@ -101,14 +108,26 @@ def parameter(help: str, kind: str, low: float | None = None, high: float | None
     return field(metadata={"parameter": Parameter("", kind, help, None, low, high, choices)})
 
 
+def _check_no_surrounding_space(name: str, text: str) -> None:
+    if text != text.strip():
+        raise ParameterError(f"parameter '{name}' = {text!r} has surrounding whitespace: write {text.strip()!r}")
+
+
 def split_list(name: str, text: str, kind, allowed=None) -> list:
-    """Parse the comma-separated list parameter ``name`` into values of ``kind`` (a ``ValueError``
-    names the parameter and the bad item)."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
+    """Parse the comma-separated list parameter ``name`` (``"1e-4,3e-4"``) into values of ``kind``.
+    Strict: an empty item (``"1e-4,,3e-4"``, a trailing comma) or an item with surrounding spaces is
+    an error rather than dropped or trimmed; a ``ValueError`` names the parameter and the bad item."""
+    if not text.strip():
         raise ValueError(f"parameter '{name}' = {text!r} is empty: give one value or a comma-separated list")
+    items = text.split(",")
     values = []
-    for item in items:
+    for position, item in enumerate(items, start=1):
+        if not item.strip():
+            raise ValueError(f"parameter '{name}' = {text!r}: item {position} of {len(items)} is empty "
+                             "(no empty items or trailing commas)")
+        if item != item.strip():
+            raise ValueError(f"parameter '{name}' = {text!r}: item {item!r} has surrounding spaces "
+                             f"(write {','.join(i.strip() for i in items)!r})")
         try:
             value = kind(item)
         except ValueError:

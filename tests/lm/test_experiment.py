@@ -1,5 +1,7 @@
 """Tests of rlvr_dynamics.lm.experiment: the experiment config, local data and models, the warm-up cache."""
 
+import json
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +13,7 @@ from rlvr_dynamics import files
 from rlvr_dynamics.lm import experiment
 from rlvr_dynamics.lm import model as lm_model
 from rlvr_dynamics.lm import task as lm_task
+from rlvr_dynamics.lm.warmup import WarmupResult
 
 
 def _config(**change):
@@ -19,7 +22,8 @@ def _config(**change):
 
 @pytest.mark.parametrize("change, message", [
     (dict(loss_types="grpo,ppo"), "'ppo' is unknown"),
-    (dict(loss_types=" , "), "parameter 'loss_types' = ' , ' is empty"),
+    (dict(loss_types=" , "), "parameter 'loss_types' = ' , ': item 1 of 2 is empty"),
+    (dict(loss_types="grpo,"), "parameter 'loss_types' = 'grpo,': item 2 of 2 is empty"),
     (dict(scale_rewards="group,none,batch"), "parameter 'loss_types' has 2 values for 3 runs"),
     (dict(learning_rates="3e-4,x"), "'x' is not a float"),
     (dict(learning_rates="2"), "2.0 is out of range"),
@@ -33,6 +37,47 @@ def _config(**change):
 def test_experiment_config_rejects_bad_settings(change, message):
     with pytest.raises(ValueError, match=message):
         _config(**change).check()
+
+
+GOOD_LINE = b'{"question": "q", "answer": "#### 1"}\n'
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x7fELF\x02\x01\x01\x00\xff\xfe\x00\x00", ":1: not valid UTF-8 (byte 0xff"),  # a binary file
+    (GOOD_LINE * 2 + b'{"question": "caf\xe9", "answer": "#### 1"}\n', ":3: not valid UTF-8 (byte 0xe9"),
+    (b"", ": no problems in the file"),
+    (GOOD_LINE + b"{not json\n", ":2: not valid JSON"),
+])
+def test_check_reads_the_whole_dataset(tmp_path, content, message):
+    """A bad jsonl is refused before the notebook's kernel starts, in one line naming parameter, file and line."""
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as error:
+        _config(dataset_path=str(path)).check()
+    assert str(error.value).startswith(f"parameter 'dataset_path' = {str(path)!r}: {path}{message}")
+    assert "\n" not in str(error.value)
+
+
+def test_check_counts_the_dataset_problems(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(GOOD_LINE * 3)
+    with pytest.raises(ValueError, match="'validation_size' = 500: the dataset .* has only 3 problems"):
+        _config(dataset_path=str(path)).check()
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"model_type": "t5"}, "config.json names model_type 't5', which transformers .* cannot load as a causal"),
+    ({"model_type": "no-such-arch"}, "config.json names model_type 'no-such-arch', which transformers .* does not"),
+    ('{"model_type": ', r"config.json: not valid JSON \(Expecting value, line 1\)"),
+    ({"vocab_size": 258}, "config.json: no 'model_type'"),
+])
+def test_check_refuses_a_model_folder_transformers_cannot_load(tmp_path, tiny_model, tokenizer, config, message):
+    folder = lm_model.save_model(tiny_model, tokenizer, tmp_path / "model")
+    _config(model_name_or_path=str(folder)).check()  # the folder as saved passes
+    (folder / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    prefix = re.escape(f"parameter 'model_name_or_path' = {str(folder)!r}: {folder}/")
+    with pytest.raises(ValueError, match=prefix + message):
+        _config(model_name_or_path=str(folder)).check()
 
 
 def test_run_lists_broadcast():
@@ -89,3 +134,51 @@ def test_the_warmup_key_follows_the_lm_source(tmp_path, monkeypatch):
     key = experiment.warmup_cache_key(config, 0, "cpu")
     monkeypatch.setattr(experiment, "lm_source_digest", lambda: "edited")
     assert experiment.warmup_cache_key(config, 0, "cpu") != key
+
+
+def _fake_warmup(calls):
+    """A warm-up that trains nothing: the cache logic is what is tested, in a fraction of a second."""
+    def warmup(*args):
+        calls.append(args)
+        return WarmupResult(steps=25, reached_target=True, history=[(25, 0.5)])
+    return warmup
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+def _drop_field(path, name):
+    record = json.loads(path.read_text())
+    del record[name]
+    path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("damage, what", [
+    (lambda entry: (entry / "warmup.json").write_text('{"steps": 2'), "warmup.json is not valid JSON: "),
+    (lambda entry: _drop_field(entry / "warmup.json", "steps"),
+     "warmup.json: field 'steps' is missing or not of type int"),
+    (lambda entry: _drop_field(entry / "warmup.json", "digests"), "warmup.json: field 'digests' is missing"),
+    (lambda entry: (entry / "warmup.json").unlink(), "warmup.json is missing"),
+    (lambda entry: shutil.rmtree(entry / "model"), "model/ is missing"),
+    (lambda entry: (entry / "model" / "config.json").unlink(), "model/config.json is missing"),
+    (lambda entry: _truncate(entry / "model" / "model.safetensors"),
+     "model/model.safetensors differs from its sha256 in warmup.json"),
+])
+def test_a_damaged_warmup_cache_entry_is_reported_and_computed_again(tmp_path, monkeypatch, capsys, damage, what):
+    monkeypatch.setenv(files.CACHE_ENV, str(tmp_path / "cache"))
+    calls = []
+    monkeypatch.setattr(experiment, "supervised_warmup", _fake_warmup(calls))
+    config = _config(problems=120, validation_size=20, eval_problems=16)
+    train, validation = experiment.load_problems(config, 0)
+    experiment.prepare_model(config, train, validation, 0, "cpu", tmp_path / "a")
+    (entry,) = (tmp_path / "cache" / "lm-warmup").iterdir()
+    damage(entry)
+    folder, result, count = experiment.prepare_model(config, train, validation, 0, "cpu", tmp_path / "b")
+    assert len(calls) == 2  # warmed up again
+    err = capsys.readouterr().err
+    assert err.startswith(f"warm-up cache entry {entry} is damaged ({what}") and err.count("\n") == 1
+    assert err.endswith("): discarding it and warming up again\n")
+    assert experiment.read_warmup_entry(entry) == (result, count)  # rewritten whole
+    experiment.prepare_model(config, train, validation, 0, "cpu", tmp_path / "c")
+    assert len(calls) == 2 and capsys.readouterr().err == ""  # and used from then on
