@@ -1,5 +1,8 @@
 """Tests of rlvr_dynamics.lm.model: the tokenizer built in code, seeded models and local loading."""
 
+import json
+import re
+
 import pytest
 import torch
 
@@ -44,3 +47,40 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no config.json"):
         lm_model.load_model(tmp_path / "empty")
+
+
+def _edit_config(folder, change):
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}) if isinstance(change, dict) else change)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: _edit_config(f, {"model_type": "t5"}),  # an encoder-decoder: no causal-LM class
+     r"config.json names model_type 't5', which transformers \S+ cannot load as a causal language model "
+     r"\(causal language models here: e\.g\. qwen2, llama, gpt2; \d+ in all\)"),
+    (lambda f: _edit_config(f, {"model_type": "no-such-arch"}),
+     r"config.json names model_type 'no-such-arch', which transformers \S+ does not know"),
+    (lambda f: _edit_config(f, '{"model_type": "qwen2",'), r"config.json: not valid JSON \(.*line 1\)"),
+    (lambda f: (f / "config.json").write_bytes(b"\xff\xfe\x00"), r"config.json: not valid JSON \(not UTF-8\)"),
+    (lambda f: _edit_config(f, {"model_type": None}), r"config.json: no 'model_type'"),
+    (lambda f: _edit_config(f, "[1, 2]"), r"config.json: no 'model_type'"),
+    (lambda f: (f / "model.safetensors").unlink(), r"model: no weights \(none of model.safetensors, "),
+    (lambda f: [(f / n).unlink() for n in ("tokenizer.json", "tokenizer_config.json")],
+     r"model: no tokenizer \(none of tokenizer.json, "),
+])
+def test_a_model_folder_that_cannot_load_is_named_before_loading(tiny_model, tokenizer, tmp_path, damage, message):
+    folder = lm_model.save_model(tiny_model, tokenizer, tmp_path / "model")
+    assert lm_model.check_model_folder(folder) == "qwen2"
+    damage(folder)
+    with pytest.raises(ValueError, match=message) as error:
+        lm_model.check_model_folder(folder)
+    assert str(error.value).startswith(str(folder)) and "\n" not in str(error.value)
+    with pytest.raises(ValueError, match=re.escape(str(error.value))):  # load_model checks first
+        lm_model.load_model(folder)
+
+
+def test_the_architecture_check_is_transformers_own_mapping(tiny_model, tokenizer, tmp_path):
+    """Any causal-LM type transformers registers passes (llama here), not only the qwen2 we build."""
+    folder = lm_model.save_model(tiny_model, tokenizer, tmp_path / "model")
+    _edit_config(folder, {"model_type": "llama"})
+    assert lm_model.check_model_folder(folder) == "llama"

@@ -81,3 +81,18 @@ def test_malformed_jsonl_names_the_line(tmp_path, lines, message):
 def test_missing_jsonl_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="dataset_path .* is not a file"):
         lm_task.read_gsm8k_jsonl(tmp_path / "absent.jsonl")
+
+
+GOOD_LINE = b'{"question": "q", "answer": "#### 1"}\n'
+
+
+@pytest.mark.parametrize("content, line, byte", [
+    (b"\x7fELF\x02\x01\x01\x00\xff\xfe\x00\x00\n\x00\x01", 1, "0xff at byte 9"),  # a binary file
+    (GOOD_LINE * 2 + '{"question": "café", "answer": "#### 1"}\n'.encode("latin-1"), 3, "0xe9 at byte 18"),
+])
+def test_undecodable_bytes_name_the_file_and_line(tmp_path, content, line, byte):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as error:
+        lm_task.read_gsm8k_jsonl(path)
+    assert str(error.value) == f"{path}:{line}: not valid UTF-8 (byte {byte} of the line)"

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata
@@ -76,12 +77,25 @@ class LMExperimentConfig:
         if self.eval_problems > self.validation_size:
             raise ValueError(f"parameter 'eval_problems' = {self.eval_problems} is out of range: allowed "
                              f"eval_problems ≤ validation_size = {self.validation_size}")
-        if self.model_name_or_path and not (Path(self.model_name_or_path) / "config.json").is_file():
-            raise ValueError(f"parameter 'model_name_or_path' = {self.model_name_or_path!r} is not a local model "
-                             "folder (no config.json); nothing is downloaded")
-        if self.dataset_path and not Path(self.dataset_path).is_file():
-            raise ValueError(f"parameter 'dataset_path' = {self.dataset_path!r} is not a file: expected a "
-                             "GSM8K-format jsonl")
+        # The local model and data are read here, before the notebook's kernel starts, so that a bad
+        # file is a one-line error naming the parameter rather than a traceback from inside the run.
+        if self.model_name_or_path:
+            if not (Path(self.model_name_or_path) / "config.json").is_file():
+                raise ValueError(f"parameter 'model_name_or_path' = {self.model_name_or_path!r} is not a local "
+                                 "model folder (no config.json); nothing is downloaded")
+            try:
+                lm_model.check_model_folder(self.model_name_or_path)
+            except (ValueError, OSError) as error:
+                raise ValueError(f"parameter 'model_name_or_path' = {self.model_name_or_path!r}: {error}") from None
+        if self.dataset_path:
+            if not Path(self.dataset_path).is_file():
+                raise ValueError(f"parameter 'dataset_path' = {self.dataset_path!r} is not a file: expected a "
+                                 "GSM8K-format jsonl")
+            try:  # every line (GSM8K's 7.5 k problems read in well under a second)
+                problems = lm_task.read_gsm8k_jsonl(self.dataset_path, task="word")
+            except (ValueError, OSError) as error:
+                raise ValueError(f"parameter 'dataset_path' = {self.dataset_path!r}: {error}") from None
+            _check_dataset_size(self, len(problems))
         self.run_configs()  # validates the lists and every run's GRPO settings
 
     def run_configs(self) -> list[grpo.GRPORunConfig]:
@@ -151,12 +165,16 @@ def load_problems(config: LMExperimentConfig, seed: int) -> tuple[list[lm_task.P
     """``(train, validation)``: from ``dataset_path`` when given, else generated with ``seed``."""
     if config.dataset_path:
         problems = lm_task.read_gsm8k_jsonl(config.dataset_path, task="word")
-        if config.validation_size >= len(problems):
-            raise ValueError(f"parameter 'validation_size' = {config.validation_size}: the dataset "
-                             f"'{config.dataset_path}' has only {len(problems)} problems")
+        _check_dataset_size(config, len(problems))
     else:
         problems = lm_task.generate_problems(config.task, config.problems, seed, config.digits)
     return lm_task.train_validation_split(problems, config.validation_size)
+
+
+def _check_dataset_size(config: LMExperimentConfig, size: int) -> None:
+    if config.validation_size >= size:
+        raise ValueError(f"parameter 'validation_size' = {config.validation_size}: the dataset "
+                         f"'{config.dataset_path}' has only {size} problems")
 
 
 def lm_source_digest(folder: Path = Path(__file__).parent) -> str:
@@ -183,6 +201,58 @@ def warmup_cache_key(config: LMExperimentConfig, seed: int, device) -> str | Non
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
 
 
+_ENTRY_FIELDS = {"steps": int, "reached_target": bool, "history": list, "parameter_count": int, "digests": dict}
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    """The sha256 of every file under ``folder``, by relative path."""
+    return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def read_warmup_entry(entry: Path) -> tuple[WarmupResult, int]:
+    """``(warm-up result, parameter count)`` of a warm-up cache entry, once it is checked whole.
+
+    ``warmup.json`` must hold the fields :func:`prepare_model` writes, and ``model/`` exactly the
+    files whose sha256 it records (a truncated weights file loads as garbage or not at all, so
+    the bytes are compared; an entry from before the digests were recorded does not pass).
+    Otherwise a one-line ``ValueError`` says which file is wrong.
+    """
+    try:
+        record = json.loads((entry / "warmup.json").read_bytes())
+    except FileNotFoundError:
+        raise ValueError("warmup.json is missing") from None
+    except OSError as error:
+        raise ValueError(f"warmup.json: {error.strerror}") from None
+    except ValueError as error:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not text
+        raise ValueError(f"warmup.json is not valid JSON: {getattr(error, 'msg', 'not UTF-8')}") from None
+    if not isinstance(record, dict):
+        raise ValueError("warmup.json: not a JSON object")
+    for name, kind in _ENTRY_FIELDS.items():
+        if not isinstance(record.get(name), kind):
+            raise ValueError(f"warmup.json: field '{name}' is missing or not of type {kind.__name__}")
+    history = record["history"]
+    if not all(isinstance(h, list) and len(h) == 2 and all(isinstance(v, (int, float)) for v in h) for h in history):
+        raise ValueError("warmup.json: field 'history' is not a list of [step, accuracy] pairs")
+    model = entry / "model"
+    if not model.is_dir():
+        raise ValueError("model/ is missing")
+    found = _file_digests(model)
+    for name in sorted(set(found) | set(record["digests"])):
+        if name not in found:
+            raise ValueError(f"model/{name} is missing")
+        if name not in record["digests"]:
+            raise ValueError(f"model/{name} is not recorded in warmup.json")
+        if found[name] != record["digests"][name]:
+            raise ValueError(f"model/{name} differs from its sha256 in warmup.json")
+    try:
+        lm_model.check_model_folder(model)  # also an entry whose recorded files are not a model
+    except (ValueError, OSError) as error:
+        raise ValueError(f"model/: {error}") from None
+    result = WarmupResult(record["steps"], record["reached_target"], [(int(s), float(a)) for s, a in history])
+    return result, record["parameter_count"]
+
+
 def prepare_model(config: LMExperimentConfig, train, validation, seed: int, device, folder: str | Path,
                   progress: bool = False, cache: bool = True) -> tuple[Path, WarmupResult | None, int]:
     """Load or build the model, warm it up to the target, and save it to ``folder``.
@@ -194,20 +264,26 @@ def prepare_model(config: LMExperimentConfig, train, validation, seed: int, devi
     (:func:`rlvr_dynamics.files.cache_folder`), keyed by :func:`warmup_cache_key`, and a later call with the same
     key copies it instead of training again (the warm-up is deterministic on CPU, so the copy is
     what a rerun would produce). The cache entry is written to a temporary folder and renamed,
-    so an interrupted warm-up leaves nothing behind.
+    so an interrupted warm-up leaves nothing behind; an entry damaged since (see
+    :func:`read_warmup_entry`) is reported on stderr, discarded and computed again.
     """
     folder = Path(folder)
     key = warmup_cache_key(config, seed, device) if cache else None
     entry = None
     if key is not None:
         entry = cache_folder() / "lm-warmup" / key
-        if (entry / "warmup.json").is_file():
-            record = json.loads((entry / "warmup.json").read_text())
-            if folder.exists():
-                shutil.rmtree(folder)
-            shutil.copytree(entry / "model", folder)
-            result = WarmupResult(record["steps"], record["reached_target"], [tuple(h) for h in record["history"]])
-            return folder, result, record["parameter_count"]
+        if entry.exists():
+            try:
+                result, count = read_warmup_entry(entry)
+            except ValueError as error:
+                print(f"warm-up cache entry {entry} is damaged ({error}): discarding it and warming up again",
+                      file=sys.stderr)
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                if folder.exists():
+                    shutil.rmtree(folder)
+                shutil.copytree(entry / "model", folder)
+                return folder, result, count
     if config.model_name_or_path:
         model, tokenizer = lm_model.load_model(config.model_name_or_path, device)
     else:
@@ -226,7 +302,8 @@ def prepare_model(config: LMExperimentConfig, train, validation, seed: int, devi
             shutil.copytree(folder, staging / "model")
             (staging / "warmup.json").write_text(json.dumps(
                 {"steps": result.steps, "reached_target": result.reached_target,
-                 "history": [list(h) for h in result.history], "parameter_count": count}))
+                 "history": [list(h) for h in result.history], "parameter_count": count,
+                 "digests": _file_digests(staging / "model")}))
             os.replace(staging, entry)
         except OSError:  # another process filled the entry first, or the disk refused: keep going uncached
             shutil.rmtree(staging, ignore_errors=True)

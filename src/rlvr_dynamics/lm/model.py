@@ -9,6 +9,7 @@ same code path loads the small model saved to disk, or Qwen2.5 on a GPU machine.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,13 @@ import torch
 
 PAD_TOKEN = "<|pad|>"
 EOS_TOKEN = "<|endoftext|>"
+
+WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+"""The weights of a Hugging Face folder (one file, or an index of shards)."""
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
+"""Any of these lets ``AutoTokenizer`` build a tokenizer from a local folder."""
 
 
 def byte_tokenizer():
@@ -107,16 +115,15 @@ def _no_progress_bars():
 def load_model(model_name_or_path: str | os.PathLike, device: str | torch.device = "cpu"):
     """``(model, tokenizer)`` from a local Hugging Face folder (``config.json``, weights, tokenizer).
 
-    Offline by design: a path that is not a folder with a ``config.json`` raises a
-    ``FileNotFoundError`` naming it (no download is attempted). The tokenizer is set to left
-    padding, with the end-of-text token as pad when the model has none.
+    Offline by design: the folder is first checked by :func:`check_model_folder` (a path that is
+    not a folder with a ``config.json`` raises a ``FileNotFoundError`` naming it; no download is
+    attempted). The tokenizer is set to left padding, with the end-of-text token as pad when the
+    model has none.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(model_name_or_path)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"model_name_or_path '{folder}' is not a local model folder (no config.json): "
-                                "save one with save_model() or download it on a machine with network access")
+    check_model_folder(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left", local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -124,6 +131,45 @@ def load_model(model_name_or_path: str | os.PathLike, device: str | torch.device
         model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model.to(device), tokenizer
+
+
+def check_model_folder(model_name_or_path: str | os.PathLike) -> str:
+    """The ``model_type`` of a local folder that :func:`load_model` can read, checked without loading it.
+
+    ``config.json`` must parse and name an architecture that transformers loads as a causal LM
+    (its own ``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``), and weights and a tokenizer must be present.
+    Otherwise a one-line ``FileNotFoundError`` (no ``config.json``) or ``ValueError`` naming the file,
+    raised here rather than as transformers' later guess (e.g. a missing tokenizer surfaces as a
+    request for sentencepiece or tiktoken).
+    """
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    folder = Path(model_name_or_path)
+    path = folder / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"model_name_or_path '{folder}' is not a local model folder (no config.json): "
+                                "save one with save_model() or download it on a machine with network access")
+    try:
+        config = json.loads(path.read_bytes())
+    except ValueError as error:  # JSONDecodeError, or UnicodeDecodeError for a binary file
+        reason = f"{error.msg}, line {error.lineno}" if isinstance(error, json.JSONDecodeError) else "not UTF-8"
+        raise ValueError(f"{path}: not valid JSON ({reason})") from None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(model_type, str) or not model_type:
+        raise ValueError(f"{path}: no 'model_type' naming the architecture")
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        why = "cannot load as a causal language model" if model_type in CONFIG_MAPPING_NAMES else "does not know"
+        examples = ", ".join(t for t in ("qwen2", "llama", "gpt2") if t in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+        raise ValueError(f"{path} names model_type {model_type!r}, which transformers {transformers.__version__} "
+                         f"{why} (causal language models here: e.g. {examples}; "
+                         f"{len(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)} in all)")
+    if not any((folder / name).is_file() for name in WEIGHTS_FILES):
+        raise ValueError(f"{folder}: no weights (none of {', '.join(WEIGHTS_FILES)})")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ValueError(f"{folder}: no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+    return model_type
 
 
 def save_model(model, tokenizer, folder: str | os.PathLike) -> Path:

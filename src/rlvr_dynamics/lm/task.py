@@ -161,18 +161,24 @@ def read_gsm8k_jsonl(path: str | os.PathLike, task: str = "word") -> list[Proble
 
     Every line must be a JSON object with string fields ``question`` and ``answer``, the answer
     ending with a ``#### n`` line. A malformed line raises a ``ValueError`` naming the file and
-    the line number — no line is skipped silently. Blank lines are allowed.
+    the line number — no line is skipped silently, and bytes that are not UTF-8 (a binary file)
+    are such a line too. Blank lines are allowed.
     """
     _check_task(task)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"dataset_path '{path}' is not a file: expected a GSM8K-format jsonl")
     problems = []
-    with path.open(encoding="utf-8") as stream:
-        for number, line in enumerate(stream, start=1):
+    with path.open("rb") as stream:  # decoded line by line, so an undecodable byte is reported with its line
+        for number, raw in enumerate(stream, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{where}: not valid UTF-8 (byte 0x{raw[error.start]:02x} at byte "
+                                 f"{error.start + 1} of the line)") from None
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
