@@ -30,7 +30,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 def write_files_atomic(files: Mapping[str | os.PathLike, bytes]) -> list[Path]:
     """Write several files as one step: all go to temporary files, then all are renamed, with
-    Ctrl-C (SIGINT) and ``rlvr-book``'s stop (SIGTERM) held back throughout — so a stopped run
+    Ctrl-C (SIGINT), SIGHUP and ``rlvr-book``'s stop (SIGTERM) held back throughout — so a stopped run
     leaves each file and the set whole (a figure's PNG never without its SVG) and no temporary
     file. (A hidden ``.NAME.*.tmp`` can survive only SIGKILL mid-write.)"""
     staged: list[tuple[str, Path]] = []
@@ -57,11 +57,11 @@ def write_files_atomic(files: Mapping[str | os.PathLike, bytes]) -> list[Path]:
 
 @contextmanager
 def _stop_signals_held():
-    """Defer SIGINT and SIGTERM until the block ends; a no-op off the main thread or off POSIX."""
+    """Defer SIGINT, SIGTERM and SIGHUP until the block ends; a no-op off the main thread or off POSIX."""
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     try:
         yield
     finally:
@@ -82,6 +82,29 @@ def jsonable(value: Any) -> Any:
         return jsonable(value.item())
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # JSON has no inf/nan; keep them visible as strings
+    return value
+
+
+class DamagedFileError(ValueError):
+    """A file the tools read (a result, a record, a cache entry) cannot be parsed: the message is one
+    line naming the file and where it breaks."""
+
+
+def read_json(path: str | os.PathLike, expect: type = dict) -> Any:
+    """Parse the JSON file ``path``; a file that is not UTF-8, not JSON or not of type ``expect`` raises
+    :class:`DamagedFileError` naming it (``FileNotFoundError`` when it is missing)."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise DamagedFileError(f"{path} is damaged: not UTF-8 (byte {error.start} of {len(data)})") from None
+    except json.JSONDecodeError as error:
+        problem = ("empty" if not data.strip()
+                   else f"not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})")
+        raise DamagedFileError(f"{path} is damaged: {problem}") from None
+    if not isinstance(value, expect):
+        raise DamagedFileError(f"{path} is damaged: holds a JSON {type(value).__name__}, expected {expect.__name__}")
     return value
 
 

@@ -37,6 +37,7 @@ def project(tmp_path, monkeypatch):
             if finding.chapter == spec.name:
                 claims.check(finding.claim, [1.0 if finding.holds else -1.0], enforced=False)
         write_metrics(settings.output_dir, spec.name, settings, config, "cpu", {}, claims, [f"{spec.name}.png"])
+        (settings.output_dir / f"{spec.name}.png").write_bytes(b"\x89PNG " + spec.name.encode())
         output_notebook.parent.mkdir(parents=True, exist_ok=True)
         source = (root / spec.source).read_text()  # the executed notebook carries its source
         nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(source)]), output_notebook)
@@ -56,11 +57,11 @@ def project(tmp_path, monkeypatch):
     return root, executed, builds
 
 
-def build(executed, builds):
-    """(the notebooks executed, in book order; the number of Sphinx builds)"""
+def build(executed, builds, log=None):
+    """(the notebooks executed, in book order; the number of Sphinx builds); ``log`` collects the lines."""
     executed.clear()
     builds.clear()
-    runner.build_book(log=lambda line: None)
+    runner.build_book(log=(log.append if log is not None else lambda line: None))
     return [name for name in NOTEBOOKS if name in executed], len(builds)
 
 
@@ -133,17 +134,79 @@ def test_code_dependencies_follow_imports_transitively():
     assert not {package + f for f in ("book/runner.py", "book/cli.py", "book/browser.py", "bench/lm.py")} & files
 
 
-def test_the_appendix_is_regenerated_from_the_metrics(project):
+def test_a_result_rewritten_by_a_run_elsewhere_is_re_executed_not_served(project):
+    """A papermill run pointed at build/outputs/figure1 replaced its metrics.json: the cache names the
+    file, re-executes figure1 (only), and the appendix reports the book's own run again."""
     root, executed, builds = project
     build(executed, builds)
     page = root / "build" / "site" / "book" / "reproducibility.md"
     assert all(escape_markdown(f"{name} holds") in page.read_text() for name in NOTEBOOKS)
     metrics_path = root / "build" / "outputs" / "figure1" / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
-    metrics["claims"][0]["claim"] = "a claim recorded by a newer run"
+    metrics["claims"][0]["claim"] = "a claim recorded by a foreign run"
+    metrics["parameters"]["seed"] = metrics["seed"] = 5
     metrics_path.write_text(json.dumps(metrics))
-    assert build(executed, builds) == ([], 1)
-    assert "a claim recorded by a newer run" in page.read_text()
+    log = []
+    assert build(executed, builds, log)[0] == ["figure1"]
+    assert any("figure1" in line and "build/outputs/figure1/metrics.json changed" in line for line in log), log
+    assert "a claim recorded by a foreign run" not in page.read_text()
+    assert json.loads(metrics_path.read_text())["seed"] == 0
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("garbage metrics", "metrics.json is damaged: not valid JSON"),
+    ("empty metrics", "metrics.json is damaged: empty"),
+    ("truncated notebook", "build/executed/two_stage.ipynb changed"),
+    ("deleted figure", "two_stage.png is missing"),
+    ("deleted notebook", "build/executed/two_stage.ipynb is missing"),
+    ("damaged record", "provenance.json is damaged"),
+    ("lost record", "no record of the execution"),
+    ("extra figure", "two_stage-extra.svg was added"),
+])
+def test_a_damaged_or_incomplete_result_is_named_and_re_executed(project, damage, reason):
+    root, executed, builds = project
+    build(executed, builds)
+    outputs, notebook = root / "build" / "outputs" / "two_stage", root / "build" / "executed" / "two_stage.ipynb"
+    if damage == "garbage metrics":
+        (outputs / "metrics.json").write_bytes(b"{not json")
+    elif damage == "empty metrics":
+        (outputs / "metrics.json").write_bytes(b"")
+    elif damage == "truncated notebook":
+        notebook.write_bytes(notebook.read_bytes()[:100])
+    elif damage == "deleted figure":
+        (outputs / "two_stage.png").unlink()
+    elif damage == "deleted notebook":
+        notebook.unlink()
+    elif damage == "damaged record":
+        (outputs / runner.PROVENANCE).write_bytes(b"\xff\xfe")
+    elif damage == "lost record":
+        (outputs / runner.PROVENANCE).unlink()
+    else:
+        (outputs / "two_stage-extra.svg").write_text("<svg/>")
+    log = []
+    assert build(executed, builds, log)[0] == ["two_stage"]
+    assert any(line.startswith("[execute]  two_stage") and reason in line for line in log), log
+    assert build(executed, builds) == ([], 0)
+
+
+def test_a_moved_checkout_serves_its_cache(project, tmp_path, monkeypatch):
+    """Nothing in the cache (key, provenance) holds the checkout's absolute path."""
+    root, executed, builds = project
+    build(executed, builds)
+    moved = tmp_path / "elsewhere" / "checkout"
+    shutil.copytree(root, moved)
+    shutil.rmtree(root)
+    monkeypatch.setattr(runner, "project_root", lambda: moved)
+    assert build(executed, builds) == ([], 0)
+
+
+def test_a_run_that_names_no_output_folder_writes_its_own_not_the_books():
+    """papermill or Jupyter with the parameters cell's output_dir = '' write to runs/NAME-PRESET."""
+    spec = NOTEBOOKS["gradient_gap"]
+    settings, _ = spec.resolve({"output_dir": ""})
+    assert settings.output_dir == REAL_ROOT / "runs" / "gradient_gap-ci"
+    settings, _ = spec.resolve({"preset": "paper"})
+    assert settings.output_dir == REAL_ROOT / "runs" / "gradient_gap-paper"
 
 
 def test_the_books_static_files_are_staged_where_jupyter_book_loads_them(project):

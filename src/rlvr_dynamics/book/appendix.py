@@ -9,7 +9,6 @@ written by hand: :func:`render_appendix` is called when the book is staged
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 from rlvr_dynamics.book.params import COMMON_PARAMETERS, NotebookSpec
 from rlvr_dynamics.book.registry import NOTEBOOKS
 from rlvr_dynamics.book.rerun import command_value
-from rlvr_dynamics.files import write_bytes_atomic
+from rlvr_dynamics.files import read_json, write_bytes_atomic
 
 APPENDIX_PAGE = "book/reproducibility.md"
 COMMON_NAMES = tuple(p.name for p in COMMON_PARAMETERS)
@@ -59,7 +58,7 @@ def load_metrics(outputs_dir: Path, names: Sequence[str] | None = None) -> dict[
         path = Path(outputs_dir) / name / "metrics.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: execute the notebook first (rlvr-book execute-all)")
-        loaded[name] = json.loads(path.read_text(encoding="utf-8"))
+        loaded[name] = read_json(path)
     return loaded
 
 

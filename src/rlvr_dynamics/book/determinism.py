@@ -17,29 +17,34 @@ import json
 from pathlib import Path
 
 from rlvr_dynamics.book.results import TIMING_KEYS
-from rlvr_dynamics.files import write_json_atomic
+from rlvr_dynamics.files import read_json, write_json_atomic
 
 FIGURE_SUFFIXES = (".png", ".svg")
 
 
 def canonical_metrics(path: Path) -> bytes:
     """``metrics.json`` without its timings, serialized canonically."""
-    metrics = json.loads(path.read_text(encoding="utf-8"))
+    metrics = read_json(path)
     for key in TIMING_KEYS:
         metrics.pop(key, None)
     return json.dumps(metrics, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 
+def result_fingerprint(folder: Path) -> dict[str, str]:
+    """File name → SHA-256 of one result folder: its metrics.json (canonical, timings aside; it must
+    exist) and every figure file."""
+    folder = Path(folder)
+    files = {"metrics.json": hashlib.sha256(canonical_metrics(folder / "metrics.json")).hexdigest()}
+    for path in sorted(folder.iterdir()):
+        if path.suffix in FIGURE_SUFFIXES and not path.name.startswith("."):
+            files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files
+
+
 def fingerprint(outputs_dir: Path) -> dict[str, dict[str, str]]:
     """notebook → {file name → SHA-256} for every ``outputs_dir/NAME/`` holding a metrics.json."""
-    result = {}
-    for folder in sorted(p for p in Path(outputs_dir).iterdir() if (p / "metrics.json").is_file()):
-        files = {"metrics.json": hashlib.sha256(canonical_metrics(folder / "metrics.json")).hexdigest()}
-        for path in sorted(folder.iterdir()):
-            if path.suffix in FIGURE_SUFFIXES and not path.name.startswith("."):
-                files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
-        result[folder.name] = files
-    return result
+    return {folder.name: result_fingerprint(folder)
+            for folder in sorted(p for p in Path(outputs_dir).iterdir() if (p / "metrics.json").is_file())}
 
 
 def differences(first: dict[str, dict[str, str]], second: dict[str, dict[str, str]]) -> list[str]:

@@ -23,7 +23,6 @@ After a deliberate change, re-record from the book's execution (``make book`` fi
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import platform
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rlvr_dynamics.files import write_json_atomic
+from rlvr_dynamics.files import read_json, write_json_atomic
 
 REFERENCE_DIR = Path("data") / "reference"
 IGNORED_PARAMETERS = ("output_dir",)  # where a run writes is not part of its result
@@ -165,7 +164,7 @@ def tolerance_for(name: str, reference: dict[str, Any]) -> Tolerance:
 
 def record(root: Path, name: str, metrics_path: Path) -> Path:
     """Write ``data/reference/NAME.json`` from a run's ``metrics.json``."""
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    metrics = read_json(metrics_path)
     if metrics["notebook"] != name:
         raise ValueError(f"{metrics_path} is the metrics of {metrics['notebook']!r}, not {name!r}")
     payload = {

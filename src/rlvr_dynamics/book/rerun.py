@@ -12,7 +12,6 @@ the current run, so two executions print the same).
 from __future__ import annotations
 
 import html
-import json
 import shlex
 import statistics
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr_dynamics.book.params import NotebookSpec
+from rlvr_dynamics.files import read_json
 
 RERUN_CLASS = "rerun-box"
 """Class of the box's ``<div>`` (``book/_static/chapter.css``)."""
@@ -61,7 +61,7 @@ def median_run_seconds(record: Mapping[str, Any] | None) -> float | None:
 def load_record(root: Path, name: str) -> dict[str, Any] | None:
     """The committed record ``data/robustness/NAME.json`` of a chapter (None if there is none)."""
     path = Path(root) / RECORDS_DIR / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def describe_seconds(seconds: float | None) -> str:

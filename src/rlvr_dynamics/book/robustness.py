@@ -12,7 +12,6 @@ reproducibility appendix shows the tables.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -24,7 +23,7 @@ from typing import Any
 from rlvr_dynamics.book import interrupt
 from rlvr_dynamics.book.params import NotebookSpec
 from rlvr_dynamics.config import ParameterError
-from rlvr_dynamics.files import package_versions, project_root, write_json_atomic
+from rlvr_dynamics.files import package_versions, project_root, read_json, write_json_atomic
 
 ROBUSTNESS_DIR = Path("data") / "robustness"
 DEFAULT_SEEDS = "0-9"
@@ -85,7 +84,7 @@ def table_path(root: Path, name: str) -> Path:
 
 def load_tables(root: Path, names: Sequence[str]) -> dict[str, dict]:
     """The committed tables of ``names`` that exist."""
-    return {name: json.loads(table_path(root, name).read_text(encoding="utf-8"))
+    return {name: read_json(table_path(root, name))
             for name in names if table_path(root, name).is_file()}
 
 
@@ -111,7 +110,7 @@ def _outcome(spec: NotebookSpec, seed: int, preset: str, folder: Path, root: Pat
         lines = [line for line in str(exception).strip().splitlines() if line.strip()]
         error = lines[-1] if lines else type(exception).__name__
     if metrics.is_file():
-        return {"metrics": json.loads(metrics.read_text(encoding="utf-8"))}
+        return {"metrics": read_json(metrics)}
     return {"error": error or "no metrics.json written"}
 
 

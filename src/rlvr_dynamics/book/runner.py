@@ -2,10 +2,10 @@
 
 Layout under ``build/`` (never committed):
 
-- ``build/executed/NAME.ipynb``  the notebook executed at the book's preset, and ``NAME.key``
-  the cache key it was executed under (notebook source, parameters, package versions, the
-  source of the :mod:`rlvr_dynamics` modules it imports: :func:`code_dependencies`);
-- ``build/outputs/NAME/``        its figures (PNG + SVG) and ``metrics.json``;
+- ``build/executed/NAME.ipynb``  the notebook executed at the book's preset;
+- ``build/outputs/NAME/``        its figures (PNG + SVG), ``metrics.json`` and ``provenance.json``: what
+  produced them (notebook, parameters, code digest, the cache key: :func:`cache_key`) and a digest of
+  every file of the result, the executed notebook included (:func:`result_files`);
 - ``build/site/``                the staged book source (config, pages, executed notebooks, the
   reproducibility appendix generated from the ``metrics.json`` files, and the page *Where each
   result lives* generated from :mod:`rlvr_dynamics.book.result_index`);
@@ -14,7 +14,11 @@ Layout under ``build/`` (never committed):
 
 Everything is cached: a second ``rlvr-book build`` executes nothing and rebuilds nothing, and a
 changed notebook re-executes only that notebook (its key covers its own source, its parameters,
-the package versions and the package source).
+the package versions and the package source). A result is served from the cache only when its
+provenance record matches the key and every file it lists is present and unchanged
+(:func:`stale_reason`); otherwise the notebook re-executes, with one line saying why — so a run
+elsewhere (papermill, ``rlvr-book run``) that wrote into ``build/outputs/NAME``, a damaged or deleted
+file, is never served.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -36,10 +39,18 @@ from pathlib import Path
 from typing import Any
 
 from rlvr_dynamics.book import appendix, interrupt, landing, result_index
+from rlvr_dynamics.book.determinism import result_fingerprint
 from rlvr_dynamics.book.params import NotebookSpec
 from rlvr_dynamics.book.registry import NOTEBOOKS
 from rlvr_dynamics.book.robustness import ROBUSTNESS_DIR
-from rlvr_dynamics.files import package_versions, project_root, write_bytes_atomic
+from rlvr_dynamics.files import (
+    DamagedFileError,
+    package_versions,
+    project_root,
+    read_json,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 
 OFFLINE_ENVIRONMENT = {
     "HF_HUB_OFFLINE": "1",
@@ -65,6 +76,8 @@ PACKAGE = "rlvr_dynamics"
 # Cells the page never shows: the notebook's parameters cell and the one papermill injects (Chapter.start
 # displays the values the run used as a table instead).
 HIDDEN_CELL_TAGS = ("parameters", "injected-parameters")
+PROVENANCE = "provenance.json"
+"""The record, in each of the book's result folders, of the execution that produced it (:func:`record_result`)."""
 
 
 def build_dir(root: Path | None = None) -> Path:
@@ -92,9 +105,9 @@ def execute_notebook(
     root = root or project_root()
     os.environ.update(OFFLINE_ENVIRONMENT)
     output_notebook.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"rlvr-{spec.name}-") as scratch:
-        source = notebook_as_ipynb(spec, Path(scratch) / f"{spec.name}.ipynb", root)
-        partial = Path(scratch) / f"{spec.name}.executed.ipynb"
+    with interrupt.scratch_folder(prefix=f"rlvr-{spec.name}-") as scratch:
+        source = notebook_as_ipynb(spec, scratch / f"{spec.name}.ipynb", root)
+        partial = scratch / f"{spec.name}.executed.ipynb"
         papermill.execute_notebook(
             str(source), str(partial), parameters=dict(parameters), kernel_name="python3",
             cwd=str(root / "notebooks"), progress_bar=False, log_output=False, report_mode=False,
@@ -211,10 +224,65 @@ def book_parameters(spec: NotebookSpec, preset: str, root: Path) -> dict[str, An
     return {"preset": preset, "seed": 0, "device": "cpu", "output_dir": output_dir.as_posix()}
 
 
+def result_files(executed: Path, output_dir: Path, root: Path) -> dict[str, str]:
+    """Repository-relative path → SHA-256 of every file of one result: the executed notebook, and the
+    output folder's ``metrics.json`` (timings aside: a re-execution by nbval rewrites them) and figures
+    (:func:`rlvr_dynamics.book.determinism.result_fingerprint`). Raises :class:`DamagedFileError` for
+    a metrics.json that does not parse."""
+    files = {executed.relative_to(root).as_posix(): hashlib.sha256(executed.read_bytes()).hexdigest()}
+    for name, digest in result_fingerprint(output_dir).items():
+        files[(output_dir / name).relative_to(root).as_posix()] = digest
+    return files
+
+
+def record_result(spec: NotebookSpec, parameters: Mapping[str, Any], key: str, executed: Path, root: Path) -> Path:
+    """Write ``provenance.json`` into the result folder: what produced it and the digest of each of its files."""
+    output_dir = root / parameters["output_dir"]
+    record = {"notebook": spec.name, "source": spec.source, "parameters": dict(parameters),
+              "code": source_digest(spec, root), "versions": package_versions(), "key": key,
+              "files": result_files(executed, output_dir, root)}
+    return write_json_atomic(output_dir / PROVENANCE, record)
+
+
+def stale_reason(spec: NotebookSpec, parameters: Mapping[str, Any], key: str, executed: Path,
+                 root: Path) -> str | None:
+    """Why the cached result of ``spec`` cannot be served (None: it can): no record, a damaged record,
+    another key (source, parameters or packages changed), or a listed file missing, unreadable or
+    changed — e.g. rewritten by a run elsewhere that chose the book's output folder."""
+    output_dir = root / parameters["output_dir"]
+    record_path = output_dir / PROVENANCE
+    if not record_path.is_file():
+        return "not executed yet" if not executed.is_file() else f"no record of the execution ({record_path})"
+    try:
+        record = read_json(record_path)
+    except (DamagedFileError, OSError) as error:
+        return str(error)
+    if record.get("key") != key:
+        return "its notebook, parameters, package source or versions changed"
+    listed = record.get("files")
+    if not isinstance(listed, dict) or not listed:
+        return f"{record_path} lists no files"
+    for relative in listed:
+        if not (root / relative).is_file():
+            return f"{relative} is missing"
+    try:
+        now = result_files(executed, output_dir, root)
+    except (DamagedFileError, OSError) as error:
+        return str(error)
+    for relative, digest in listed.items():
+        if now.get(relative) != digest:
+            return f"{relative} changed since the book executed it (a run elsewhere wrote there, or it was damaged)"
+    extra = sorted(set(now) - set(listed))
+    if extra:
+        return f"{extra[0]} was added since the book executed it (a run elsewhere wrote there)"
+    return None
+
+
 def execute_all(preset: str = "ci", force: bool = False, names: list[str] | None = None, log=print,
                 jobs: int = 1) -> list[Path]:
-    """Execute every notebook (or ``names``) for the book, skipping those whose cache key matches;
-    ``jobs`` notebooks at a time in :data:`EXECUTION_ORDER`, each kernel on one thread."""
+    """Execute every notebook (or ``names``) for the book, serving from the cache those whose result is
+    whole and bound to the current key (:func:`stale_reason`); ``jobs`` notebooks at a time in
+    :data:`EXECUTION_ORDER`, each kernel on one thread."""
     root = project_root()
     pending, targets = [], []
     for name in names or list(NOTEBOOKS):
@@ -222,22 +290,21 @@ def execute_all(preset: str = "ci", force: bool = False, names: list[str] | None
         parameters = book_parameters(spec, preset, root)
         spec.resolve(parameters, strict=True)
         target = build_dir(root) / "executed" / f"{name}.ipynb"
-        key_file = target.with_suffix(".key")
         key = cache_key(spec, parameters, root)
-        metrics = root / parameters["output_dir"] / "metrics.json"
-        if not force and is_cached(target, key_file, key) and metrics.is_file():
+        reason = "--force" if force else stale_reason(spec, parameters, key, target, root)
+        if reason is None:
             log(f"[cached]   {name}: {target}")
         else:
-            key_file.unlink(missing_ok=True)
-            pending.append((spec, parameters, target, key_file, key))
+            (root / parameters["output_dir"] / PROVENANCE).unlink(missing_ok=True)
+            pending.append((spec, parameters, target, key, reason))
         targets.append(target)
 
-    def run(spec, parameters, target, key_file, key):
+    def run(spec, parameters, target, key, reason):
         if interrupt.requested():
             raise KeyboardInterrupt  # Ctrl-C: start no further kernel
-        log(f"[execute]  {spec.name} (preset {preset}) ...")
+        log(f"[execute]  {spec.name} (preset {preset}): {reason} ...")
         execute_notebook(spec, parameters, target, root)
-        write_bytes_atomic(key_file, (key + "\n").encode())
+        record_result(spec, parameters, key, target, root)
         log(f"[done]     {spec.name}: {target}")
 
     rank = {name: i for i, name in enumerate(EXECUTION_ORDER)}
@@ -272,7 +339,7 @@ def _environment(variables: Mapping[str, str]):
 
 
 def is_cached(target: Path, key_file: Path, key: str) -> bool:
-    return target.is_file() and key_file.is_file() and key_file.read_text().strip() == key
+    return target.is_file() and key_file.is_file() and key_file.read_text(errors="replace").strip() == key
 
 
 def stage_site(root: Path | None = None) -> Path:
@@ -300,7 +367,7 @@ def stage_site(root: Path | None = None) -> Path:
         executed = build_dir(root) / "executed" / f"{name}.ipynb"
         if not executed.is_file():
             raise FileNotFoundError(f"{executed} is missing: run `rlvr-book execute-all` first")
-        notebook = json.loads(executed.read_text(encoding="utf-8"))
+        notebook = read_json(executed)
         staged = hide_parameter_cells(scrub_paths(notebook, NOTEBOOKS[name].source))
         write_bytes_atomic(notebooks / f"{name}.ipynb", _notebook_bytes(staged))
     appendix.write_appendix(site, build_dir(root) / "outputs", root)
