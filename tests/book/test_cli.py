@@ -117,6 +117,56 @@ BAD_INPUT = [
     ("name", ["re-record", "no_such_notebook"], "notebook 'no_such_notebook' is unknown"),
     ("name", ["no-such-command"], "argument command: invalid choice: 'no-such-command'"),
     ("range", ["bench", "--baseline-runs", "0"], "--baseline-runs = 0 is out of range"),
+    # Output paths ({tmp} is the test's folder, holding a symlink loop `loop` and a file `a_file`): one line
+    # naming the parameter, before anything is created (the test checks {tmp} and the working folder)
+    ("output path", ["run", "gradient_gap", "--output-dir", "{tmp}/loop/out"], "goes through a symbolic-link loop"),
+    ("output path", ["run", "gradient_gap", "--output-dir", "{tmp}/" + "x" * 300],
+     "has 300 bytes, more than the file system's 255"),
+    ("output path", ["run", "gradient_gap", "--output-dir", "{tmp}/" + "/".join(["d" * 200] * 21)],
+     "more than the 4095 a path may have"),
+    ("output path", ["run", "gradient_gap", "--output-dir", os.fsdecode(b"{tmp}/bad\xff")], "is not valid UTF-8"),
+    ("output path", ["run", "gradient_gap", "--output-dir", ""], "parameter 'output_dir' = '' is empty"),
+    ("output path", ["run", "gradient_gap", "-p", "output_dir", ""], "parameter 'output_dir' = '' is empty"),
+    ("output path", ["run", "gradient_gap", "--output-dir", "   "], "parameter 'output_dir' = '   ' is empty"),
+    ("output path", ["run", "gradient_gap", "--output-dir", " {tmp}/out"], "has surrounding whitespace"),
+    ("output path", ["run", "gradient_gap", "--output-dir", "{tmp}/a_file"], "is a file, not a folder"),
+    ("output path", ["robustness", "performance", "--seeds", "0", "--output", "{tmp}/a_file/x"], "a file"),
+    ("output path", ["bench", "--output", "/proc/1/bench.json"], "parameter '--output' = '/proc/1/bench.json'"),
+    ("output path", ["bench", "--output", "{tmp}"], "is a folder: give a file"),
+    ("output path", ["bench-lm", "--output", "{tmp}/loop/lm.json"], "symbolic-link loop"),
+    # A repeated parameter or option: an error, not the last one silently winning
+    ("repeat", ["run", "gradient_gap", "-p", "seed", "1", "-p", "seed", "2"], "parameter 'seed' given twice"),
+    ("repeat", ["run", "gradient_gap", "-p", "output_dir", "{tmp}/a", "--output-dir", "{tmp}/b"],
+     "parameter 'output_dir' given twice"),
+    ("repeat", ["run", "gradient_gap", "--preset", "ci", "--preset", "paper"], "argument --preset: given twice"),
+    ("repeat", ["run", "gradient_gap", "-p", "preset", "ci", "--preset", "ci"], "parameter 'preset' given twice"),
+    ("repeat", ["execute-all", "--jobs", "1", "--jobs", "2"], "argument --jobs: given twice"),
+    ("repeat", ["build", "--force", "--force"], "argument --force: given twice"),
+    ("repeat", ["robustness", "--seeds", "1", "--seeds", "2"], "argument --seeds: given twice"),
+    ("repeat", ["bench-lm", "--device", "cpu", "--device", "cpu"], "argument --device: given twice"),
+    # Surrounding whitespace and loose spelling: an error, not trimmed or recorded verbatim
+    ("whitespace", ["run", "gradient_gap", "-p", "device", " CPU\n"], "parameter 'device' = ' CPU\\n' has surrounding"),
+    ("whitespace", ["run", "gradient_gap", "-p", "seed", " 1"], "parameter 'seed' = ' 1' has surrounding whitespace"),
+    ("whitespace", ["run", "figure1", "-p", "step_size", "0.1 "], "has surrounding whitespace"),
+    ("whitespace", ["run", "figure2", "-p", "loss_types", "grpo, dr_grpo"], "item ' dr_grpo' has surrounding spaces"),
+    ("device", ["run", "gradient_gap", "-p", "device", "CPU"], "parameter 'device' = 'CPU' is unknown"),
+    ("device", ["run", "gradient_gap", "-p", "device", "cuda:99"], "parameter 'device' = 'cuda:99':"),
+    ("device", ["bench-lm", "--device", "tpu"], "parameter '--device' = 'tpu' is unknown"),
+    ("device", ["bench-lm", "--device", "cuda:99"], "parameter '--device' = 'cuda:99':"),
+    # List parameters: no empty item, no trailing comma (once: dropped silently)
+    ("list", ["run", "figure2", "-p", "learning_rates", "1e-4,,3e-4"], "item 2 of 3 is empty"),
+    ("list", ["run", "figure2", "-p", "loss_types", "grpo,"], "item 2 of 2 is empty"),
+    ("list", ["run", "two_stage", "-p", "group_size_grid", ",2,4"], "item 1 of 3 is empty"),
+    ("list", ["run", "two_stage", "-p", "initial_optimal_grid", "0.01,0.02,"], "item 3 of 3 is empty"),
+    # Figure 2's local data and model, opened and checked before the kernel starts
+    ("data", ["run", "figure2", "-p", "dataset_path", "{tmp}/binary.jsonl"],
+     "binary.jsonl:1: not valid UTF-8 (byte 0xff"),
+    ("data", ["run", "figure2", "-p", "dataset_path", "{tmp}/latin1.jsonl"], "latin1.jsonl:3: not valid UTF-8"),
+    ("data", ["run", "figure2", "-p", "dataset_path", "{tmp}/empty.jsonl"], "empty.jsonl: no problems in the file"),
+    ("data", ["run", "figure2", "-p", "model_name_or_path", "{tmp}/t5"], "config.json names model_type 't5'"),
+    ("data", ["run", "figure2", "-p", "model_name_or_path", "{tmp}/broken"], "config.json: not valid JSON"),
+    # bench-lm's other options, checked before the warm-up
+    ("range", ["bench-lm", "--steps", "5", "--skip", "5"], "allowed 0 ≤ skip < steps"),
 ]
 
 
@@ -134,19 +184,46 @@ def snapshot(folder):
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
 
 
-BAD_INPUT_KINDS = {"type", "range", "nan", "name", "preset", "path", "unwritable", "inconsistent"}
+BAD_INPUT_KINDS = {"type", "range", "nan", "name", "preset", "path", "unwritable", "inconsistent", "output path",
+                   "repeat", "whitespace", "device", "list", "data"}
 
 
 def test_the_bad_input_table_covers_every_kind():
     assert {kind for kind, _, _ in BAD_INPUT} == BAD_INPUT_KINDS
     assert len(BAD_INPUT) >= 20
-    assert {arguments[0] for _, arguments, _ in BAD_INPUT} >= {"run", "execute-all", "build", "bench", "re-record"}
+    assert {arguments[0] for _, arguments, _ in BAD_INPUT} >= {"run", "execute-all", "build", "bench", "bench-lm",
+                                                               "re-record", "robustness"}
+
+
+def hostile_files(folder):
+    """What the table's {tmp} cases point at: a symlink loop, a file, bad jsonl files, bad model folders."""
+    (folder / "loop").symlink_to(folder / "loop")
+    (folder / "a_file").write_text("not a folder")
+    (folder / "binary.jsonl").write_bytes(b"\xff\xfe\x00")
+    (folder / "latin1.jsonl").write_bytes(b'{"question": "q", "answer": "#### 1"}\n' * 2
+                                          + b'{"question": "caf\xe9", "answer": "#### 1"}\n')
+    (folder / "empty.jsonl").write_bytes(b"")
+    for name, config in (("t5", '{"model_type": "t5"}'), ("broken", '{"model_type": ')):
+        (folder / name).mkdir()
+        (folder / name / "config.json").write_text(config)
+
+
+def tree(folder):
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
 
 
 @pytest.mark.parametrize("kind, arguments, message", BAD_INPUT, ids=[f"{k}: {' '.join(a)}" for k, a, _ in BAD_INPUT])
-def test_bad_input_is_one_line_exit_2_and_touches_nothing(kind, arguments, message, earlier_output, capsys):
-    before = snapshot(earlier_output)
-    if arguments[0] == "run" and "--output-dir" not in arguments:
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(kind, arguments, message, earlier_output, tmp_path,
+                                                          monkeypatch, capsys):
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    hostile_files(hostile)
+    working = tmp_path / "working"  # a relative or empty output folder would land here
+    working.mkdir()
+    monkeypatch.chdir(working)
+    arguments = [argument.replace("{tmp}", str(hostile)) for argument in arguments]
+    before, hostile_before = snapshot(earlier_output), tree(hostile)
+    if arguments[0] == "run" and "--output-dir" not in arguments and "output_dir" not in arguments:
         arguments = [*arguments, "--output-dir", str(earlier_output)]
     try:
         code = main(arguments)
@@ -159,6 +236,26 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(kind, arguments, messa
     assert message in lines[0]
     assert captured.out == ""
     assert snapshot(earlier_output) == before
+    assert tree(hostile) == hostile_before and tree(working) == [], "something was created"
+
+
+def test_the_bad_input_table_by_kind():
+    """The closing note's count: bad-input cases per kind."""
+    counts = {}
+    for kind, _, _ in BAD_INPUT:
+        counts[kind] = counts.get(kind, 0) + 1
+    assert sum(counts.values()) == len(BAD_INPUT) and min(counts.values()) >= 1
+
+
+def test_every_displayed_bound_is_accepted_as_typed(capsys):
+    """A bound `rlvr-book list` shows (e.g. alignment ≤ √(L_o+G_o²)/120) passes validation when copied back."""
+    assert main(["list"]) == 0
+    for spec in NOTEBOOKS.values():
+        for param in spec.parameters:
+            if param.kind == "float" and param.high is not None:
+                shown = param.describe_range().rsplit("≤ ", 1)[1]
+                assert param.validate(param.coerce(shown)) == param.high, (spec.name, param.name, shown)
+    capsys.readouterr()
 
 
 def test_output_dir_below_a_file_is_rejected(tmp_path, capsys):
@@ -307,10 +404,16 @@ def test_an_interrupted_run_leaves_whole_files_and_the_next_run_completes(earlie
     assert all(claim["holds"] for claim in metrics["claims"])
 
 
-def test_ctrl_c_during_execute_all_stops_every_kernel_and_starts_no_other(tmp_path):
-    """Two notebooks executing (``--jobs 2``), a third queued: Ctrl-C ends with exit 130 and one
-    line, printed last, with no traceback; both kernels are gone, the queued notebook never
-    starts, and no executed notebook or cache key is written."""
+@pytest.mark.parametrize("command, signal_name, code, said", [
+    (["execute-all", "--jobs", "2", "token_theory", "figure1", "performance"], "SIGINT", 130, "interrupted"),
+    (["build", "--jobs", "2"], "SIGTERM", 143, "stopped by SIGTERM"),
+])
+def test_a_stop_signal_during_execute_all_or_build_stops_every_kernel_and_starts_no_other(
+        tmp_path, command, signal_name, code, said):
+    """Two notebooks executing (``--jobs 2``), others queued: Ctrl-C (to the process group, as a terminal
+    sends it) or SIGTERM (to rlvr-book alone, as kill sends it) ends with 128 + the signal and one line,
+    printed last, with no traceback; both kernels are gone, a queued notebook never starts, no executed
+    notebook or provenance record is written, no scratch folder is left."""
     import shutil
     import signal
     import subprocess
@@ -336,21 +439,127 @@ def test_ctrl_c_during_execute_all_stops_every_kernel_and_starts_no_other(tmp_pa
                 found.append(process)
         return found
 
-    command = [str(Path(sys.executable).parent / "rlvr-book"), "execute-all", "--jobs", "2",
-               "token_theory", "figure1", "performance"]  # run longest first: performance waits
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    command = [str(Path(sys.executable).parent / "rlvr-book"), *command]  # longest first: performance waits
     run = subprocess.Popen(command, cwd=root, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                           text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                           env={**os.environ, "TMPDIR": str(scratch)})
     deadline = time.monotonic() + 120
     while len(kernels()) < 2 and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(2.0)  # both kernels are past start-up and executing cells
     assert run.poll() is None and len(kernels()) == 2, "two notebooks should be executing"
-    os.killpg(run.pid, signal.SIGINT)
+    if signal_name == "SIGINT":
+        os.killpg(run.pid, signal.SIGINT)
+    else:
+        os.kill(run.pid, getattr(signal, signal_name))
     out, err = run.communicate(timeout=60)
-    assert run.returncode == 130, err
-    assert err.strip().splitlines()[-1].startswith("rlvr-book: execute-all interrupted:"), err
+    assert run.returncode == code, err
+    assert err.strip().splitlines()[-1].startswith(f"rlvr-book: {command[1]} {said}:"), err
     assert "Traceback" not in err, err
     assert not kernels(), "a kernel outlived rlvr-book"
     assert "[execute]  performance" not in out and "[done]" not in out, out
     executed = root / "build" / "executed"
-    assert not list(executed.glob("*.ipynb")) and not list(executed.glob("*.key")), list(executed.iterdir())
+    assert not list(executed.glob("*.ipynb")), list(executed.iterdir())
+    assert not list((root / "build").rglob("provenance.json"))
+    assert list(scratch.iterdir()) == [], "a scratch folder was left behind"
+
+
+def rlvr_book():
+    import sys
+    from pathlib import Path
+
+    return str(Path(sys.executable).parent / "rlvr-book")
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_list_survives_a_stdout_encoding_without_its_characters(encoding):
+    import subprocess
+
+    run = subprocess.run([rlvr_book(), "list"], capture_output=True, env={**os.environ, "PYTHONIOENCODING": encoding},
+                         timeout=120)
+    assert run.returncode == 0 and run.stderr == b"", run.stderr.decode(errors="replace")
+    assert b"\\u2264" in run.stdout  # ≤, escaped rather than a UnicodeEncodeError traceback
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_list_to_a_full_device_is_one_line_and_exit_1():
+    import subprocess
+
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([rlvr_book(), "list"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == ["rlvr-book: error: cannot write: No space left on device"], run.stderr
+
+
+def test_a_damaged_result_is_named_in_one_line(tmp_path, monkeypatch, capsys):
+    """re-record reads build/outputs/NAME/metrics.json: garbage there is one line naming it, exit 1."""
+    import rlvr_dynamics.files
+
+    metrics = tmp_path / "build" / "outputs" / "figure1" / "metrics.json"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_bytes(b'{"parameters": {"seed": 0,')
+    monkeypatch.setattr(rlvr_dynamics.files, "project_root", lambda: tmp_path)
+    assert main(["re-record", "figure1"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"{metrics} is damaged: not valid JSON (line 1" in lines[0], lines
+
+
+def kernel_processes(pid):
+    import psutil
+
+    try:
+        return [child for child in psutil.Process(pid).children(recursive=True)
+                if "ipykernel_launcher" in " ".join(child.cmdline())]
+    except psutil.Error:
+        return []
+
+
+@pytest.mark.parametrize("signal_name, code", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_and_sighup_end_a_run_like_ctrl_c(signal_name, code, tmp_path):
+    """What `kill`, `timeout`, a cancelled CI job (SIGTERM) and a closed terminal (SIGHUP) send, once the run
+    has written a figure: one line, printed last, no traceback, exit 128 + the signal; the kernel is gone,
+    no scratch folder is left in TMPDIR, every file left is whole."""
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    output, scratch = tmp_path / "out", tmp_path / "scratch"
+    scratch.mkdir()
+    run = subprocess.Popen([rlvr_book(), "run", "gradient_gap", "--output-dir", str(output), *SMALL_GRADIENT_GAP],
+                           start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "TMPDIR": str(scratch)})
+    deadline, kernels = time.monotonic() + 300, []
+    while not list(output.glob("*.png")) and run.poll() is None and time.monotonic() < deadline:
+        kernels = kernel_processes(run.pid) or kernels
+        time.sleep(0.01)
+    assert run.poll() is None and kernels, "the run ended (or never started its kernel) before the signal"
+    os.kill(run.pid, getattr(signal, signal_name))  # to rlvr-book alone, as kill and timeout send it
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == code, err
+    assert err.strip().splitlines()[-1].startswith(f"rlvr-book: gradient_gap stopped by {signal_name}:"), err
+    assert "Traceback" not in err, err
+    assert not [kernel for kernel in kernels if kernel.is_running() and kernel.status() != psutil.STATUS_ZOMBIE]
+    assert list(scratch.iterdir()) == [], "a scratch folder was left behind"
+    left = complete_outputs(output)
+    assert "gradient_gap.ipynb" not in left and not list(output.glob(".*.tmp"))
+
+
+def test_sigterm_during_bench_is_one_line_and_writes_nothing(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    result = tmp_path / "bench.json"
+    run = subprocess.Popen([rlvr_book(), "bench", "--output", str(result)], start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # past the imports, timing
+    assert run.poll() is None
+    os.kill(run.pid, signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("rlvr-book: bench stopped by SIGTERM:"), err
+    assert "Traceback" not in err and not result.exists()

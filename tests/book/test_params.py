@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from rlvr_dynamics.book.params import NotebookSpec, check_output_dir, resolve_output_dir
+from rlvr_dynamics.book.params import NotebookSpec, check_output_dir
 from rlvr_dynamics.config import ParameterError, parameter
 from rlvr_dynamics.files import project_root
 
@@ -48,10 +48,13 @@ def test_resolve_takes_preset_values_and_overrides(tmp_path):
 
 
 def test_output_folders(tmp_path):
-    assert resolve_output_dir("build/x") == project_root() / "build" / "x"
+    assert check_output_dir("build/x") == project_root() / "build" / "x"
+    assert check_output_dir("x", relative_to=tmp_path) == tmp_path / "x"
     assert check_output_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
     (tmp_path / "file").write_text("x")
     with pytest.raises(ParameterError, match="is a file, not a folder"):
+        check_output_dir(tmp_path / "file")
+    with pytest.raises(ParameterError, match="lies below .*, a file"):
         check_output_dir(tmp_path / "file" / "below")
     if os.geteuid() != 0:  # root can write anywhere
         locked = tmp_path / "locked"

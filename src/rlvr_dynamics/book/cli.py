@@ -1,8 +1,11 @@
 """``rlvr-book``: list, run (with parameters) and execute the notebooks, build the book, re-record references.
 
-Bad input (unknown notebook or parameter, wrong type, out-of-range value, unwritable output
-folder) prints one line naming it and exits with code 2, before anything is written. Ctrl-C, at
-any moment, prints one line last and exits with code 130 (:mod:`rlvr_dynamics.book.interrupt`).
+Bad input (unknown notebook or parameter, wrong type, out-of-range value, an output path that
+cannot be used, a repeated parameter or option, sizes that need more memory than the machine has)
+prints one line naming it and exits with code 2, before anything is written. Ctrl-C, SIGTERM and
+SIGHUP, at any moment, print one line last and exit with 128 + the signal's number
+(:mod:`rlvr_dynamics.book.interrupt`). A damaged file the command reads, or an output it cannot
+write (a full disk, a closed pipe), is one line and exit 1; messages survive any stdout encoding.
 
 The heavy modules (torch, through the notebook registry) are imported after the Ctrl-C handler
 is in place, so that even start-up is interrupted cleanly.
@@ -11,7 +14,8 @@ is in place, so that even start-up is interrupted cleanly.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -23,11 +27,37 @@ INTERRUPTED = interrupt.INTERRUPTED
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse with one-line errors and exit code 2 (its own usage dump is several lines)."""
+    """argparse with one-line errors and exit code 2 (its own usage dump is several lines), where an
+    option given twice is an error instead of the last one silently winning."""
 
     def error(self, message):
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(USAGE_ERROR)
+
+    def add_argument(self, *names, **options):
+        action = options.get("action")
+        if names and names[0].startswith("-") and action in (None, "store", "store_true"):
+            options["action"] = _StoreTrueOnce if action == "store_true" else _StoreOnce
+            if action == "store_true":
+                options.setdefault("default", False)
+        return super().add_argument(*names, **options)
+
+
+class _StoreOnce(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = getattr(namespace, "_given", set())
+        if self.dest in seen:
+            parser.error(f"argument {'/'.join(self.option_strings)}: given twice (give it once)")
+        namespace._given = seen | {self.dest}
+        setattr(namespace, self.dest, values)
+
+
+class _StoreTrueOnce(_StoreOnce):
+    def __init__(self, option_strings, dest, default=False, required=False, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, required=required, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, True, option_string)
 
 
 def _format_value(value) -> str:
@@ -55,21 +85,41 @@ def command_list(_args) -> int:
 
 
 def _collect_parameters(spec, args) -> dict:
+    from rlvr_dynamics.book.params import check_output_dir
     from rlvr_dynamics.config import ParameterError
 
-    values = {}
+    values, texts = {}, {}
     for key, text in args.parameter or []:
-        values[key] = spec.parameter(key).coerce(text)
-    if args.preset is not None:
-        if "preset" in values and values["preset"] != args.preset:
-            raise ParameterError(f"parameter 'preset' given twice: {values['preset']!r} and {args.preset!r}")
-        values["preset"] = args.preset
-    if args.output_dir is not None:
-        values["output_dir"] = args.output_dir
-    values.setdefault("output_dir", f"runs/{spec.name}-{values.get('preset', 'ci')}")
-    # Relative output folders are taken from the working directory on the command line.
-    values["output_dir"] = str(Path(values["output_dir"]).expanduser().resolve())
+        if key in texts:
+            raise ParameterError(f"parameter '{key}' given twice: {texts[key]!r} and {text!r} (give it once)")
+        texts[key] = text
+        values[key] = text if key == "output_dir" else spec.parameter(key).coerce(text)
+    for key, option, value in (("preset", "--preset", args.preset), ("output_dir", "--output-dir", args.output_dir)):
+        if value is not None and key in texts:
+            raise ParameterError(f"parameter '{key}' given twice: -p {key} {texts[key]!r} and {option} {value!r} "
+                                 "(give it once)")
+        if value is not None:
+            values[key] = value
+    preset = values.get("preset", "ci")
+    # Relative output folders are taken from the working directory on the command line; an empty one is
+    # an error here (inside a notebook '' means its default folder).
+    output_dir = values.get("output_dir", f"runs/{spec.name}-{preset}")
+    values["output_dir"] = str(check_output_dir(output_dir, relative_to=Path.cwd()).resolve())
     return values
+
+
+def check_output_file(path: str, option: str) -> Path:
+    """A JSON file a command will write (``--output``): its folder must be creatable and writable and the
+    path not a folder — checked before any work."""
+    from rlvr_dynamics.book.params import check_output_dir
+    from rlvr_dynamics.config import ParameterError
+
+    target = Path(path).expanduser()
+    check_output_dir(os.fspath(path), parameter=option, relative_to=Path.cwd())
+    if target.is_dir():
+        raise ParameterError(f"parameter '{option}' = {path!r} is a folder: give a file")
+    check_output_dir(target.parent if target.parent != Path("") else ".", parameter=option, relative_to=Path.cwd())
+    return target
 
 
 def command_run(args) -> int:
@@ -81,26 +131,36 @@ def command_run(args) -> int:
     values = _collect_parameters(spec, args)
     settings, config = spec.resolve(values, strict=True)
     output_dir = settings.output_dir
+    created = not output_dir.exists()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ParameterError(
             f"parameter 'output_dir' = {str(output_dir)!r} cannot be created: {error.strerror}") from None
     print(f"running {spec.name} (preset {settings.preset}, seed {settings.seed}, device {settings.device}) ...")
-    stopped = (f"{spec.name} interrupted: files in {output_dir} are complete (earlier or new), "
-               "none half-written; run it again to finish")
+
+    def stopped() -> _Interrupted:
+        if created:  # a folder this run made and left empty goes again
+            with contextlib.suppress(OSError):
+                output_dir.rmdir()
+        return _Interrupted(f"{spec.name} {interrupt.how()}: files in {output_dir} are complete (earlier or new), "
+                            "none half-written; run it again to finish")
+
     try:
         executed = execute_notebook(spec, values, output_dir / f"{spec.name}.ipynb")
     except KeyboardInterrupt:
-        raise _Interrupted(stopped) from None
+        raise stopped() from None
     except Exception as error:  # papermill reports the failing cell; keep the last line
-        if interrupt.requested():  # the kernel died because Ctrl-C stopped it
-            raise _Interrupted(stopped) from None
+        if interrupt.requested():  # the kernel died because a stop signal stopped it
+            raise stopped() from None
+        if created:
+            with contextlib.suppress(OSError):
+                output_dir.rmdir()
         lines = [line for line in str(error).strip().splitlines() if line.strip()]
         print(f"rlvr-book: {spec.name} failed: {lines[-1] if lines else type(error).__name__}", file=sys.stderr)
         return 1
     if interrupt.requested():  # pressed as the run ended, and swallowed by a library on the way
-        raise _Interrupted(stopped)
+        raise stopped()
     figures = sorted(p.name for p in output_dir.iterdir() if p.suffix in (".png", ".svg"))
     print(f"executed notebook: {executed}")
     print(f"metrics:           {output_dir / 'metrics.json'}")
@@ -140,7 +200,7 @@ def command_re_record(args) -> int:
     from rlvr_dynamics.book.registry import NOTEBOOKS, notebook_spec
     from rlvr_dynamics.book.runner import book_parameters, build_dir
     from rlvr_dynamics.config import ParameterError
-    from rlvr_dynamics.files import project_root
+    from rlvr_dynamics.files import project_root, read_json
 
     root = project_root()
     names = args.names or list(NOTEBOOKS)
@@ -150,9 +210,9 @@ def command_re_record(args) -> int:
         metrics = build_dir(root) / "outputs" / name / "metrics.json"
         if not metrics.is_file():
             raise ParameterError(f"no book execution of {name!r} at {metrics}: run `make book` first")
-        recorded = json.loads(metrics.read_text(encoding="utf-8"))["parameters"]
+        recorded = read_json(metrics).get("parameters", {})
         book = book_parameters(spec, "ci", root)  # references are of the book as CI builds it
-        if any(recorded[key] != book[key] for key in ("preset", "seed", "device")):
+        if any(recorded.get(key) != book[key] for key in ("preset", "seed", "device")):
             raise ParameterError(f"{metrics} is not the book's ci execution (preset {recorded['preset']!r}, "
                                  f"seed {recorded['seed']}, device {recorded['device']!r}): run `make book`")
         sources[name] = metrics
@@ -172,7 +232,7 @@ def make_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="execute one notebook with parameters (papermill)")
     run.add_argument("name", help="notebook name (see `rlvr-book list`)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"),
-                     help="set a parameter (repeatable)")
+                     help="set a parameter (once per parameter; a repeat is an error)")
     run.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default ci)")
     run.add_argument("--output-dir", default=None, help="output folder (default runs/NAME-PRESET)")
     execute = commands.add_parser("execute-all", help="execute every notebook for the book (cached)")
@@ -211,9 +271,7 @@ def command_robustness(args) -> int:
 
     specs = [notebook_spec(name) for name in args.names or list(NOTEBOOKS)]  # unknown names: one line, nothing run
     seeds = robustness.parse_seeds(args.seeds)
-    output = Path(args.output).expanduser().resolve() if args.output else None
-    if output is not None:
-        check_output_dir(output)
+    output = check_output_dir(args.output, "--output", relative_to=Path.cwd()) if args.output is not None else None
     failed = robustness.run(specs, seeds, args.preset, args.jobs, output)
     for line in failed:
         print(f"rlvr-book: {line}", file=sys.stderr)
@@ -223,40 +281,83 @@ def command_robustness(args) -> int:
 def command_bench(args) -> int:
     from rlvr_dynamics.bench import bandit as bench_bandit
 
+    check_output_file(args.output, "--output")  # before minutes of timing, not after
     return bench_bandit.run(args, args.command_line)
 
 
 def command_bench_lm(args) -> int:
     from rlvr_dynamics.bench import lm as bench_lm
+    from rlvr_dynamics.config import ParameterError
+    from rlvr_dynamics.devices import resolve_device
 
+    check_output_file(args.output, "--output")
+    try:
+        resolve_device(args.device)
+    except ValueError as error:
+        raise ParameterError(str(error).replace("parameter 'device'", "parameter '--device'")) from None
+    if args.steps < 1 or not 0 <= args.skip < args.steps:
+        raise ParameterError(f"parameters '--steps' = {args.steps} and '--skip' = {args.skip}: allowed "
+                             "0 ≤ skip < steps")
     return bench_lm.run(args, args.command_line)
 
 
 class _Interrupted(Exception):
-    """Ctrl-C ended a command; the message says what is left on disk."""
+    """A stop signal ended a command; the message says what is left on disk."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The console script (``argv`` None) exits the process at once after Ctrl-C; a call with
-    ``argv`` returns 130 instead."""
+    """The console script (``argv`` None) exits the process at once after a stop signal; a call with
+    ``argv`` returns 128 + the signal's number instead."""
     console = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
-    previous_handler = interrupt.install()
+    _tolerant_streams()
+    previous_handlers = interrupt.install()
     try:
-        return _dispatch(argv)
+        code = _dispatch(argv)
+        sys.stdout.flush()  # a full device or a closed pipe shows here, not as a traceback at exit
+        return code
+    except OSError as error:
+        if interrupt.requested():
+            return _stopped(argv, error, console)
+        return _cannot_write(error, console)
     except (Exception, KeyboardInterrupt) as error:
         if not isinstance(error, (_Interrupted, KeyboardInterrupt)) and not interrupt.requested():
             raise
-        command = " ".join(argv[:2] if argv[:1] == ["run"] else argv[:1])
-        message = str(error) if isinstance(error, _Interrupted) else (  # (any other error: Ctrl-C stopped a child)
-            f"{command} interrupted: every file written so far is whole; run it again to finish")
-        return interrupt.finish(f"rlvr-book: {message}", exit_process=console)
-    finally:  # the console script is done: a Ctrl-C now would only cut its exit short
-        interrupt.restore(signal.SIG_IGN if console else previous_handler)
+        return _stopped(argv, error, console)
+    finally:  # the console script is done: a signal now would only cut its exit short
+        interrupt.restore(signal.SIG_IGN if console else previous_handlers)
+
+
+def _stopped(argv: list[str], error: BaseException, console: bool) -> int:
+    command = " ".join(argv[:2] if argv[:1] == ["run"] else argv[:1])
+    message = str(error) if isinstance(error, _Interrupted) else (  # (any other error: the signal stopped a child)
+        f"{command} {interrupt.how()}: every file written so far is whole; run it again to finish")
+    return interrupt.finish(f"rlvr-book: {message}", exit_process=console)
+
+
+def _tolerant_streams() -> None:
+    """Characters the terminal's encoding lacks (≤, π, …) are escaped instead of ending the command."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _cannot_write(error: OSError, console: bool) -> int:
+    """One line for an output that cannot be written (no space left, a closed pipe, a vanished terminal)."""
+    where = f" ({error.filename})" if error.filename else ""
+    with contextlib.suppress(OSError):
+        print(f"rlvr-book: error: cannot write{where}: {error.strerror or error}", file=sys.stderr)
+        sys.stderr.flush()
+    if console:  # the interpreter would try stdout's buffer again at exit and print a traceback
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 def _dispatch(argv: list[str]) -> int:
     from rlvr_dynamics.config import ParameterError
+    from rlvr_dynamics.files import DamagedFileError
 
     args = make_parser().parse_args(argv)
     args.command_line = " ".join(["rlvr-book", *argv])  # recorded by the benchmarks
@@ -271,9 +372,13 @@ def _dispatch(argv: list[str]) -> int:
     except ParameterError as error:
         print(f"rlvr-book: error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    except DamagedFileError as error:
+        print(f"rlvr-book: error: {error}: delete it and run the command again", file=sys.stderr)
+        return 1
     if interrupt.requested():
         raise KeyboardInterrupt  # swallowed on the way out of a library
     return code
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,8 @@
-"""Ctrl-C for ``rlvr-book``: one line and exit code 130, whenever it comes.
+"""Ctrl-C, SIGTERM and SIGHUP for ``rlvr-book``: one line and the conventional exit code (128 + the
+signal's number: 130, 143, 129), whenever they come.
+
+SIGTERM (what ``kill``, ``timeout`` and a cancelled CI job send) and SIGHUP (a closed terminal) are
+handled exactly like Ctrl-C, described here for SIGINT.
 
 papermill starts each kernel in a session of its own, so a terminal's Ctrl-C reaches only
 ``rlvr-book`` (and its other children, such as the Sphinx build). Left to Python's default
@@ -16,37 +20,74 @@ process (a C++ ``terminate``). So the first Ctrl-C
   i.e. past its heavy imports (before that, :func:`arm` raises it once they are done);
 
 and later ones are ignored while the run unwinds. :func:`finish` waits for the children, prints
-the one line last and exits with 130.
+the one line last and exits with 128 + the signal's number, after removing every scratch folder
+registered with :func:`scratch_folder` (a thread still unwinding may not have removed its own yet).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
-INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
+INTERRUPTED = 128 + signal.SIGINT  # the shell's code for a process ended by Ctrl-C
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CHILD_GRACE_S = 10.0  # how long a stopped child may take to exit before SIGKILL
 
 _requested = threading.Event()
 _armed = threading.Event()
+_received: list[int] = []  # the first stop signal, once one came
+_scratch: set[Path] = set()
+_scratch_lock = threading.Lock()
 
 
 def requested() -> bool:
-    """Whether Ctrl-C has been pressed since :func:`install`."""
+    """Whether a stop signal (Ctrl-C, SIGTERM, SIGHUP) has come since :func:`install`."""
     return _requested.is_set()
 
 
-def install():
-    """Handle SIGINT as described above; returns the previous handler (None off the main thread,
-    where signal handlers cannot be set)."""
+def exit_code() -> int:
+    """128 + the number of the signal that stopped the run (130 for Ctrl-C)."""
+    return 128 + (_received[0] if _received else signal.SIGINT)
+
+
+def how() -> str:
+    """How the run was stopped, for its one line: ``"interrupted"`` (Ctrl-C) or ``"stopped by SIGTERM"``."""
+    if not _received or _received[0] == signal.SIGINT:
+        return "interrupted"
+    return f"stopped by {signal.Signals(_received[0]).name}"
+
+
+def install() -> dict:
+    """Handle the stop signals as described above; returns the previous handlers (empty off the main
+    thread, where signal handlers cannot be set)."""
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
     _requested.clear()
     _armed.clear()
-    return signal.signal(signal.SIGINT, _on_sigint)
+    _received.clear()
+    return {number: signal.signal(number, _on_stop_signal) for number in STOP_SIGNALS}
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str) -> Iterator[Path]:
+    """A temporary folder removed when the block ends — and by :func:`finish` if a stop signal ends the
+    process while a worker thread is still inside the block."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    with _scratch_lock:
+        _scratch.add(path)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        with _scratch_lock:
+            _scratch.discard(path)
 
 
 def arm() -> None:
@@ -57,13 +98,19 @@ def arm() -> None:
 
 
 def restore(previous) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGINT, previous)
+    """Put back the handlers :func:`install` returned; a single handler (e.g. ``SIG_IGN``) for every stop signal."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for number in STOP_SIGNALS:
+        handler = previous.get(number) if isinstance(previous, dict) else previous
+        if handler is not None:
+            signal.signal(number, handler)
 
 
-def _on_sigint(signum, frame) -> None:
+def _on_stop_signal(signum, frame) -> None:
     if _requested.is_set():
         return  # already unwinding
+    _received.append(signum)
     _requested.set()
     if not stop_children(wait=False) and _armed.is_set():
         raise KeyboardInterrupt
@@ -103,16 +150,21 @@ def stop_children(wait: bool = True, grace_s: float = CHILD_GRACE_S) -> int:
 
 
 def finish(message: str, exit_process: bool) -> int:
-    """Stop and wait for the children (so none prints after this), print ``message`` as the last
-    line on stderr, and return 130 — or, for the console script, exit with it at once: a finished
-    interpreter would still run the event loop's finalizers, which report the tasks the interrupt
-    cut short."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Stop and wait for the children (so none prints after this), remove the scratch folders, print
+    ``message`` as the last line on stderr, and return :func:`exit_code` — or, for the console script,
+    exit with it at once: a finished interpreter would still run the event loop's finalizers, which
+    report the tasks the interrupt cut short."""
+    restore(signal.SIG_IGN)
     stop_children(wait=True)
-    print(message, file=sys.stderr)
-    if exit_process:
-        sys.stdout.flush()
+    with _scratch_lock:
+        for path in list(_scratch):
+            shutil.rmtree(path, ignore_errors=True)
+    code = exit_code()
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        print(message, file=sys.stderr)
         sys.stderr.flush()
-        os._exit(INTERRUPTED)
-    return INTERRUPTED
+    if exit_process:
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+        os._exit(code)
+    return code

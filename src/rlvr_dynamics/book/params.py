@@ -33,25 +33,93 @@ COMMON_PARAMETERS = (
     Parameter("seed", "int", "seed of every random draw (explicit torch.Generator, never global)", 0,
               low=0, high=2**63 - 1),
     Parameter("device", "str", "'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N'", "auto"),
-    Parameter("output_dir", "str", "folder for figures (PNG + SVG) and metrics.json; relative to the repository root",
-              ""),
+    Parameter("output_dir", "str", "folder for figures (PNG + SVG) and metrics.json; relative to the repository root; "
+              "'' : runs/NAME-PRESET (the book's own results, build/outputs/NAME, are written by the book alone)", ""),
 )
 
 
-def check_output_dir(path: str | os.PathLike) -> Path:
-    """The output folder must be creatable and writable: its nearest existing ancestor is a
-    writable folder. Creates nothing."""
-    target = Path(path).expanduser()
-    probe = target
-    while not probe.exists():
-        if probe.parent == probe:
-            break
+NAME_MAX = 255  # bytes in one folder name (Linux file systems), when os.pathconf cannot say
+PATH_MAX = 4096  # bytes in a whole path
+
+
+def check_output_dir(path: str | os.PathLike, parameter: str = "output_dir", relative_to: Path | None = None) -> Path:
+    """The absolute output folder ``path`` names (relative paths are taken from ``relative_to``, default
+    the repository root), once it is sure to be creatable and writable; creates nothing.
+
+    Every problem is a one-line :class:`ParameterError` naming ``parameter``: an empty or whitespace-only
+    value or surrounding whitespace, a NUL byte, a name that is not valid UTF-8 (the run could not record
+    it), a folder name over 255 bytes or a path over 4096, a symlink loop, a file where a folder should be,
+    and a nearest existing folder that denies writing."""
+    text = os.fspath(path)
+    shown = f"parameter '{parameter}' = {text!r}"
+    if not text.strip():
+        raise ParameterError(f"{shown} is empty: give a folder")
+    if text != text.strip():
+        raise ParameterError(f"{shown} has surrounding whitespace: write {text.strip()!r}")
+    if "\0" in text:
+        raise ParameterError(f"{shown} contains a NUL byte")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ParameterError(f"{shown} is not valid UTF-8: metrics.json and the notebook could not record it") from None
+    target = Path(text).expanduser()
+    if not target.is_absolute():
+        target = (relative_to or project_root()) / target
+    too_long = next((part for part in target.parts if len(part.encode("utf-8")) > _name_max(target)), None)
+    if too_long is not None:
+        raise ParameterError(f"parameter '{parameter}': the folder name {too_long[:40]!r}… has "
+                             f"{len(too_long.encode('utf-8'))} bytes, more than the file system's {_name_max(target)}")
+    if len(os.fsencode(target)) >= PATH_MAX:
+        raise ParameterError(f"parameter '{parameter}': the path has {len(os.fsencode(target))} bytes, more than "
+                             f"the {PATH_MAX - 1} a path may have")
+    try:
+        resolved = target.resolve()
+    except RuntimeError:  # Python 3.11: "Symlink loop from ..."
+        raise ParameterError(f"{shown} goes through a symbolic-link loop") from None
+    except OSError as error:
+        raise ParameterError(f"{shown} cannot be used: {error.strerror}") from None
+    probe = resolved
+    while not probe.exists() and probe.parent != probe:
         probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise ParameterError(f"parameter 'output_dir' = {str(path)!r}: {str(probe)!r} is a file, not a folder")
+    if not probe.is_dir():
+        what = "is a file, not a folder" if probe == resolved else f"lies below {str(probe)!r}, a file"
+        raise ParameterError(f"{shown} {what}")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ParameterError(f"parameter 'output_dir' = {str(path)!r} is not writable ({str(probe)!r} denies writing)")
+        raise ParameterError(f"{shown} is not writable ({str(probe)!r} denies writing)")
     return target
+
+
+def _name_max(path: Path) -> int:
+    """The file system's longest folder name, asked of the nearest existing folder above ``path``."""
+    for folder in path.parents:
+        try:
+            if folder.is_dir():
+                return int(os.pathconf(folder, "PC_NAME_MAX"))
+        except (OSError, ValueError):  # a component too long to look up, or no answer: keep climbing
+            continue
+    return NAME_MAX
+
+
+def check_memory(estimated_bytes: int, device) -> None:
+    """Refuse a run whose estimated peak memory exceeds what ``device`` has available now (a one-line
+    :class:`ParameterError` with both numbers), before it starts rather than deep inside it."""
+    import psutil
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        available, _ = torch.cuda.mem_get_info(device)
+        where = f"free on {device}"
+    else:
+        available = psutil.virtual_memory().available
+        where = "available on this machine"
+    if estimated_bytes > available:
+        raise ParameterError(f"these sizes need an estimated {_gib(estimated_bytes)} of memory, more than the "
+                             f"{_gib(available)} {where}: reduce them (see `rlvr-book list`)")
+
+
+def _gib(count: float) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
 
 
 @dataclass(frozen=True)
@@ -140,11 +208,7 @@ class NotebookSpec:
     def parameters(self) -> tuple[Parameter, ...]:
         chapter = tuple(dataclasses.replace(f.metadata["parameter"], name=f.name)
                         for f in dataclasses.fields(self.config))
-        common = tuple(
-            dataclasses.replace(p, default=f"build/outputs/{self.name}") if p.name == "output_dir" else p
-            for p in COMMON_PARAMETERS
-        )
-        return common + chapter
+        return COMMON_PARAMETERS + chapter
 
     def parameter(self, name: str) -> Parameter:
         for param in self.parameters:
@@ -168,15 +232,16 @@ class NotebookSpec:
         preset = self.parameter("preset").validate(get["preset"] if get["preset"] is not None else "ci")
         seed = self.parameter("seed").validate(get["seed"])
         device = self.parameter("device").validate(get["device"])
+        torch_device = None
         if check_device:
             try:
-                resolve_device(device)
+                torch_device = resolve_device(device)
             except ValueError as error:
                 raise ParameterError(str(error).replace("\n", " ")) from None
         elif device.split(":")[0] not in DEVICE_CHOICES:
             raise ParameterError(f"parameter 'device' = {device!r} is unknown: allowed {DEVICE_CHOICES} or 'cuda:N'")
-        output_dir = self.parameter("output_dir").validate(get["output_dir"] or f"build/outputs/{self.name}")
-        settings = RunSettings(preset, seed, device, check_output_dir(resolve_output_dir(output_dir)))
+        output_dir = self.parameter("output_dir").validate(get["output_dir"]) if get["output_dir"] else ""
+        settings = RunSettings(preset, seed, device, check_output_dir(output_dir or self.default_output_dir(preset)))
         chapter = {}
         for param in self.parameters[len(COMMON_PARAMETERS):]:
             value = values.get(param.name)
@@ -188,10 +253,12 @@ class NotebookSpec:
                 check()
             except ValueError as error:
                 raise ParameterError(str(error)) from None
+        estimate = getattr(config, "estimated_peak_bytes", None)
+        if estimate is not None and torch_device is not None:
+            check_memory(estimate(), torch_device)
         return settings, config
 
-
-def resolve_output_dir(output_dir: str | os.PathLike) -> Path:
-    """Absolute output folder: relative paths are taken from the repository root."""
-    path = Path(output_dir).expanduser()
-    return path if path.is_absolute() else project_root() / path
+    def default_output_dir(self, preset: str) -> str:
+        """Where a run that names no output folder writes (a papermill run, a reader's rerun in Jupyter):
+        a folder of its own, never the book's ``build/outputs/NAME``."""
+        return f"runs/{self.name}-{preset}"
