@@ -11,6 +11,7 @@ import torch
 
 from rlvr_dynamics.lm import grpo
 from rlvr_dynamics.lm import model as lm_model
+from rlvr_dynamics.lm import scoring
 
 
 def test_reward_scale_factors_by_hand():
@@ -92,7 +93,7 @@ def test_grpo_run_records_every_step_and_the_gap_readings_agree(warm_folder, ari
     steps = run.steps
     assert steps["step"].tolist() == [1, 2, 3, 4]
     assert run.evals["step"].tolist() == [0, 2, 4]
-    for column in ("grad_norm", "gap_estimate", "gap_norm", "g_plus_norm", "g_minus_norm", "step_length",
+    for column in ("grad_norm", "gap_estimate", "gap_norm", "step_length",
                    "alignment", "alignment_cosine", "gradient_gap_cosine", "seconds"):
         assert steps[column].notna().all(), column
     assert steps["prompt_alignment_mean"].notna().tolist() == [False, True, False, True]
@@ -140,3 +141,26 @@ def test_advantage_filter_keeps_only_its_sign_and_evaluates_entropy(warm_folder,
         assert steps["gap_estimate"].notna().all()
     assert (steps["updating_fraction"] <= 1).all()
     assert run.evals["entropy"].between(0, math.log(258)).all()
+
+
+def test_one_backward_gives_the_gap_of_the_two_it_replaces(warm_folder, arithmetic, sample_batch):
+    """ḡ⁺ − ḡ⁻ from one backward through the signed weights equals ḡ⁺ and ḡ⁻ from a backward each."""
+    model, tokenizer = lm_model.load_model(warm_folder)
+    train, _ = arithmetic
+    prompts = [problem.prompt for problem in train[:6] for _ in range(4)]  # 6 groups of G = 4
+    encoded, completion_ids, completion_mask = sample_batch(model, tokenizer, prompts, seed=1, length=5)
+    batch = {"prompt_ids": encoded["input_ids"], "prompt_mask": encoded["attention_mask"],
+             "completion_ids": completion_ids, "completion_mask": completion_mask}
+    groups = torch.arange(24) // 4
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0] * 3 + [1.0, 1.0, 1.0, 1.0] + [0.0, 1.0, 0.0, 0.0] * 2)
+    w_plus, w_minus, mixed = grpo.outcome_weights(rewards, groups)
+    assert len(mixed) == 5
+    params = [p for p in model.parameters() if p.requires_grad]
+    one = grpo.batch_gap(model, batch, w_plus - w_minus, params)
+    scores = scoring.sequence_log_probs(model, batch["prompt_ids"], batch["prompt_mask"], completion_ids,
+                                        completion_mask)
+    g_plus = grpo._flat(torch.autograd.grad((w_plus.to(scores) * scores).sum(), params, retain_graph=True,
+                                            allow_unused=True), params)
+    g_minus = grpo._flat(torch.autograd.grad((w_minus.to(scores) * scores).sum(), params, allow_unused=True), params)
+    assert one.norm() > 0
+    torch.testing.assert_close(one, g_plus - g_minus, rtol=1e-5, atol=1e-7)

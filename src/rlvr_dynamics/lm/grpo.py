@@ -8,8 +8,8 @@ measures, per step,
     g_GRPO ∝ c_q (g⁺_q − g⁻_q) with c_q = J_q(1 − J_q)/σ_q (σ_q: the reward scale; √(J_q(1−J_q))
     for ``scale_rewards="group"``): ‖Δ‖̂ = ‖∇L‖ / (ℓ · mean_q c_q), where ℓ is the loss's
     token normalisation (see :func:`length_factor`);
-(b) **the measured gap** g⁺ − g⁻ (the batch average over prompts with both outcomes), from two
-    backward passes through log π(o | q) of the correct and the incorrect completions, and every
+(b) **the measured gap** g⁺ − g⁻ (the batch average over prompts with both outcomes), from one
+    extra backward pass through the signed, weighted sum of log π(o | q) (:func:`batch_gap`), and every
     ``per_prompt_every`` steps each prompt's own g⁺_q − g⁻_q;
 
 and the alignment of the optimizer's actual update u_k = θ_{k+1} − θ_k with the measured gap:
@@ -157,6 +157,16 @@ def group_identity_sides(model, prompt_ids, prompt_mask, completion_ids, complet
     return left, right
 
 
+def batch_gap(model, batch, signed_weights: torch.Tensor, params) -> torch.Tensor:
+    """ḡ⁺ − ḡ⁻ = ∇ Σ_i (w⁺_i − w⁻_i) log π(o_i | q_i): the gap is the gradient of one signed, weighted sum
+    of sequence log-probabilities (:func:`outcome_weights`), so one backward pass gives it — not one
+    for ḡ⁺ and one for ḡ⁻. ``signed_weights`` (B,); returns the flat gap in float64.          # (P,)"""
+    scores = sequence_log_probs(model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"],
+                                batch["completion_mask"])  # (B,)
+    objective = (signed_weights.to(scores) * scores).sum()
+    return _flat(torch.autograd.grad(objective, params, allow_unused=True), params)
+
+
 def _flat(tensors, params) -> torch.Tensor:
     return torch.cat([(t if t is not None else torch.zeros_like(p)).reshape(-1).double()
                       for t, p in zip(tensors, params, strict=True)])
@@ -272,23 +282,17 @@ def gap_tracking_trainer_class():
                     "gap_estimate": grad_norm / scale if valid else float("nan")}
 
         def _measure(self, model, batch, rewards, groups) -> dict:
-            """(b): ḡ⁺ and ḡ⁻ from two backward passes; per prompt every ``per_prompt_every`` steps."""
+            """(b): ḡ⁺ − ḡ⁻ from one extra forward and backward (:func:`batch_gap`); per prompt every
+            ``per_prompt_every`` steps."""
             params = self._params
             w_plus, w_minus, mixed = outcome_weights(rewards, groups)
             record = {"mixed_prompts": len(mixed)}
             self._gaps = None
             if len(mixed) == 0:
                 return record
-            scores = sequence_log_probs(model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"],
-                                        batch["completion_mask"])  # (B,)
-            g_plus = _flat(torch.autograd.grad((w_plus.to(scores) * scores).sum(), params, retain_graph=True,
-                                               allow_unused=True), params)
-            g_minus = _flat(torch.autograd.grad((w_minus.to(scores) * scores).sum(), params, allow_unused=True),
-                            params)
+            gap = batch_gap(model, batch, w_plus - w_minus, params)
             loss_gradient = -_flat([p.grad for p in params], params)  # the ascent direction of this step
-            gap = g_plus - g_minus
-            record.update(g_plus_norm=float(g_plus.norm()), g_minus_norm=float(g_minus.norm()),
-                          gap_norm=float(gap.norm()),
+            record.update(gap_norm=float(gap.norm()),
                           gradient_gap_cosine=float(loss_gradient @ gap / (loss_gradient.norm() * gap.norm() + 1e-300)))
             per_prompt = []
             if (self.state.global_step + 1) % self.run_config.per_prompt_every == 0:
