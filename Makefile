@@ -71,9 +71,11 @@ book-checks: site
 browser:
 	.ci/install-browser
 
-## bench: time the batched bandit engine against per-run loops (prints ratios; writes build/bench/bandit.json)
+## bench: time the batched bandit engine against per-run loops and its exponential floor, then GRPO steps with
+## gap tracking (prints the floor ratio and the tracking overhead; writes build/bench/bandit.json and lm.json)
 bench: $(STAMP)
 	$(BIN)/rlvr-book bench
+	$(BIN)/rlvr-book bench-lm
 
 ## bench-lm: seconds per TRL GRPO step with gradient-gap tracking off / (a) / (a)+(b); writes build/bench/lm.json
 bench-lm: $(STAMP)

@@ -21,14 +21,32 @@ def test_report_prints_each_timing_and_ratio():
              "baseline_runs_timed": 4, "engine_one_run_at_a_time_s": 80.0, "compiled_unavailable": "no compiler",
              "max_abs_value_difference_vs_numpy": {"float64": 1e-15, "float32": 2e-6},
              "speedup_float64_vs_numpy_loop": 10.0, "speedup_float32_vs_numpy_loop": 20.0,
-             "speedup_float64_vs_engine_one_run_at_a_time": 2.0, "speedup_float32_vs_engine_one_run_at_a_time": 4.0}
+             "speedup_float64_vs_engine_one_run_at_a_time": 2.0, "speedup_float32_vs_engine_one_run_at_a_time": 4.0,
+             "exp_floor_float64_s": 16.0, "exp_floor_float32_s": 8.0, "floor_ratio_float64": 2.5,
+             "floor_ratio_float32": 2.5}
     results = {"machine": {"processor": "x86_64", "cpu_count": 2, "torch_threads": 2},
                "figure1": {"engine_s": 1.4, "numpy_loop_s": 7.8, "speedup": 5.6, "max_abs_value_difference": 0.0},
                "sweep": sweep}
     text = bench.report(results)
     for expected in ("ratio 5.6x", "float64 10.0x, float32 20.0x", "float32 4.0x", "torch.compile unavailable",
-                     "float32 2.0e-06"):
-        assert expected in text
+                     "float32 2.0e-06", "float32 8.00 s", "ratio to the floor:      float64 2.5x, float32 2.5x"):
+        assert expected in text, expected
+
+
+def test_the_floor_times_one_exponential_per_logit_and_step(monkeypatch):
+    """steps × (configurations, contexts, arms) elements, in the dtype asked, each timing after a warm-up call."""
+    import torch
+
+    calls = []
+    real_exp = torch.exp
+
+    def counting_exp(tensor, out=None):
+        calls.append((tuple(tensor.shape), tensor.dtype))
+        return real_exp(tensor, out=out)
+
+    monkeypatch.setattr(bench.torch, "exp", counting_exp)
+    assert bench.exponential_floor(4, 60, 100, 5, torch.float32, repeats=2) > 0
+    assert calls == [((4, 60, 100), torch.float32)] * (2 * (5 + 1))
 
 
 def test_the_options_are_a_real_subcommand():

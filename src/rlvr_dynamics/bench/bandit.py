@@ -11,7 +11,11 @@ Times, on this machine in one run:
    configuration — (b) separates what batching gives from what the rank-one algebra gives.
    Per-run baselines are timed on ``baseline_runs`` configurations and scaled to 64 (their cost
    is a sum over runs); ``--full-baseline`` times all 64 instead (≈ 7 min on 2 cores).
-3. On CUDA (when present): the same sweep on the GPU, and the largest sweep (doubling the number
+3. **The floor** of the sweep on this machine, measured in the same run: the time of its
+   exponentials alone — one per (configuration, context, arm, step), ``torch.exp`` over the same
+   element count, dtype and threads, one step's tensor at a time (:func:`exponential_floor`) —
+   and the engine's ratio to it.
+4. On CUDA (when present): the same sweep on the GPU, and the largest sweep (doubling the number
    of configurations) that finishes in 10 s.
 
 Every timed engine run is checked against the NumPy loop on the configurations both ran.
@@ -21,6 +25,7 @@ Results are printed and written as JSON (default ``build/bench/bandit.json``).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import time
@@ -71,6 +76,28 @@ def figure1_workload(steps: int = STEPS) -> dict:
             "max_abs_value_difference": error}
 
 
+def exponential_floor(configurations: int, contexts: int, arms: int, steps: int, dtype: torch.dtype,
+                      device="cpu", repeats: int = 3) -> float:
+    """Seconds for ``steps`` × ``torch.exp`` of a (configurations, contexts, arms) tensor into a preallocated
+    one: what the sweep's exponentials alone cost (the engine needs at least one per logit per step).
+    The fastest of ``repeats`` timings, like any floor."""
+    logits = torch.randn(configurations, contexts, arms, dtype=dtype, device=device,
+                         generator=torch.Generator(device=device).manual_seed(0))
+    out = torch.empty_like(logits)
+    best = math.inf
+    for _ in range(repeats):
+        torch.exp(logits, out=out)  # warm-up: page in both buffers
+        if logits.is_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            torch.exp(logits, out=out)
+        if logits.is_cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def sweep_workload(baseline_runs: int, steps: int = STEPS) -> dict:
     """64 configurations: batched engine (float64 and float32) vs per-run baselines."""
     n_configs = SWEEP_SEEDS * len(SWEEP_STEP_SIZES)
@@ -90,6 +117,14 @@ def sweep_workload(baseline_runs: int, steps: int = STEPS) -> dict:
         out["batched_float32_compiled_s"] = seconds
     except Exception as error:  # no C++ compiler, unsupported platform …
         out["compiled_unavailable"] = f"{type(error).__name__}: {error}".splitlines()[0]
+
+    spec = bandit.BanditSpec()
+    for name, dtype in bandit.DTYPES.items():
+        floor = exponential_floor(n_configs, spec.pool_size + spec.eval_size, spec.arms, steps, dtype)
+        out[f"exp_floor_{name}_s"] = floor
+        out[f"floor_ratio_{name}"] = out[f"batched_{name}_s"] / floor
+    if "batched_float32_compiled_s" in out:
+        out["floor_ratio_float32_compiled"] = out["batched_float32_compiled_s"] / out["exp_floor_float32_s"]
 
     # Per-run baselines on an evenly spread subset of the configurations.
     subset = np.linspace(0, n_configs - 1, baseline_runs).round().astype(int)
@@ -176,6 +211,11 @@ def report(results: dict) -> str:
             for name in sweep["max_abs_value_difference_vs_numpy"]),
         "  max |ΔJ| vs NumPy:      " + ", ".join(f"{name} {error:.1e}"
                                                for name, error in sweep["max_abs_value_difference_vs_numpy"].items()),
+        f"  floor (its exponentials alone, torch.exp): float64 {sweep['exp_floor_float64_s']:.2f} s, "
+        f"float32 {sweep['exp_floor_float32_s']:.2f} s",
+        "  ratio to the floor:      " + ", ".join(
+            f"{name} {sweep[f'floor_ratio_{name}']:.1f}x" for name in ("float64", "float32", "float32_compiled")
+            if f"floor_ratio_{name}" in sweep) + "   (goal: within 2x)",
     ]
     if results.get("cuda"):
         cuda = results["cuda"]
