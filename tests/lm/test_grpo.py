@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from rlvr_dynamics.lm import grpo
+from rlvr_dynamics.lm import grpo, scoring
 from rlvr_dynamics.lm import model as lm_model
-from rlvr_dynamics.lm import scoring
 
 
 def test_reward_scale_factors_by_hand():
