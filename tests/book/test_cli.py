@@ -563,3 +563,22 @@ def test_sigterm_during_bench_is_one_line_and_writes_nothing(tmp_path):
     assert run.returncode == 143, err
     assert err.strip().splitlines()[-1].startswith("rlvr-book: bench stopped by SIGTERM:"), err
     assert "Traceback" not in err and not result.exists()
+
+
+def test_a_run_that_fails_leaves_no_empty_folder_behind(tmp_path, monkeypatch, capsys):
+    """A failure inside the kernel: one line, exit 1, and the output folder this run created is gone again
+    (an existing folder, with earlier results, stays)."""
+    from rlvr_dynamics.book import runner
+
+    def failing(spec, parameters, output_notebook, root=None):
+        raise RuntimeError("PapermillExecutionError\nValueError: a cell failed")
+
+    monkeypatch.setattr(runner, "execute_notebook", failing)
+    fresh = tmp_path / "fresh" / "deeper"
+    assert main(["run", "performance", "--output-dir", str(fresh)]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == ["rlvr-book: performance failed: ValueError: a cell failed"]
+    assert not (tmp_path / "fresh").exists()
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    assert main(["run", "performance", "--output-dir", str(earlier)]) == 1
+    assert earlier.is_dir()

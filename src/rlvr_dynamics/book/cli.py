@@ -131,7 +131,7 @@ def command_run(args) -> int:
     values = _collect_parameters(spec, args)
     settings, config = spec.resolve(values, strict=True)
     output_dir = settings.output_dir
-    created = not output_dir.exists()
+    created = [folder for folder in (output_dir, *output_dir.parents) if not folder.exists()]  # deepest first
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -139,10 +139,13 @@ def command_run(args) -> int:
             f"parameter 'output_dir' = {str(output_dir)!r} cannot be created: {error.strerror}") from None
     print(f"running {spec.name} (preset {settings.preset}, seed {settings.seed}, device {settings.device}) ...")
 
+    def remove_created() -> None:  # folders this run made and left empty go again
+        for folder in created:
+            with contextlib.suppress(OSError):  # not empty: it holds results, keep it (and its parents)
+                folder.rmdir()
+
     def stopped() -> _Interrupted:
-        if created:  # a folder this run made and left empty goes again
-            with contextlib.suppress(OSError):
-                output_dir.rmdir()
+        remove_created()
         return _Interrupted(f"{spec.name} {interrupt.how()}: files in {output_dir} are complete (earlier or new), "
                             "none half-written; run it again to finish")
 
@@ -153,9 +156,7 @@ def command_run(args) -> int:
     except Exception as error:  # papermill reports the failing cell; keep the last line
         if interrupt.requested():  # the kernel died because a stop signal stopped it
             raise stopped() from None
-        if created:
-            with contextlib.suppress(OSError):
-                output_dir.rmdir()
+        remove_created()
         lines = [line for line in str(error).strip().splitlines() if line.strip()]
         print(f"rlvr-book: {spec.name} failed: {lines[-1] if lines else type(error).__name__}", file=sys.stderr)
         return 1
