@@ -128,10 +128,12 @@ BAD_INPUT = [
     ("output path", ["run", "gradient_gap", "--output-dir", ""], "parameter 'output_dir' = '' is empty"),
     ("output path", ["run", "gradient_gap", "-p", "output_dir", ""], "parameter 'output_dir' = '' is empty"),
     ("output path", ["run", "gradient_gap", "--output-dir", "   "], "parameter 'output_dir' = '   ' is empty"),
+    ("output path", ["bench", "--output", ""], "parameter '--output' = '' is empty"),
+    ("output path", ["bench", "--output", "{tmp}/a_file/bench.json"], "a file"),
     ("output path", ["run", "gradient_gap", "--output-dir", " {tmp}/out"], "has surrounding whitespace"),
     ("output path", ["run", "gradient_gap", "--output-dir", "{tmp}/a_file"], "is a file, not a folder"),
     ("output path", ["robustness", "performance", "--seeds", "0", "--output", "{tmp}/a_file/x"], "a file"),
-    ("output path", ["bench", "--output", "/proc/1/bench.json"], "parameter '--output' = '/proc/1/bench.json'"),
+    ("output path", ["bench", "--output", "/proc/1/bench.json"], "parameter '--output' = '/proc/1' is not writable"),
     ("output path", ["bench", "--output", "{tmp}"], "is a folder: give a file"),
     ("output path", ["bench-lm", "--output", "{tmp}/loop/lm.json"], "symbolic-link loop"),
     # A repeated parameter or option: an error, not the last one silently winning
@@ -563,6 +565,16 @@ def test_sigterm_during_bench_is_one_line_and_writes_nothing(tmp_path):
     assert run.returncode == 143, err
     assert err.strip().splitlines()[-1].startswith("rlvr-book: bench stopped by SIGTERM:"), err
     assert "Traceback" not in err and not result.exists()
+
+
+def test_an_output_file_may_exist_already_or_be_relative(tmp_path, monkeypatch):
+    from rlvr_dynamics.book.cli import check_output_file
+
+    (tmp_path / "bench.json").write_text("{}")  # an earlier benchmark: replaced, not refused
+    assert check_output_file(str(tmp_path / "bench.json"), "--output") == tmp_path / "bench.json"
+    monkeypatch.chdir(tmp_path)
+    assert check_output_file("new/lm.json", "--output") == tmp_path / "new" / "lm.json"
+    assert check_output_file("lm.json", "--output") == tmp_path / "lm.json"
 
 
 def test_a_run_that_fails_leaves_no_empty_folder_behind(tmp_path, monkeypatch, capsys):

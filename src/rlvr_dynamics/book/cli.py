@@ -111,15 +111,14 @@ def _collect_parameters(spec, args) -> dict:
 def check_output_file(path: str, option: str) -> Path:
     """A JSON file a command will write (``--output``): its folder must be creatable and writable and the
     path not a folder — checked before any work."""
-    from rlvr_dynamics.book.params import check_output_dir
+    from rlvr_dynamics.book.params import check_output_dir, check_path_text
     from rlvr_dynamics.config import ParameterError
 
-    target = Path(path).expanduser()
-    check_output_dir(os.fspath(path), parameter=option, relative_to=Path.cwd())
-    if target.is_dir():
+    target = Path(check_path_text(path, option)).expanduser()
+    folder = check_output_dir(os.fspath(target.parent), parameter=option, relative_to=Path.cwd())
+    if (folder / target.name).is_dir():
         raise ParameterError(f"parameter '{option}' = {path!r} is a folder: give a file")
-    check_output_dir(target.parent if target.parent != Path("") else ".", parameter=option, relative_to=Path.cwd())
-    return target
+    return folder / target.name
 
 
 def command_run(args) -> int:

@@ -50,18 +50,8 @@ def check_output_dir(path: str | os.PathLike, parameter: str = "output_dir", rel
     value or surrounding whitespace, a NUL byte, a name that is not valid UTF-8 (the run could not record
     it), a folder name over 255 bytes or a path over 4096, a symlink loop, a file where a folder should be,
     and a nearest existing folder that denies writing."""
-    text = os.fspath(path)
+    text = check_path_text(path, parameter)
     shown = f"parameter '{parameter}' = {text!r}"
-    if not text.strip():
-        raise ParameterError(f"{shown} is empty: give a folder")
-    if text != text.strip():
-        raise ParameterError(f"{shown} has surrounding whitespace: write {text.strip()!r}")
-    if "\0" in text:
-        raise ParameterError(f"{shown} contains a NUL byte")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ParameterError(f"{shown} is not valid UTF-8: metrics.json and the notebook could not record it") from None
     target = Path(text).expanduser()
     if not target.is_absolute():
         target = (relative_to or project_root()) / target
@@ -87,6 +77,24 @@ def check_output_dir(path: str | os.PathLike, parameter: str = "output_dir", rel
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ParameterError(f"{shown} is not writable ({str(probe)!r} denies writing)")
     return target
+
+
+def check_path_text(path: str | os.PathLike, parameter: str) -> str:
+    """The path as text, once it is not empty or whitespace, has no surrounding whitespace or NUL byte and
+    is valid UTF-8 (a one-line :class:`ParameterError` naming ``parameter`` otherwise)."""
+    text = os.fspath(path)
+    shown = f"parameter '{parameter}' = {text!r}"
+    if not text.strip():
+        raise ParameterError(f"{shown} is empty: give a path")
+    if text != text.strip():
+        raise ParameterError(f"{shown} has surrounding whitespace: write {text.strip()!r}")
+    if "\0" in text:
+        raise ParameterError(f"{shown} contains a NUL byte")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ParameterError(f"{shown} is not valid UTF-8: metrics.json and the notebook could not record it") from None
+    return text
 
 
 def _name_max(path: Path) -> int:
