@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from rlvr_dynamics.chapters import performance
@@ -48,7 +49,14 @@ def test_tables_by_hand():
     assert ratios["× vs per-run NumPy loop"].tolist()[:2] == [10.0, 20.0]
     assert ratios["batched variant"].iloc[-1].startswith("CUDA H200: 64 configs float32 1.50 s")
     lm = performance.lm_table({"r": lm_record(0.05, 0.8)})
-    assert lm.loc["(a) overhead", "r"] == "+5.0%" and lm.loc["(a)+(b) overhead", "r"] == "+80.0%"
+    assert lm.loc["(a) overhead", "r"] == "+5.0%" and lm.loc["(a)+(b) overhead, mean step", "r"] == "+80.0%"
+    assert lm.loc["(a)+(b) overhead, median step", "r"] == "not recorded"  # a record from before the median
+    record = lm_record(0.05, 0.8)
+    record["tracking"]["measured"]["overhead_median"] = 0.2
+    assert performance.lm_table({"r": record}).loc["(a)+(b) overhead, median step", "r"] == "+20.0%"
+    assert np.isnan(table.loc["sweep: float32 / floor", "one"])  # a record from before the floor
+    records["one"]["sweep"].update(exp_floor_float32_s=8.0, floor_ratio_float32=2.5)
+    assert performance.bandit_table(records).loc["sweep: float32 / floor", "one"] == 2.5
     assert lm.loc["steps timed", "r"] == 55
 
 
