@@ -167,6 +167,9 @@ BAD_INPUT = [
     ("data", ["run", "figure2", "-p", "dataset_path", "{tmp}/empty.jsonl"], "empty.jsonl: no problems in the file"),
     ("data", ["run", "figure2", "-p", "model_name_or_path", "{tmp}/t5"], "config.json names model_type 't5'"),
     ("data", ["run", "figure2", "-p", "model_name_or_path", "{tmp}/broken"], "config.json: not valid JSON"),
+    # Sizes each in range that together need more memory than the machine has: refused with the estimate
+    ("memory", ["run", "gradient_gap", "-p", "bandit_instances", "100000", "-p", "bandit_arms", "10000",
+                "-p", "bandit_dim", "1000"], "these sizes need an estimated"),
     # bench-lm's other options, checked before the warm-up
     ("range", ["bench-lm", "--steps", "5", "--skip", "5"], "allowed 0 ≤ skip < steps"),
 ]
@@ -187,7 +190,7 @@ def snapshot(folder):
 
 
 BAD_INPUT_KINDS = {"type", "range", "nan", "name", "preset", "path", "unwritable", "inconsistent", "output path",
-                   "repeat", "whitespace", "device", "list", "data"}
+                   "repeat", "whitespace", "device", "list", "data", "memory"}
 
 
 def test_the_bad_input_table_covers_every_kind():

@@ -61,3 +61,25 @@ def test_output_folders(tmp_path):
         locked.mkdir(mode=0o500)
         with pytest.raises(ParameterError, match="is not writable"):
             check_output_dir(locked / "out")
+
+
+@dataclasses.dataclass(frozen=True)
+class SizedConfig:
+    """A config whose peak memory grows with its size: 1 GiB per step."""
+
+    steps: int = parameter("steps", "int", low=1, high=10**9)
+
+    def estimated_peak_bytes(self) -> int:
+        return self.steps * 2**30
+
+
+def test_jointly_oversized_runs_are_refused_before_they_start_with_both_numbers(tmp_path):
+    import psutil
+
+    spec = NotebookSpec("x", "X", "notebooks/x.md", SizedConfig, {"ci": dict(steps=1), "paper": dict(steps=2)})
+    spec.resolve({"output_dir": str(tmp_path), "device": "cpu"})  # 1 GiB fits
+    available = psutil.virtual_memory().available
+    too_many = available // 2**30 + 2
+    with pytest.raises(ParameterError, match=rf"need an estimated {too_many}\.0 GiB of memory, more than the "
+                                             r"[0-9.]+ GiB available on this machine"):
+        spec.resolve({"output_dir": str(tmp_path), "device": "cpu", "steps": too_many})
