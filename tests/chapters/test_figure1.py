@@ -16,7 +16,7 @@ from rlvr_dynamics.chapters import figure1
 from rlvr_dynamics.engines import bandit
 from rlvr_dynamics.engines.bandit import BanditSpec, EmptyBandWarning, make_bandits, simulate
 
-from _helpers import F64, assert_close, t
+from _helpers import F64, assert_close, measures_memory, peak_rss_bytes, t
 
 TINY = BanditSpec(dim=4, arms=6, pool_size=5, eval_size=7, init_scale=1.0)
 
@@ -694,3 +694,51 @@ def test_setup_numbers_are_the_module_constants():
     assert numbers["0.01"] == figure1.SENSITIVITY_RANGE[0]
     assert numbers["1%"] == figure1.OVERSHOOT_SHARE and numbers["5%"] == figure1.IN_BETWEEN_SHARE
     assert figure1.PRESETS["ci"]["step_size"] == figure1.SETUP_NUMBERS["0.1"]  # the paper's α, typed as 0.1 too
+
+
+# ----------------------------------------------------------------------------------------------
+# The memory estimate of the book's pre-flight check
+# ----------------------------------------------------------------------------------------------
+
+
+def _config(**changes) -> figure1.Figure1Config:
+    return figure1.Figure1Config(**{**figure1.PRESETS["ci"], **changes})
+
+
+MAIN_RUN_BOUND = dict(steps=2000, eval_size=1000, seeds=1, sensitivity_points=2, reference_steps=0)
+"""A configuration whose memory is the main run's record (every step, (K + 1, 8, 1, E) float64) and the
+Theorem 1(b) check's (K + 1, E) copies: ≈ 0.2 GB."""
+
+
+def test_estimated_peak_bytes_grows_with_the_dominant_sizes():
+    main = _config(**MAIN_RUN_BOUND).estimated_peak_bytes()
+    # Twice the steps, about twice the records (the sweep's ~100 recorded steps do not grow).
+    assert 1.9 < _config(**dict(MAIN_RUN_BOUND, steps=4000)).estimated_peak_bytes() / main < 2
+    # float32 halves the records; the checks stay float64.
+    assert 0.5 < _config(**dict(MAIN_RUN_BOUND, dtype="float32")).estimated_peak_bytes() / main < 0.75
+    # Large problems: the per-step state (B, C, N) of 64 runs at once and the per-run records, ≈ 30 TB.
+    assert _config(arms=10_000, dim=1_000, pool_size=100_000, eval_size=100_000).estimated_peak_bytes() > 1e13
+
+
+@pytest.mark.parametrize("preset", ["ci", "paper"])
+def test_presets_estimate_well_under_the_ci_machine(preset):
+    assert _config(**figure1.PRESETS[preset]).estimated_peak_bytes() < 4 * 2**30
+
+
+MEMORY_SETUP = """
+import warnings
+from rlvr_dynamics.chapters import figure1
+warnings.simplefilter("ignore")
+def core(**changes):
+    config = figure1.Figure1Config(**{**figure1.PRESETS["ci"], **changes})
+    problems, runs, _ = figure1.run(config, [0])
+    figure1.theorem1b_margins(runs, problems, 0)
+core(steps=20)
+"""
+
+
+@measures_memory
+def test_estimated_peak_bytes_is_within_three_times_a_measured_run():
+    # The main run, every step recorded, and its Theorem 1(b) check: the estimate's largest terms.
+    measured = peak_rss_bytes(MEMORY_SETUP, f"core(**{MAIN_RUN_BOUND!r})")
+    assert 1 / 3 < measured / _config(**MAIN_RUN_BOUND).estimated_peak_bytes() < 3

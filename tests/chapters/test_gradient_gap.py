@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from rlvr_dynamics.chapters import gradient_gap
 from rlvr_dynamics.theory.policies import TokenPolicy, random_bandits
 
-from _helpers import assert_close, t
+from _helpers import assert_close, measures_memory, peak_rss_bytes, t
 
 
 def test_monte_carlo_gradient_is_plug_in_identity():
@@ -142,3 +143,53 @@ def test_alignment_glue_reads_the_headline():
     glued = gradient_gap.alignment_glue(headline)
     assert glued["positive_min"] == 2 / 3 and glued["positive_max"] == 1.0 and glued["no_update"] == 0.75
     assert (glued["grpo_ratio"], glued["max_J"], glued["sampled_grpo"]) == (2.0, 0.9, 0.2)
+
+
+# ----------------------------------------------------------------------------------------------
+# The memory estimate of the book's pre-flight check
+# ----------------------------------------------------------------------------------------------
+
+
+def _config(**changes) -> gradient_gap.GradientGapConfig:
+    return gradient_gap.GradientGapConfig(**{**gradient_gap.PRESETS["ci"], **changes})
+
+
+def test_estimated_peak_bytes_grows_with_the_dominant_sizes():
+    # Bandit-bound, 8·n·d·N·(N + 10) (the dense scores (n, N, d·N) and three kept (n, d, N)): doubling the
+    # instances doubles it, doubling the arms multiplies it by (2·810)/410 ≈ 3.95.
+    bandits = _config(bandit_instances=100, bandit_arms=400).estimated_peak_bytes()
+    assert _config(bandit_instances=200, bandit_arms=400).estimated_peak_bytes() == 2 * bandits
+    ratio = _config(bandit_instances=100, bandit_arms=800).estimated_peak_bytes() / bandits
+    assert ratio == pytest.approx(3.95, rel=1e-3)
+    # Sample-bound (the ci token policy, 10⁶ sampled responses): twice the samples, twice the memory.
+    samples = _config(mc_max_samples=1_000_000).estimated_peak_bytes()
+    assert _config(mc_max_samples=2_000_000).estimated_peak_bytes() / samples == pytest.approx(2, rel=1e-3)
+    # The issue's sizes, each in range, need about 80 PB (8 · 10⁵ · 10³ · 10⁴ · 10⁴ bytes of dense scores).
+    assert _config(bandit_instances=100_000, bandit_arms=10_000, bandit_dim=1_000).estimated_peak_bytes() > 8e16
+
+
+@pytest.mark.parametrize("preset", ["ci", "paper"])
+def test_presets_estimate_well_under_the_ci_machine(preset):
+    assert _config(**gradient_gap.PRESETS[preset]).estimated_peak_bytes() < 4 * 2**30
+
+
+MEMORY_SETUP = """
+import torch
+from rlvr_dynamics.chapters import gradient_gap
+from rlvr_dynamics.theory.policies import random_bandits
+def core(n, dim, arms):
+    problems = random_bandits(n, dim, arms, 1.0, torch.Generator().manual_seed(0))
+    gradient_gap.bandit_identity(problems)
+    gradient_gap.bandit_grpo_margins(problems)
+core(2, 3, 5)
+"""
+
+
+@measures_memory
+def test_estimated_peak_bytes_is_within_three_times_a_measured_run():
+    # The bandit checks of identity (10) at n = 30, N = 300: dense scores of ≈ 0.2 GB, the estimate's
+    # largest term (the sampled responses are cut to 10⁴).
+    config = _config(bandit_instances=30, bandit_arms=300, mc_max_samples=10_000)
+    measured = peak_rss_bytes(MEMORY_SETUP, f"core({config.bandit_instances}, {config.bandit_dim}, "
+                                            f"{config.bandit_arms})")
+    assert 1 / 3 < measured / config.estimated_peak_bytes() < 3

@@ -87,3 +87,9 @@ def test_the_prose_constants_are_the_benchmarks():
     from rlvr_dynamics.bench.bandit import SWEEP_STEP_SIZES
 
     assert list(performance.SETUP_NUMBERS) == ["0.01"] and performance.SETUP_NUMBERS["0.01"] == SWEEP_STEP_SIZES[0]
+
+
+def test_estimated_peak_bytes_is_nothing_beyond_the_interpreter():
+    # The page only reads JSON records: no tensor grows with a parameter, at either preset.
+    assert {performance.PerformanceConfig(**performance.PRESETS[preset]).estimated_peak_bytes()
+            for preset in ("ci", "paper")} == {0}

@@ -24,7 +24,7 @@ from rlvr_dynamics.engines.three_response import Trajectories  # noqa: E402
 from rlvr_dynamics.theory import bounds, gaps  # noqa: E402
 from rlvr_dynamics.theory.policies import random_bandits  # noqa: E402
 
-from _helpers import F64, assert_close, t  # noqa: E402
+from _helpers import F64, assert_close, measures_memory, peak_rss_bytes, t  # noqa: E402
 
 
 def test_classify_and_critical_step():
@@ -542,3 +542,50 @@ def test_figure_panels_draw():
     assert axes3[0].get_title() == "Phase after 10 steps (Δμ = 0.01)"
     for figure in (fig, fig2, fig3):
         plt.close(figure)
+
+
+# ----------------------------------------------------------------------------------------------
+# The memory estimate of the book's pre-flight check
+# ----------------------------------------------------------------------------------------------
+
+
+def _config(**changes) -> theory.TrajectoryConfig:
+    return theory.TrajectoryConfig(**{**theory.PRESETS["ci"], **changes})
+
+
+def test_estimated_peak_bytes_grows_with_the_dominant_sizes():
+    # Phase-diagram-bound (2000 steps × 20 initial values × 100 step sizes, two runs of six (K, B) records):
+    # twice the initial values, about twice the memory (the sweep's kept runs do not grow).
+    phases = _config(steps=2000, phase_points=20, sweep_points=100).estimated_peak_bytes()
+    assert 1.9 < _config(steps=2000, phase_points=40, sweep_points=100).estimated_peak_bytes() / phases < 2
+    # Expansion-bound (dense bandit scores (n, 100, 1000)): twice the states, twice the memory.
+    expansion = _config(expansion_states=1000).estimated_peak_bytes()
+    assert _config(expansion_states=2000).estimated_peak_bytes() / expansion == pytest.approx(2, rel=0.01)
+    # Every size at its largest: the phase diagrams' 4·10⁵ runs of 10⁵ steps, ≈ 8 TB.
+    assert _config(steps=100_000, sweep_points=2_000, phase_points=200).estimated_peak_bytes() > 7e12
+
+
+@pytest.mark.parametrize("preset", ["ci", "paper"])
+def test_presets_estimate_well_under_the_ci_machine(preset):
+    assert _config(**theory.PRESETS[preset]).estimated_peak_bytes() < 4 * 2**30
+
+
+MEMORY_SETUP = """
+import torch
+from rlvr_dynamics.chapters import trajectory_theory
+from rlvr_dynamics.theory.policies import random_bandits
+def core(bandits, **changes):
+    config = trajectory_theory.TrajectoryConfig(**{**trajectory_theory.PRESETS["ci"], **changes})
+    generator = torch.Generator().manual_seed(0)
+    trajectory_theory.bandit_score_ratio(random_bandits(bandits, 10, 100, 3.0, generator))
+    trajectory_theory.phase_diagrams(trajectory_theory.sweep_grid(config.sweep_points), config)
+core(2, steps=10)
+"""
+
+
+@measures_memory
+def test_estimated_peak_bytes_is_within_three_times_a_measured_run():
+    # The ci preset's largest checks: Assumption 1 on 500 random bandits (dense scores, ≈ 0.4 GB, the
+    # chapter's floor) and the phase diagrams.
+    measured = peak_rss_bytes(MEMORY_SETUP, "core(500)")
+    assert 1 / 3 < measured / _config().estimated_peak_bytes() < 3

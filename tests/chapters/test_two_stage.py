@@ -17,7 +17,7 @@ from rlvr_dynamics.chapters import statistics
 from rlvr_dynamics.chapters import two_stage as ts
 from rlvr_dynamics.theory import logit_dynamics
 
-from _helpers import t
+from _helpers import measures_memory, peak_rss_bytes, t
 
 F64 = torch.float64
 
@@ -511,3 +511,48 @@ def test_drawing_functions_draw_every_series():
     assert [text.get_text() for text in axes[0].get_legend().get_texts()] == ["GRPO", "GRPO-N"]
     assert axes[1].get_legend() is None and axes[1].get_ylabel() == "mean token entropy (nats)"
     plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------
+# The memory estimate of the book's pre-flight check
+# ----------------------------------------------------------------------------------------------
+
+
+def _config(**changes) -> ts.TwoStageConfig:
+    return ts.TwoStageConfig(**{**ts.PRESETS["ci"], **changes})
+
+
+RUN_BOUND = dict(seeds=200, steps=1000, record_every=1, monte_carlo_groups=1000)
+"""A configuration whose memory is the bandit runs' records: 7 settings × 200 seeds, every step of 1000: ≈ 0.3 GB."""
+
+
+def test_estimated_peak_bytes_grows_with_the_dominant_sizes():
+    # Theorem-1-bound ((n, V) updates of n sampled groups): twice the groups, twice the memory.
+    groups = _config(monte_carlo_groups=2_000_000).estimated_peak_bytes()
+    assert _config(monte_carlo_groups=4_000_000).estimated_peak_bytes() == 2 * groups
+    # Run-bound: about twice the memory for twice the seeds, and for twice the recorded steps.
+    runs = _config(**RUN_BOUND).estimated_peak_bytes()
+    assert 1.95 < _config(**dict(RUN_BOUND, seeds=400)).estimated_peak_bytes() / runs < 2
+    assert 1.95 < _config(**dict(RUN_BOUND, steps=2000)).estimated_peak_bytes() / runs < 2
+
+
+@pytest.mark.parametrize("preset", ["ci", "paper"])
+def test_presets_estimate_well_under_the_ci_machine(preset):
+    assert _config(**ts.PRESETS[preset]).estimated_peak_bytes() < 4 * 2**30
+
+
+MEMORY_SETUP = """
+import torch
+from rlvr_dynamics.chapters import two_stage
+def core(**changes):
+    config = two_stage.TwoStageConfig(**{**two_stage.PRESETS["ci"], **changes})
+    two_stage.run_figure1(config, torch.Generator().manual_seed(0), "cpu")
+core(steps=10)
+"""
+
+
+@measures_memory
+def test_estimated_peak_bytes_is_within_three_times_a_measured_run():
+    # The Figure-1 runs, as large as the estimate's largest phase (the group study's runs on top of them).
+    measured = peak_rss_bytes(MEMORY_SETUP, f"core(**{RUN_BOUND!r})")
+    assert 1 / 3 < measured / _config(**RUN_BOUND).estimated_peak_bytes() < 3

@@ -104,6 +104,31 @@ class Figure1Config:
     def sensitivity_grid(self) -> np.ndarray:
         return np.geomspace(*SENSITIVITY_RANGE, self.sensitivity_points)
 
+    def estimated_peak_bytes(self) -> int:
+        """The run's peak memory in bytes from its largest tensors (the interpreter and its libraries,
+        ≈ 0.4 GB, not included): the recorded trajectories of the main run, the seed runs and the sweep (all
+        kept to the end), the problems, and the largest of the per-step state and the checks. Measured runs
+        of 0.3–2 GB came within ×1.5 of it."""
+        width = torch.finfo(self.torch_dtype).bits // 8
+        contexts = self.pool_size + self.eval_size
+        seeds, sweep_runs, steps = self.seeds, self.seeds * self.sensitivity_points, self.steps
+
+        def recorded(runs: int, record_every: int) -> int:
+            """(S, 8, B, E) per-context and (S, B, P) pool records; joining groups of runs copies them."""
+            joined = 2 if runs > bandit.GROUP_RUNS else 1
+            per_step = width * (8 * self.eval_size + self.pool_size)
+            return joined * runs * per_step * (steps // record_every + 1)
+
+        records = (recorded(1, 1) + recorded(seeds, 10)  # the main run and the seed runs
+                   + recorded(sweep_runs, max(1, steps // 100)))  # the step-size sweep
+        problems = (8 * steps * (1 + seeds + sweep_runs)  # the float64 uniforms (B, K) of every run
+                    + sweep_runs * (width * (2 * self.dim * self.arms + contexts * self.dim) + 8 * contexts))
+        state = 3 * width * min(max(seeds, sweep_runs), bandit.GROUP_RUNS) * contexts * self.arms  # (B, C, N) ×3
+        checks = max(5 * 8 * (steps + 1) * self.eval_size,  # Theorem 1(b) on the main run: (S, E) copies
+                     4 * 8 * self.eval_size * self.dim * self.arms if self.reference_steps else 0,  # NumPy g± (E, d, N)
+                     5 * 8 * self.pool_size * self.eval_size)  # alignment matrices (P, E)
+        return records + problems + max(state, checks)
+
 
 _PAPER_PROBLEM = dict(dim=10, arms=100, pool_size=100, eval_size=500, init_scale=0.01, steps=2000, step_size=0.1,
                       band_low=0.2, band_high=0.8, fallback="pool", eta_reading="effective", dtype="float64")

@@ -47,6 +47,10 @@ FULL_SUCCESS = 1.0
 """J = 1: the "100%" of the paper's stagnation hypothesis."""
 SETUP_NUMBERS = {"95%": INTERVAL_LEVEL, "100%": FULL_SUCCESS}
 """The decimals the prose types: constants of the set-up (every measured number is glued)."""
+HEAP_BLOCK_LIMIT = 32 * 2**20
+"""glibc serves blocks smaller than this from its heap (the largest dynamic mmap threshold on 64-bit Linux):
+the forward algorithm's per-position blocks of that size pile up there over the T positions (measured), larger
+ones go back to the system when freed."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,53 @@ class TokenConfig:
     training_initial_value: float = parameter("J₀ of the sampled training", "float", low=0.02, high=0.45)
     training_rate_doublings: int = parameter("learning rates of the sampled training: 1, 2, 4, …, 2^(n − 1)", "int",
                                              low=2, high=30)
+
+    def estimated_peak_bytes(self) -> int:
+        """The run's peak memory in bytes from its largest float64 tensors (the interpreter and its
+        libraries, ≈ 0.4 GB, not included): the studies run one after another, so the peak is the largest
+        study's. Exact studies hold the forward algorithm's graph, (B, V, S, V − 1) per position, S the
+        verifier's count states (1, 2 or T); the length law's Hessian holds it once per parameter, which
+        grows like T² for the ``majority`` verifier. Measured runs of 0.2–2 GB came within ×1.5 of it."""
+        vocab, params = self.vocab_size, (self.vocab_size + 1) * self.vocab_size
+
+        def states(kind: str, length: int) -> int:
+            return markov.Verifier(kind, vocab).count_cap(length) + 1
+
+        def graph(runs: int, length: int, kind: str) -> int:
+            """∇f by the forward algorithm: its autograd graph, ~2 (B, V, S, V − 1) blocks per position."""
+            return 8 * runs * length * vocab * (vocab - 1) * (2 * states(kind, length) + 5)
+
+        def hessian(runs: int, length: int, kind: str) -> int:
+            """∇²f, forward over reverse mode vmapped over the D parameters: the graph once per parameter."""
+            return round(8 * runs * length * vocab * (vocab - 1) * params * (2 * states(kind, length) + 0.5))
+
+        def forward(runs: int, length: int, kind: str) -> int:
+            """f without a graph: ~3 (B, V, S, V − 1) temporaries, and (B, V, S) blocks that pile up on the heap."""
+            block = 8 * runs * vocab * states(kind, length)
+            return 3 * block * (vocab - 1) + (block * length if block < HEAP_BLOCK_LIMIT else 0)
+
+        longest = lengths_grid(self.longest_length)[-1]
+        exact = max(t for t in RUN_LENGTHS if t <= self.longest_length)
+        near = max(t for t in NEAR_ONE_LENGTHS if t <= self.longest_length)
+        law = [(kind, lengths_grid(self.majority_longest_length if kind == "majority" else self.longest_length)[-1])
+               for kind in markov.VERIFIERS]
+        runs = 3 * self.training_rate_doublings * self.training_seeds  # (variant, learning rate, instance)
+        length = lengths_grid(self.training_longest_length)[-1]
+        checks = {
+            # the Hessian of every instance, and one step of both adversary signs at the 81 steps of the grid
+            "length law": max(max(hessian(self.instances, t, kind), forward(2 * 81 * self.instances, t, kind))
+                              for kind, t in law),
+            "theorem 3": graph(2 * len(CONSTANT_STEPS), exact, self.verifier)
+                         + hessian(2 * len(CONSTANT_STEPS), min(exact, ADVERSARY_LONGEST), self.verifier),
+            "step ratios": graph(self.value_points, longest, self.verifier),
+            "near one": graph(len(NEAR_ONE_GAPS), near, self.verifier),
+            "assumption 3": 4 * 8 * 4000 * longest,  # 4000 sampled responses (n, T) and their copies
+            # per step: sampled tokens (B, G, T) and ~4 copies, the scores (B, G, D) thrice, J by the forward
+            # algorithm, and the effective steps (K, B) of every step
+            "training": 8 * runs * self.group_size * (5 * length + 3 * params) + forward(runs, length, self.verifier)
+                        + self.training_steps * (2 * 8 * runs + 500),
+        }
+        return max(checks.values())
 
 
 PRESETS = {

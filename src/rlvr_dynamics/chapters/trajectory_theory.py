@@ -69,6 +69,43 @@ class TrajectoryConfig:
     critical_instances: int = parameter("random instances of the critical-step prediction (besides the chapter's)",
                                         "int", low=1, high=1_000)
 
+    def estimated_peak_bytes(self) -> int:
+        """The run's peak memory in bytes from its largest float64 tensors (the interpreter and its
+        libraries, ≈ 0.4 GB, not included): the instance sweep's three-response runs, kept for the threshold
+        sweep, plus the largest of the other checks, which run one after another. Measured runs of 0.4–2 GB
+        came within ×1.5 of it."""
+        steps, grid = self.steps, self.sweep_points
+
+        def kept(runs: int, steps: int) -> int:
+            """A three-response run's record: six (K, B) float64 tensors."""
+            return 6 * 8 * steps * runs
+
+        def running(runs: int, steps: int) -> int:
+            """A three-response run while it steps: six lists of K tensors (B,) (≈ 500 bytes of bookkeeping
+            each), stacked at the end, with the allocator's slack: about three times the record."""
+            return 6 * steps * (3 * 8 * runs + 500)
+
+        bandit_runs, evaluation = 3 * self.bandit_seeds, min(100, self.bandit_eval_size)  # Lemma 1's runs
+        sweep_runs, contexts = self.bandit_seeds * grid, bandit.BanditSpec().pool_size + self.bandit_eval_size
+        dim, arms = bandit.BanditSpec().dim, bandit.BanditSpec().arms  # the Section-5.1 problem, d = 10, N = 100
+        checks = {
+            "instance sweep": running(grid, steps),
+            "corollary 1": running(len(theorem1_starts()), 4 * steps),
+            "phase diagrams": kept(self.phase_points * grid, steps) + running(self.phase_points * grid, steps),
+            "critical steps": running((self.critical_instances + 1) * CRITICAL_POINTS, steps),
+            # every step recorded, (K, 8, B, E) and (K, B, P), for two updates, and ~6 (K, B, E) differences
+            "lemma 1, bandit": 8 * (self.bandit_steps + 1) * bandit_runs
+                               * (2 * (8 * evaluation + bandit.BanditSpec().pool_size) + 6 * evaluation),
+            # float64 uniforms (B, K), contexts, β and θ₀ of every run, and the state (B, C, N) of a group
+            "threshold sweep": 8 * sweep_runs * (self.bandit_steps + contexts * (dim + 1) + 2 * dim * arms)
+                               + 3 * 8 * min(sweep_runs, bandit.GROUP_RUNS) * contexts * arms,
+            # dense bandit scores (n, N, d·N) and the autograd graph of the Hessian terms, about as large
+            "expansion": 2 * 8 * self.expansion_states * arms * dim * arms,
+            # Assumption 1 on 500 random bandits (d = 10, N = 100): their dense scores
+            "assumption 1": 8 * 500 * dim * arms * (arms + 7),
+        }
+        return 3 * kept(grid, steps) + max(checks.values())
+
 
 PRESETS = {
     "ci": dict(alignment=0.01, initial_value=0.3, steps=400, sweep_points=61, phase_points=15, bandit_seeds=2,

@@ -148,6 +148,35 @@ class TwoStageConfig:
     def group_grid(self) -> list[int]:
         return split_list("group_size_grid", self.group_size_grid, int)
 
+    def estimated_peak_bytes(self) -> int:
+        """The run's peak memory in bytes from its largest float64 tensors (the interpreter and its
+        libraries, ≈ 0.4 GB, and the language-model comparison, bounded by its model as in the Figure-2
+        chapter, not included): the Monte-Carlo check of Theorem 1, then the bandit runs, whose records
+        are kept. Measured runs of 0.1–1.5 GB came within ×1.5 of it."""
+        records = self.steps // self.record_every + 1 + (self.steps % self.record_every > 0)  # S
+        settings, grid = len(self.optimal_grid) + len(self.reward_grid), len(self.optimal_grid)
+
+        def kept(runs: int) -> int:
+            """A run's record: class masses (S, B, 3) and eight (S, B) series."""
+            return 11 * 8 * records * runs
+
+        def running(runs: int, group: int) -> int:
+            """A run while it steps: its nine lists of S tensors (≈ 500 bytes of bookkeeping each), stacked at
+            the end, with the allocator's slack; ~9 (B, V) tensors and the group's draws (B, G) per step."""
+            return records * (2.5 * 11 * 8 * runs + 9 * 500) + 8 * runs * (9 * self.actions + 3 * group)
+
+        figure1 = kept(settings * (self.seeds + 1))  # sampled and mean-field runs, kept to the end
+        checks = {
+            # the sampled groups' actions and rewards (n, G) and their updates (n, V) with ~4 copies
+            "theorem 1": 8 * self.monte_carlo_groups * (5 * self.actions + 3 * self.group_size),
+            "figure 1": running(settings * self.seeds, self.group_size),
+            # each G's runs while the previous G's are still held
+            "group study": figure1 + kept(grid * self.seeds) + running(grid * self.seeds, max(self.group_grid)),
+            # three filters × seeds per reward model, the first model's runs held
+            "variants": figure1 + kept(3 * self.seeds) + running(3 * self.seeds, self.group_size),
+        }
+        return round(max(checks.values()))
+
     def bandit(self, high_reward: float | None = None) -> SoftmaxBandit:
         r_h = self.high_reward if high_reward is None else high_reward
         rewards = torch.tensor([[self.optimal_reward, r_h, self.low_reward]], dtype=torch.float64)
