@@ -55,10 +55,11 @@ def check_output_dir(path: str | os.PathLike, parameter: str = "output_dir", rel
     target = Path(text).expanduser()
     if not target.is_absolute():
         target = (relative_to or project_root()) / target
-    too_long = next((part for part in target.parts if len(part.encode("utf-8")) > _name_max(target)), None)
+    name_max = _name_max(target)
+    too_long = next((part for part in target.parts if len(part.encode("utf-8")) > name_max), None)
     if too_long is not None:
         raise ParameterError(f"parameter '{parameter}': the folder name {too_long[:40]!r}… has "
-                             f"{len(too_long.encode('utf-8'))} bytes, more than the file system's {_name_max(target)}")
+                             f"{len(too_long.encode('utf-8'))} bytes, more than the file system's {name_max}")
     if len(os.fsencode(target)) >= PATH_MAX:
         raise ParameterError(f"parameter '{parameter}': the path has {len(os.fsencode(target))} bytes, more than "
                              f"the {PATH_MAX - 1} a path may have")
