@@ -111,10 +111,26 @@ def execute_notebook(
         papermill.execute_notebook(
             str(source), str(partial), parameters=dict(parameters), kernel_name="python3",
             cwd=str(root / "notebooks"), progress_bar=False, log_output=False, report_mode=False,
+            kernel_manager_class=_kernel_manager_writing_to(scratch),
         )
         notebook = json.loads(partial.read_text(encoding="utf-8"))
         write_bytes_atomic(output_notebook, _notebook_bytes(scrub_paths(notebook, spec.source)))
     return output_notebook
+
+
+def _kernel_manager_writing_to(scratch: Path) -> type:
+    """jupyter_client's kernel manager with its connection file in ``scratch`` instead of a ``tmp*.json`` of
+    its own in the temporary folder: a run stopped by a signal removes ``scratch`` (:mod:`interrupt`), and
+    with it the file, which the kernel manager never gets to remove then."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class ScratchKernelManager(AsyncKernelManager):
+        @default("connection_file")
+        def _connection_file_in_scratch(self) -> str:
+            return str(scratch / "kernel-connection.json")
+
+    return ScratchKernelManager
 
 
 def scrub_paths(notebook: dict[str, Any], source: str) -> dict[str, Any]:
