@@ -498,6 +498,19 @@ def test_list_to_a_full_device_is_one_line_and_exit_1():
     assert run.stderr.strip().splitlines() == ["rlvr-book: error: cannot write: No space left on device"], run.stderr
 
 
+def test_a_missing_file_is_one_line_and_not_called_a_write_error(monkeypatch, capsys):
+    """Other errors of the system keep their own words: only a full disk or a closed pipe is "cannot write"."""
+    from rlvr_dynamics.book import runner
+
+    def missing(*args, **kwargs):
+        raise FileNotFoundError("build/executed/figure1.ipynb is missing: run `rlvr-book execute-all` first")
+
+    monkeypatch.setattr(runner, "build_book", missing)
+    assert main(["build"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "rlvr-book: error: build/executed/figure1.ipynb is missing: run `rlvr-book execute-all` first"]
+
+
 def test_a_damaged_result_is_named_in_one_line(tmp_path, monkeypatch, capsys):
     """re-record reads build/outputs/NAME/metrics.json: garbage there is one line naming it, exit 1."""
     import rlvr_dynamics.files

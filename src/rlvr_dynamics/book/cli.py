@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -342,11 +343,17 @@ def _tolerant_streams() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EPIPE, errno.EIO, errno.EROFS}
+
+
 def _cannot_write(error: OSError, console: bool) -> int:
-    """One line for an output that cannot be written (no space left, a closed pipe, a vanished terminal)."""
+    """One line for an error of the system: "cannot write" for an output that cannot be written (no space
+    left, a closed pipe, a vanished terminal); any other (a missing file) as it is."""
     where = f" ({error.filename})" if error.filename else ""
+    line = (f"cannot write{where}: {error.strerror}" if error.errno in _WRITE_ERRORS
+            else f"{error.strerror}{where}" if error.strerror else str(error))
     with contextlib.suppress(OSError):
-        print(f"rlvr-book: error: cannot write{where}: {error.strerror or error}", file=sys.stderr)
+        print(f"rlvr-book: error: {line}", file=sys.stderr)
         sys.stderr.flush()
     if console:  # the interpreter would try stdout's buffer again at exit and print a traceback
         with contextlib.suppress(OSError):
