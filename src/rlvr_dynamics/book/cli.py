@@ -24,7 +24,6 @@ from pathlib import Path
 from rlvr_dynamics.book import interrupt
 
 USAGE_ERROR = 2
-INTERRUPTED = interrupt.INTERRUPTED
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -36,7 +36,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-INTERRUPTED = 128 + signal.SIGINT  # the shell's code for a process ended by Ctrl-C
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CHILD_GRACE_S = 10.0  # how long a stopped child may take to exit before SIGKILL
 
