@@ -163,3 +163,36 @@ def test_one_backward_gives_the_gap_of_the_two_it_replaces(warm_folder, arithmet
     g_minus = grpo._flat(torch.autograd.grad((w_minus.to(scores) * scores).sum(), params, allow_unused=True), params)
     assert one.norm() > 0
     torch.testing.assert_close(one, g_plus - g_minus, rtol=1e-5, atol=1e-7)
+
+
+def test_the_trainer_takes_the_gap_from_trls_forward_and_it_equals_the_stand_alone_one(
+        warm_folder, arithmetic, sample_batch, tmp_path):
+    """(b) from the loss's own forward (TRL's log-probabilities, no position ids) equals batch_gap (its
+    own forward, positions from the mask) on a left-padded batch: the rotary embedding sees only
+    relative positions, so left padding changes nothing beyond rounding."""
+    model, tokenizer = lm_model.load_model(warm_folder)
+    train, validation = arithmetic
+    prompts = [train[q].prompt + " " * q for q in range(4) for _ in range(4)]  # 4 groups of G = 4, lengths differ
+    encoded, completion_ids, completion_mask = sample_batch(model, tokenizer, prompts, seed=2, length=5)
+    assert (encoded["attention_mask"] == 0).any()  # really left padded
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    groups = torch.arange(16) // 4
+    inputs = {"prompt_ids": encoded["input_ids"], "prompt_mask": encoded["attention_mask"],
+              "completion_ids": completion_ids, "completion_mask": completion_mask,
+              "advantages": torch.randn(16, generator=torch.Generator().manual_seed(0)),
+              "gap_rewards": rewards, "gap_groups": groups}
+    config = grpo.GRPORunConfig(steps=1, completions_per_step=16, num_generations=4, max_completion_length=5)
+    trainer = grpo.build_trainer(model, tokenizer, train, validation, config, 0, "cpu", str(tmp_path))
+    loss = trainer.compute_loss(model, inputs)
+    shared = trainer._shared_gap
+    loss.backward()  # the graph was kept for the loss's backward
+    params = [p for p in model.parameters() if p.requires_grad]
+    w_plus, w_minus, mixed = grpo.outcome_weights(rewards, groups)
+    assert len(mixed) == 3 and shared is not None and shared.norm() > 0
+    torch.testing.assert_close(shared, grpo.batch_gap(model, inputs, w_plus - w_minus, params), rtol=1e-4, atol=1e-6)
+    # and tracking leaves the loss's gradient alone
+    with_tracking = grpo._flat([p.grad for p in params], params)
+    model.zero_grad()
+    trainer.run_config = replace(config, tracking="off")
+    trainer.compute_loss(model, inputs).backward()
+    torch.testing.assert_close(grpo._flat([p.grad for p in params], params), with_tracking)

@@ -9,8 +9,9 @@ measures, per step,
     for ``scale_rewards="group"``): ‖Δ‖̂ = ‖∇L‖ / (ℓ · mean_q c_q), where ℓ is the loss's
     token normalisation (see :func:`length_factor`);
 (b) **the measured gap** g⁺ − g⁻ (the batch average over prompts with both outcomes), from one
-    extra backward pass through the signed, weighted sum of log π(o | q) (:func:`batch_gap`), and every
-    ``per_prompt_every`` steps each prompt's own g⁺_q − g⁻_q;
+    extra backward pass through the signed, weighted sum of log π(o | q) that TRL's own loss forward
+    computed (:func:`gap_from_scores`; no second forward), and every ``per_prompt_every`` steps each
+    prompt's own g⁺_q − g⁻_q;
 
 and the alignment of the optimizer's actual update u_k = θ_{k+1} − θ_k with the measured gap:
 the paper's inner product Δμ_k = ⟨u_k/‖u_k‖, g⁺ − g⁻⟩ (eq. 12 with η_k = ‖u_k‖) and the cosine.
@@ -160,11 +161,22 @@ def group_identity_sides(model, prompt_ids, prompt_mask, completion_ids, complet
 def batch_gap(model, batch, signed_weights: torch.Tensor, params) -> torch.Tensor:
     """ḡ⁺ − ḡ⁻ = ∇ Σ_i (w⁺_i − w⁻_i) log π(o_i | q_i): the gap is the gradient of one signed, weighted sum
     of sequence log-probabilities (:func:`outcome_weights`), so one backward pass gives it — not one
-    for ḡ⁺ and one for ḡ⁻. ``signed_weights`` (B,); returns the flat gap in float64.          # (P,)"""
+    for ḡ⁺ and one for ḡ⁻. ``signed_weights`` (B,); returns the flat gap in float64.          # (P,)
+
+    This is the stand-alone form (its own forward); the trainer takes the gap from TRL's forward
+    instead (:func:`gap_from_scores`)."""
     scores = sequence_log_probs(model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"],
                                 batch["completion_mask"])  # (B,)
+    return gap_from_scores(scores, signed_weights, params)
+
+
+def gap_from_scores(scores: torch.Tensor, signed_weights: torch.Tensor, params, retain_graph: bool = False
+                    ) -> torch.Tensor:
+    """ḡ⁺ − ḡ⁻ from sequence log-probabilities ``scores`` (B,) still attached to their graph: one backward
+    of Σ_i (w⁺_i − w⁻_i) log π(o_i | q_i). ``retain_graph`` keeps the graph for a later backward (the
+    loss's, when the scores come from TRL's forward). Returns the flat gap in float64.       # (P,)"""
     objective = (signed_weights.to(scores) * scores).sum()
-    return _flat(torch.autograd.grad(objective, params, allow_unused=True), params)
+    return _flat(torch.autograd.grad(objective, params, retain_graph=retain_graph, allow_unused=True), params)
 
 
 def _flat(tensors, params) -> torch.Tensor:
@@ -215,6 +227,7 @@ def gap_tracking_trainer_class():
             self._pending: dict = {}
             self._theta_before = None
             self._step_started = None
+            self._capturing, self._captured_logps, self._shared_gap, self._mixed = False, None, None, None
             self.add_callback(_StepEnd(self))
 
         @property
@@ -252,6 +265,30 @@ def gap_tracking_trainer_class():
             self.eval_records.append({"step": step, "accuracy": float(accuracy.mean()),
                                       "entropy": float(entropy.mean())})
 
+        def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
+            logps, entropies, aux_loss = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
+            if self._capturing:  # the loss's own forward: keep its graph-attached log-probabilities
+                self._captured_logps = logps
+            return logps, entropies, aux_loss
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            """TRL's loss; with tracking "measured", also (b) ḡ⁺ − ḡ⁻ from the same forward: one extra
+            backward through the signed sum of TRL's log-probabilities, keeping the graph for the loss's."""
+            measured = self.run_config.tracking == "measured" and torch.is_grad_enabled()
+            self._capturing, self._captured_logps, self._shared_gap = measured, None, None
+            try:
+                loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            finally:
+                self._capturing = False
+            if measured:
+                w_plus, w_minus, mixed = outcome_weights(inputs["gap_rewards"], inputs["gap_groups"])
+                if len(mixed):
+                    scores = (self._captured_logps * inputs["completion_mask"]).sum(-1)  # log π(o_i | q_i)  (B,)
+                    self._shared_gap = gap_from_scores(scores, w_plus - w_minus, self._params, retain_graph=True)
+                self._mixed = mixed
+                self._captured_logps = None
+            return loss
+
         def training_step(self, model, inputs, num_items_in_batch):
             config = self.run_config
             self._step_started = time.perf_counter()
@@ -282,15 +319,14 @@ def gap_tracking_trainer_class():
                     "gap_estimate": grad_norm / scale if valid else float("nan")}
 
         def _measure(self, model, batch, rewards, groups) -> dict:
-            """(b): ḡ⁺ − ḡ⁻ from one extra forward and backward (:func:`batch_gap`); per prompt every
-            ``per_prompt_every`` steps."""
+            """(b): ḡ⁺ − ḡ⁻, taken in :meth:`compute_loss` from TRL's forward; each prompt's own gap
+            (a forward and backward per prompt) every ``per_prompt_every`` steps."""
             params = self._params
-            w_plus, w_minus, mixed = outcome_weights(rewards, groups)
+            mixed, gap = self._mixed, self._shared_gap
             record = {"mixed_prompts": len(mixed)}
             self._gaps = None
             if len(mixed) == 0:
                 return record
-            gap = batch_gap(model, batch, w_plus - w_minus, params)
             loss_gradient = -_flat([p.grad for p in params], params)  # the ascent direction of this step
             record.update(gap_norm=float(gap.norm()),
                           gradient_gap_cosine=float(loss_gradient @ gap / (loss_gradient.norm() * gap.norm() + 1e-300)))
@@ -380,15 +416,33 @@ def run_grpo(model, tokenizer, train: list[Problem], validation: list[Problem], 
     validation samples use a private generator seeded with ``seed``.
     """
     from transformers import PrinterCallback, ProgressCallback
+
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = build_trainer(model, tokenizer, train, validation, config, seed, device, output_dir or scratch,
+                                progress)
+        if not progress:  # no log dicts or bars in the caller's output (timings would differ run to run)
+            trainer.remove_callback(PrinterCallback)
+            trainer.remove_callback(ProgressCallback)
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+    return GRPORun(config, pd.DataFrame(trainer.step_records), pd.DataFrame(trainer.eval_records), seconds,
+                   meta={"config": asdict(config), "seed": seed, "device": str(device)})
+
+
+def build_trainer(model, tokenizer, train: list[Problem], validation: list[Problem], config: GRPORunConfig, seed: int,
+                  device: str, output_dir: str, progress: bool = False):
+    """The gap-tracking ``GRPOTrainer`` for one run (not yet trained): TRL's ``GRPOConfig`` from ``config``,
+    one process, no KL term, no clipping, every completion scored once (``num_iterations = 1``);
+    ``progress``: TRL's progress bar."""
     from trl import GRPOConfig
 
     config.check()
-    trainer_class = gap_tracking_trainer_class()
-    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+    with warnings.catch_warnings():
         # transformers 5 deprecates the name gradient_checkpointing, which TRL's config still sets.
         warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
         args = GRPOConfig(
-            output_dir=output_dir or scratch, max_steps=config.steps, learning_rate=config.learning_rate,
+            output_dir=output_dir, max_steps=config.steps, learning_rate=config.learning_rate,
             lr_scheduler_type="constant_with_warmup", warmup_steps=config.lr_warmup_steps, weight_decay=0.0,
             optim=OPTIMIZERS[config.optimizer],
             max_grad_norm=config.max_grad_norm, per_device_train_batch_size=config.completions_per_step,
@@ -400,14 +454,6 @@ def run_grpo(model, tokenizer, train: list[Problem], validation: list[Problem], 
             logging_steps=max(config.steps, 1), disable_tqdm=not progress, dataloader_num_workers=0,
             log_completions=False)
         eval_generator = torch.Generator(device=device).manual_seed(seed)
-        trainer = trainer_class(model=model, reward_funcs=correctness_reward, args=args,
-                                train_dataset=reward_dataset(train), processing_class=tokenizer,
-                                run_config=config, validation=validation, eval_generator=eval_generator)
-        if not progress:  # no log dicts or bars in the caller's output (timings would differ run to run)
-            trainer.remove_callback(PrinterCallback)
-            trainer.remove_callback(ProgressCallback)
-        started = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - started
-    return GRPORun(config, pd.DataFrame(trainer.step_records), pd.DataFrame(trainer.eval_records), seconds,
-                   meta={"config": asdict(config), "seed": seed, "device": str(device)})
+        return gap_tracking_trainer_class()(
+            model=model, reward_funcs=correctness_reward, args=args, train_dataset=reward_dataset(train),
+            processing_class=tokenizer, run_config=config, validation=validation, eval_generator=eval_generator)
