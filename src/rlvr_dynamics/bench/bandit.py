@@ -17,6 +17,8 @@ Times, on this machine in one run:
    and the engine's ratio to it.
 4. On CUDA (when present): the same sweep on the GPU, and the largest sweep (doubling the number
    of configurations) that finishes in 10 s.
+5. The token-chain and two-stage engines' sweeps (:mod:`rlvr_dynamics.bench.engines`), on the CPU
+   and, when present, on CUDA.
 
 Every timed engine run is checked against the NumPy loop on the configurations both ran.
 Results are printed and written as JSON (default ``build/bench/bandit.json``).
@@ -35,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlvr_dynamics.bench import engines
 from rlvr_dynamics.config import ParameterError
 from rlvr_dynamics.engines import bandit
 from rlvr_dynamics.files import package_versions, write_json_atomic
@@ -109,12 +112,13 @@ def sweep_workload(baseline_runs: int, steps: int = STEPS) -> dict:
         seconds, result = _timed(_simulate, bandits, alphas, steps, 100)
         batched[name] = (seconds, result, bandits)
         out[f"batched_{name}_s"] = seconds
-    try:  # torch.compile fuses the softmax passes; its one-off compilation is timed separately
-        bandits, alphas = _sweep_problem("cpu", torch.float32, steps=steps)
-        out["compile_once_s"], _ = _timed(_simulate, bandits, alphas, 20, 100, True)
-        seconds, result = _timed(_simulate, bandits, alphas, steps, 100, True)
-        batched["float32_compiled"] = (seconds, result, bandits)
-        out["batched_float32_compiled_s"] = seconds
+    try:  # torch.compile fuses each step into a few loops; its one-off compilation is timed separately
+        for name, dtype in bandit.DTYPES.items():
+            bandits, alphas = _sweep_problem("cpu", dtype, steps=steps)
+            out[f"compile_once_{name}_s"], _ = _timed(_simulate, bandits, alphas, 20, 100, True)
+            seconds, result = _timed(_simulate, bandits, alphas, steps, 100, True)
+            batched[f"{name}_compiled"] = (seconds, result, bandits)
+            out[f"batched_{name}_compiled_s"] = seconds
     except Exception as error:  # no C++ compiler, unsupported platform …
         out["compiled_unavailable"] = f"{type(error).__name__}: {error}".splitlines()[0]
 
@@ -123,8 +127,8 @@ def sweep_workload(baseline_runs: int, steps: int = STEPS) -> dict:
         floor = exponential_floor(n_configs, spec.pool_size + spec.eval_size, spec.arms, steps, dtype)
         out[f"exp_floor_{name}_s"] = floor
         out[f"floor_ratio_{name}"] = out[f"batched_{name}_s"] / floor
-    if "batched_float32_compiled_s" in out:
-        out["floor_ratio_float32_compiled"] = out["batched_float32_compiled_s"] / out["exp_floor_float32_s"]
+        if f"batched_{name}_compiled_s" in out:
+            out[f"floor_ratio_{name}_compiled"] = out[f"batched_{name}_compiled_s"] / floor
 
     # Per-run baselines on an evenly spread subset of the configurations.
     subset = np.linspace(0, n_configs - 1, baseline_runs).round().astype(int)
@@ -198,9 +202,10 @@ def report(results: dict) -> str:
         f"Sweep of {sweep['configurations']} configurations (8 seeds × 8 step sizes 0.01…10, {STEPS} steps each, CPU)",
         f"  batched engine float64  {sweep['batched_float64_s']:8.2f} s",
         f"  batched engine float32  {sweep['batched_float32_s']:8.2f} s",
-        (f"  batched float32 + torch.compile {sweep['batched_float32_compiled_s']:6.2f} s    (compiled once in "
-         f"{sweep['compile_once_s']:.1f} s, not included)" if "batched_float32_compiled_s" in sweep
-         else f"  torch.compile unavailable: {sweep.get('compiled_unavailable')}"),
+        *([f"  batched {name} + torch.compile {sweep[f'batched_{name}_compiled_s']:6.2f} s    (compiled once in "
+           f"{sweep[f'compile_once_{name}_s']:.1f} s, not included)" for name in ("float64", "float32")]
+          if "batched_float32_compiled_s" in sweep
+          else [f"  torch.compile unavailable: {sweep.get('compiled_unavailable')}"]),
         (f"  per-run NumPy loop      {sweep['numpy_loop_s']:8.2f} s    "
          f"(timed on {sweep['baseline_runs_timed']} runs, scaled)"),
         f"  engine, one run a time  {sweep['engine_one_run_at_a_time_s']:8.2f} s    (same subset, scaled)",
@@ -214,15 +219,20 @@ def report(results: dict) -> str:
         f"  floor (its exponentials alone, torch.exp): float64 {sweep['exp_floor_float64_s']:.2f} s, "
         f"float32 {sweep['exp_floor_float32_s']:.2f} s",
         "  ratio to the floor:      " + ", ".join(
-            f"{name} {sweep[f'floor_ratio_{name}']:.1f}x" for name in ("float64", "float32", "float32_compiled")
+            f"{name} {sweep[f'floor_ratio_{name}']:.1f}x"
+            for name in ("float64", "float32", "float64_compiled", "float32_compiled")
             if f"floor_ratio_{name}" in sweep) + "   (goal: within 2x)",
     ]
+    if "token_chain" in results:
+        lines += engines.report_lines(results, "CPU")
     if results.get("cuda"):
         cuda = results["cuda"]
         lines += ["", f"CUDA ({cuda['device_name']})",
                   f"  sweep of 64, float64   {cuda['sweep64_float64_s']:8.2f} s",
                   f"  sweep of 64, float32   {cuda['sweep64_float32_s']:8.2f} s",
                   f"  largest sweep ≤ 10 s    {cuda['largest_sweep_within_10s']}"]
+        if "engines" in cuda:
+            lines += engines.report_lines(cuda["engines"], f"CUDA, {cuda['device_name']}")
     return "\n".join(lines)
 
 
@@ -242,8 +252,12 @@ def run(args: argparse.Namespace, command: str) -> int:
     results = {"measured_on": time.strftime("%Y-%m-%d"), "command": command,
                "machine": machine(), "versions": package_versions(), "figure1": figure1_workload(),
                "sweep": sweep_workload(baseline_runs)}
+    cpu = torch.device("cpu")
+    results["token_chain"] = engines.token_chain_workload(cpu)
+    results["two_stage"] = engines.two_stage_workload(cpu)
     if torch.cuda.is_available():
         results["cuda"] = cuda_workload()
+        results["cuda"]["engines"] = engines.cuda_workloads(torch.device("cuda"))
     print(report(results))
     path = write_json_atomic(Path(args.output), results)
     print(f"\nwritten: {path}")

@@ -38,6 +38,7 @@ every ``REFRESH_EVERY`` steps so rounding cannot accumulate. Arms never appear i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -294,21 +295,31 @@ def _exp_floor(dtype: torch.dtype) -> float:
     return -80.0 if dtype == torch.float32 else -700.0
 
 
-def _softmax_statistics(wrong_logits: torch.Tensor, best_logit: torch.Tensor):
+def _largest_logit(wrong_logits: torch.Tensor, best_logit: torch.Tensor) -> torch.Tensor:
+    """max_y ℓ_y of every context (B, C): the shift of the softmax."""
+    return torch.maximum(wrong_logits.amax(-1), best_logit)
+
+
+def _softmax_statistics(wrong_logits: torch.Tensor, best_logit: torch.Tensor, top: torch.Tensor | None = None):
     """Log-space softmax pieces of every context, without cancelling digits.
 
-    wrong_logits (B, C, N): the logits with −inf at y*(x); best_logit (B, C): ℓ_{y*}. Returns
-    log J and log(1 − J) (B, C), the wrong arms' weights e_y = exp(ℓ_y − max ℓ) (B, C, N; ≈ 0 at
-    y*) and their sum m (B, C); π⁻ = e / m (eq. 7b) is left unformed to save a pass, and
-    1 − J = m / (e_{y*} + m) is never computed as 1 − J.
+    wrong_logits (B, C, N): the logits with −inf at y*(x); best_logit (B, C): ℓ_{y*}; top (B, C): their
+    maximum when already known (:func:`_largest_logit`). Returns log J and log(1 − J) (B, C), the wrong
+    arms' weights e_y = exp(ℓ_y − max ℓ) (B, C, N; ≈ 0 at y*) and their sum m (B, C); π⁻ = e / m
+    (eq. 7b) is left unformed to save a pass, and 1 − J = m / (e_{y*} + m) is never computed as 1 − J.
     """
-    top = torch.maximum(wrong_logits.amax(-1), best_logit)  # (B, C)
+    top = _largest_logit(wrong_logits, best_logit) if top is None else top  # (B, C)
     weights = (wrong_logits - top.unsqueeze(-1)).clamp_(min=_exp_floor(wrong_logits.dtype)).exp_()
     wrong_mass = weights.sum(-1)  # (B, C) > 0
+    return (*_log_values(best_logit, top, wrong_mass), weights, wrong_mass)
+
+
+def _log_values(best_logit: torch.Tensor, top: torch.Tensor, wrong_mass: torch.Tensor):
+    """log J and log(1 − J) (B, C) from ℓ_{y*} − max ℓ and the wrong arms' mass m > 0."""
     best_shifted = best_logit - top  # ≤ 0
     log_wrong = wrong_mass.log()
     log_total = torch.logaddexp(best_shifted, log_wrong)
-    return best_shifted - log_total, log_wrong - log_total, weights, wrong_mass
+    return best_shifted - log_total, log_wrong - log_total
 
 
 def _batched_matvec(matrices: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
@@ -317,16 +328,10 @@ def _batched_matvec(matrices: torch.Tensor, vectors: torch.Tensor) -> torch.Tens
     return torch.bmm(matrices, vectors.unsqueeze(1).transpose(1, 2)).squeeze(-1)
 
 
-def _gap_alignment(contexts: torch.Tensor, weights: torch.Tensor, wrong_mass: torch.Tensor, best_arm: torch.Tensor,
-                   x_train: torch.Tensor, x_norm: torch.Tensor, v_unit: torch.Tensor):
-    """Eq. (11) in rank-one form at every context: Δμ_x(k) = (x̂_k · x)(v̂_k[y*(x)] − v̂_k · π⁻_x).
-
-    contexts (B, C, d), weights (B, C, N), wrong_mass (B, C), best_arm (B, C), x_train (B, d),
-    x_norm (B,), v_unit (B, N) → (Δμ (B, C), x · x_k (B, C)). O(d + N) per context.
-    """
-    inner = _batched_matvec(contexts, x_train)  # x · x_k
-    wrong_part = _batched_matvec(weights, v_unit) / wrong_mass  # v̂_k · π⁻_x
-    return inner / x_norm[:, None] * (v_unit.gather(-1, best_arm) - wrong_part), inner
+def _alignment_factor(weights: torch.Tensor, wrong_mass: torch.Tensor, v_unit: torch.Tensor) -> torch.Tensor:
+    """v̂_k · π⁻_x = Σ_y e_y v̂_k[y] / m for every context: weights (B, C, N), wrong_mass (B, C),
+    v_unit (B, N) → (B, C)."""
+    return _batched_matvec(weights, v_unit) / wrong_mass
 
 
 def _update_logits(wrong_logits: torch.Tensor, best_logit: torch.Tensor, inner: torch.Tensor,
@@ -337,18 +342,119 @@ def _update_logits(wrong_logits: torch.Tensor, best_logit: torch.Tensor, inner: 
     best_logit.addcmul_(inner, coefficient.gather(-1, best_arm))
 
 
+def _update_and_statistics(wrong_logits, best_logit, inner, coefficient, best_arm):
+    """The pool's step: the previous step's logit update (in place), then :func:`_softmax_statistics`
+    (the weights are kept: v_k is read from them)."""
+    _update_logits(wrong_logits, best_logit, inner, coefficient, best_arm)
+    return _softmax_statistics(wrong_logits, best_logit)
+
+
+def _evaluation_pass(wrong_logits, best_logit, top, inner, coefficient, best_arm, v_unit):
+    """The evaluation contexts' whole step k, given their logits ℓ(k) and max ℓ(k): log J and log(1 − J),
+    v̂_k · π⁻_x (B, E); then ℓ(k + 1) = ℓ(k) + (x · x_k) c_k in place, and its maximum (B, E) for the next
+    step. The weights are not kept."""
+    log_value, log_failure, weights, wrong_mass = _softmax_statistics(wrong_logits, best_logit, top)
+    factor = _alignment_factor(weights, wrong_mass, v_unit)
+    _update_logits(wrong_logits, best_logit, inner, coefficient, best_arm)
+    return log_value, log_failure, factor, _largest_logit(wrong_logits, best_logit)
+
+
+def _fused_evaluation_pass(wrong_logits, best_logit, top, inner, coefficient, best_arm, v_unit):
+    """:func:`_evaluation_pass` written for ``torch.compile``: v̂_k · π⁻_x as an elementwise product
+    summed over the arms (a reduction inductor fuses into the exponentials' loop) instead of the
+    batched matrix product eager mode prefers. Compiled, it is one loop over the logits: read ℓ(k), one
+    exponential, three sums, write ℓ(k + 1) and take its maximum — the traffic of the benchmark's floor."""
+    weights = (wrong_logits - top.unsqueeze(-1)).clamp(min=_exp_floor(wrong_logits.dtype)).exp()
+    wrong_mass = weights.sum(-1)
+    factor = (weights * v_unit.unsqueeze(1)).sum(-1) / wrong_mass
+    log_value, log_failure = _log_values(best_logit, top, wrong_mass)
+    _update_logits(wrong_logits, best_logit, inner, coefficient, best_arm)
+    return log_value, log_failure, factor, _largest_logit(wrong_logits, best_logit)
+
+
+def _choose_and_step(log_pool_value, log_pool_failure, pool_weights, pool_mass, uniforms, contexts, context_norm,
+                     best_arm, alpha, band, fallback, update):
+    """Step k from the pool alone: x_k (:func:`_choose_training_contexts`), v_k = e_{y*} − π⁻ there, the
+    effective step η_k and the logit update it makes, ℓ_x += (x · x_k) c_k with c_k = (η_k / ‖gap‖) v_k.
+    Returns a dict of (B,) index, fell_back, x_norm, gap_norm, eta; (B, N) v_train, v_unit, coefficient;
+    (B, d) x_train; (B, C) inner = x · x_k."""
+    rows = torch.arange(log_pool_value.shape[0], device=log_pool_value.device)
+    index, fell_back = _choose_training_contexts(log_pool_value.exp(), uniforms, band, fallback)
+    v_train = pool_weights[rows, index] / (-pool_mass[rows, index, None])  # (B, N)
+    v_train[rows, best_arm[rows, index]] = 1.0
+    v_norm = torch.linalg.vector_norm(v_train, dim=-1)  # (B,)
+    x_train = contexts[rows, index]  # (B, d)
+    x_norm = context_norm[rows, index]  # (B,)
+    gap_norm = x_norm * v_norm  # ‖gap_{x_k}‖ = Δμ_{x_k}(k), since w_k ∥ gap_{x_k}
+    variability = torch.exp(log_pool_value[rows, index] + log_pool_failure[rows, index])  # J(1 − J), no cancelling
+    eta = alpha * variability * gap_norm if update == "reinforce" else alpha  # α‖∇J_{x_k}‖ or α
+    return {"index": index, "fell_back": fell_back, "v_train": v_train, "v_unit": v_train / v_norm[:, None],
+            "x_train": x_train, "x_norm": x_norm, "gap_norm": gap_norm, "eta": eta,
+            "inner": _batched_matvec(contexts, x_train),  # x · x_k  (B, C)
+            # θ += η_k w_k = (η_k / ‖gap‖) x_k ⊗ v_k (= α J(1 − J) x_k ⊗ v_k for REINFORCE)
+            "coefficient": (eta / gap_norm)[:, None] * v_train}
+
+
+def _account(step, log_pool_value, pool_weights, pool_mass, eval_factor, best_arm, alpha, accumulated,
+             smallest_ratio, theta):
+    """The rest of step k, O(B·C): the alignment Δμ_x(k) of every context and the accumulators (in
+    place), and θ += x_k ⊗ c_k (in place). ``step``: :func:`_choose_and_step`'s dict. Returns the step's
+    trace row (4, B): J_{x_k}, ‖gap_{x_k}‖, η_k, fell back."""
+    rows = torch.arange(step["index"].shape[0], device=step["index"].device)
+    eta, gap_norm, v_unit = step["eta"], step["gap_norm"], step["v_unit"]
+    # Δμ_x(k) = (x̂_k · x)(v̂_k[y*(x)] − v̂_k · π⁻_x) for every context x: O(d + N) each.
+    wrong_part = torch.cat((_alignment_factor(pool_weights, pool_mass, v_unit), eval_factor), dim=1)
+    alignment = step["inner"] / step["x_norm"][:, None] * (v_unit.gather(-1, best_arm) - wrong_part)  # (B, C)
+    positive = alignment.clamp_min(0)
+    terms = torch.stack((positive, positive, positive - gap_norm[:, None], positive - gap_norm[:, None],
+                         alignment))  # (5, B, C)
+    accumulated.addcmul_(terms, torch.stack((eta, alpha, eta, alpha, eta)).unsqueeze(-1))
+    torch.fmin(smallest_ratio, positive / eta[:, None], out=smallest_ratio)  # fmin: 0/0 (η_k = 0) is ignored
+    theta.baddbmm_(step["x_train"].unsqueeze(-1), step["coefficient"].unsqueeze(1))
+    return torch.stack((log_pool_value[rows, step["index"]].exp(), gap_norm, eta, step["fell_back"].to(eta.dtype)))
+
+
+def _step(state: dict, problem: dict, uniforms, alpha, band, fallback, update, fused: bool) -> dict:
+    """One REINFORCE step k < K of every run, from the pool's logits to θ_{k+1}.
+
+    ``state`` (updated in place: the logits, θ and the accumulators): pool_logits (B, P, N),
+    pool_best_logit (B, P), pool_inner (B, P) and coefficient (B, N) (step k − 1's update, not yet in the
+    pool's logits), eval_logits (B, E, N) and eval_best_logit (B, E) (ℓ(k)), eval_top (B, E) (their max),
+    accumulated (5, B, C), smallest_ratio (B, C), theta (B, d, N). ``problem``: contexts, context_norm,
+    best_arm and its pool and evaluation parts. ``fused``: the evaluation pass written for
+    ``torch.compile`` (:func:`_fused_evaluation_pass`). Returns step k's log J of the pool and of the
+    evaluation contexts, log(1 − J) of the latter, the trace row (4, B), x_k's index (B,), and what the
+    next step needs: eval_top, pool_inner, coefficient."""
+    pool = state["pool_inner"].shape[1]
+    log_pool_value, log_pool_failure, pool_weights, pool_mass = _update_and_statistics(
+        state["pool_logits"], state["pool_best_logit"], state["pool_inner"], state["coefficient"],
+        problem["pool_best_arm"])
+    step = _choose_and_step(log_pool_value, log_pool_failure, pool_weights, pool_mass, uniforms,
+                            problem["contexts"], problem["context_norm"], problem["best_arm"], alpha, band, fallback,
+                            update)
+    evaluation_pass = _fused_evaluation_pass if fused else _evaluation_pass
+    log_eval_value, log_eval_failure, eval_factor, eval_top = evaluation_pass(
+        state["eval_logits"], state["eval_best_logit"], state["eval_top"], step["inner"][:, pool:],
+        step["coefficient"], problem["eval_best_arm"], step["v_unit"])
+    trace = _account(step, log_pool_value, pool_weights, pool_mass, eval_factor, problem["best_arm"], alpha,
+                     state["accumulated"], state["smallest_ratio"], state["theta"])
+    return {"log_pool_value": log_pool_value, "log_eval_value": log_eval_value,
+            "log_eval_failure": log_eval_failure, "trace": trace, "index": step["index"],
+            "eval_top": eval_top, "pool_inner": step["inner"][:, :pool], "coefficient": step["coefficient"]}
+
+
 _COMPILED: dict[str, object] = {}
 
 
-def _kernels(compile: bool):
-    """The three O(B·C·N) kernels of a step, eager or fused by ``torch.compile`` (inductor:
-    one pass over the logits instead of five; needs a C++ compiler on CPU)."""
-    kernels = (_softmax_statistics, _gap_alignment, _update_logits)
+def _step_function(compile: bool):
+    """:func:`_step`, eager or compiled whole by ``torch.compile`` (inductor: one loop over the evaluation
+    logits with one exponential per logit, and a handful of kernels for the dozens of small operations
+    around it, behind one call per step; needs a C++ compiler on CPU)."""
     if not compile:
-        return kernels
-    if not _COMPILED:
-        _COMPILED.update({k.__name__: torch.compile(k, dynamic=False) for k in kernels})
-    return tuple(_COMPILED[k.__name__] for k in kernels)
+        return functools.partial(_step, fused=False)
+    if "step" not in _COMPILED:
+        _COMPILED["step"] = torch.compile(functools.partial(_step, fused=True), dynamic=False)
+    return _COMPILED["step"]
 
 
 def _split_logits(contexts: torch.Tensor, theta: torch.Tensor, best_arm: torch.Tensor):
@@ -419,7 +525,6 @@ def simulate(bandits: ContextualBandits, step_sizes, steps: int, band: Sequence[
     contexts, best_arm = bandits.contexts, bandits.best_arm  # (B, C, d), (B, C)
     theta = bandits.theta0.clone()  # (B, d, N)
     context_norm = torch.linalg.vector_norm(contexts, dim=-1)  # (B, C)
-    rows = torch.arange(n_runs, device=device)
     evaluation, n_eval = bandits.evaluation, bandits.spec.eval_size
     recorded_steps = sorted({*range(0, steps + 1, record_every), steps})
 
@@ -435,51 +540,39 @@ def simulate(bandits: ContextualBandits, step_sizes, steps: int, band: Sequence[
     train_index = torch.empty(steps, n_runs, dtype=torch.long, device=device)
     slot = 0
 
-    wrong_logits, best_logit = _split_logits(contexts, theta, best_arm)
-    statistics, gap_alignment, update_logits = _kernels(compile)
+    # The logits of the pool and of the evaluation contexts, kept apart: x_k is chosen from the pool's
+    # values, and the evaluation contexts' pass then needs v̂_k and c_k, so that pass is one loop (_step).
+    problem = {"contexts": contexts, "context_norm": context_norm, "best_arm": best_arm,
+               "pool_best_arm": best_arm[:, :pool], "eval_best_arm": best_arm[:, evaluation]}
+    state = {"accumulated": accumulated, "smallest_ratio": smallest_ratio, "theta": theta,
+             "coefficient": torch.zeros(n_runs, bandits.spec.arms, dtype=dtype, device=device)}
+    step_function = _step_function(compile)
     for k in tqdm(range(steps + 1), disable=not progress, desc="REINFORCE steps", leave=False):
-        if k % REFRESH_EVERY == 0 and k > 0:  # exact logits again: no drift from the rank-one updates
-            wrong_logits, best_logit = _split_logits(contexts, theta, best_arm)
-        log_value, log_failure, wrong_weights, wrong_mass = statistics(wrong_logits, best_logit)
-        value = log_value.exp()  # (B, C)
-        if k == recorded_steps[slot]:
-            record[slot, 0] = value[:, evaluation]
-            record[slot, 1] = (log_value - log_failure)[:, evaluation]
+        if k % REFRESH_EVERY == 0:  # exact logits from θ: no drift from the rank-one updates
+            (state["pool_logits"], state["pool_best_logit"]), (state["eval_logits"], state["eval_best_logit"]) = (
+                _split_logits(contexts[:, part], theta, best_arm[:, part]) for part in (bandits.pool, evaluation))
+            state["eval_top"] = _largest_logit(state["eval_logits"], state["eval_best_logit"])
+            state["pool_inner"] = torch.zeros(n_runs, pool, dtype=dtype, device=device)  # no update pending
+        recording = k == recorded_steps[slot]
+        if recording:  # the accumulators before step k
             record[slot, 2:7] = accumulated[:, :, evaluation]
             record[slot, 7] = smallest_ratio[:, evaluation]
-            pool_record[slot] = value[:, :pool]
+        if k < steps:
+            out = step_function(state, problem, bandits.uniforms[:, k], alpha, band, fallback, update)
+            trace[k], train_index[k] = out["trace"], out["index"]
+        else:  # the values after the last step: no step follows
+            out = dict(zip(("log_pool_value", "log_pool_failure"), _update_and_statistics(
+                state["pool_logits"], state["pool_best_logit"], state["pool_inner"], state["coefficient"],
+                problem["pool_best_arm"])[:2], strict=True))
+            out["log_eval_value"], out["log_eval_failure"], *_ = _softmax_statistics(
+                state["eval_logits"], state["eval_best_logit"], state["eval_top"])
+        if recording:
+            record[slot, 0] = out["log_eval_value"].exp()
+            record[slot, 1] = out["log_eval_value"] - out["log_eval_failure"]
+            pool_record[slot] = out["log_pool_value"].exp()
             slot += 1
-        if k == steps:
-            break
-
-        index, fell_back = _choose_training_contexts(value[:, :pool], bandits.uniforms[:, k], band, fallback)
-        x_train = contexts[rows, index]  # (B, d)
-        # v_k = e_{y*} − π⁻ at the training context; w_k = x̂_k ⊗ v̂_k.
-        v_train = wrong_weights[rows, index] / (-wrong_mass[rows, index, None])  # (B, N)
-        v_train[rows, best_arm[rows, index]] = 1.0
-        v_norm = torch.linalg.vector_norm(v_train, dim=-1)  # (B,)
-        x_norm = context_norm[rows, index]  # (B,)
-        gap_norm = x_norm * v_norm  # ‖gap_{x_k}‖ = Δμ_{x_k}(k), since w_k ∥ gap_{x_k}
-        variability = torch.exp(log_value[rows, index] + log_failure[rows, index])  # J(1 − J), no cancellation
-        eta = alpha * variability * gap_norm if update == "reinforce" else alpha  # α‖∇J_{x_k}‖ or α
-
-        # Δμ_x(k) = (x̂_k · x)(v̂_k[y*(x)] − v̂_k · π⁻_x) for every context x: O(d + N) each.
-        v_unit = v_train / v_norm[:, None]
-        alignment, inner = gap_alignment(contexts, wrong_weights, wrong_mass, best_arm, x_train, x_norm, v_unit)
-        positive = alignment.clamp_min(0)
-        terms = torch.stack((positive, positive, positive - gap_norm[:, None], positive - gap_norm[:, None],
-                             alignment))  # (5, B, C)
-        accumulated.addcmul_(terms, torch.stack((eta, alpha, eta, alpha, eta)).unsqueeze(-1))
-        torch.fmin(smallest_ratio, positive / eta[:, None], out=smallest_ratio)  # fmin: 0/0 (η_k = 0) is ignored
-
-        trace[k] = torch.stack((value[rows, index], gap_norm, eta, fell_back.to(dtype)))
-        train_index[k] = index
-
-        # θ += η_k w_k = (η_k / ‖gap‖) x_k ⊗ v_k (= α J(1 − J) x_k ⊗ v_k for REINFORCE), and the
-        # same rank-one change of every context's logits.
-        coefficient = (eta / gap_norm)[:, None] * v_train  # (B, N)
-        theta.baddbmm_(x_train.unsqueeze(-1), coefficient.unsqueeze(1))
-        update_logits(wrong_logits, best_logit, inner, coefficient, best_arm)
+        if k < steps:
+            state.update(eval_top=out["eval_top"], pool_inner=out["pool_inner"], coefficient=out["coefficient"])
 
     trace, record, pool_record = trace.cpu(), record.cpu(), pool_record.cpu()
     fell_back = trace[:, 3] > 0.5  # (K, B)
