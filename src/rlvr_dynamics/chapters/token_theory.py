@@ -94,8 +94,9 @@ class TokenConfig:
             return 8 * runs * length * vocab * (vocab - 1) * (2 * states(kind, length) + 5)
 
         def hessian(runs: int, length: int, kind: str) -> int:
-            """∇²f, forward over reverse mode vmapped over the D parameters: the graph once per parameter."""
-            return round(8 * runs * length * vocab * (vocab - 1) * params * (2 * states(kind, length) + 0.5))
+            """∇²f of ``runs`` points, taken markov.hessian_chunk at a time (markov.hessian_bytes_per_point each)."""
+            policy, verifier = TokenPolicy(vocab, length, position_bias=False), markov.Verifier(kind, vocab)
+            return min(runs, markov.hessian_chunk(policy, verifier)) * markov.hessian_bytes_per_point(policy, verifier)
 
         def forward(runs: int, length: int, kind: str) -> int:
             """f without a graph: ~3 (B, V, S, V − 1) temporaries, and (B, V, S) blocks that pile up on the heap."""
