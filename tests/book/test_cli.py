@@ -172,6 +172,16 @@ BAD_INPUT = [
                 "-p", "bandit_dim", "1000"], "these sizes need an estimated"),
     # bench-lm's other options, checked before the warm-up
     ("range", ["bench-lm", "--steps", "5", "--skip", "5"], "allowed 0 ≤ skip < steps"),
+    # bench's GPU-only record needs a GPU; bench-presets checks every chapter and shortening before running any
+    ("device", ["bench", "--gpu-only"], "--gpu-only: no CUDA device here"),
+    ("device", ["bench-presets", "--device", "tpu"], "parameter '--device' = 'tpu' is unknown"),
+    ("name", ["bench-presets", "figure3"], "notebook 'figure3' is unknown"),
+    ("range", ["bench-presets", "--timeout-minutes", "0"], "--timeout-minutes = 0.0 is out of range"),
+    ("name", ["bench-presets", "-s", "figure1", "colour", "red"], "'colour'"),
+    ("range", ["bench-presets", "-s", "figure1", "steps", "0"], "parameter 'steps' = 0 is out of range"),
+    ("inconsistent", ["bench-presets", "-s", "figure1", "device", "cpu"], "'device' is set by bench-presets itself"),
+    ("repeat", ["bench-presets", "-s", "figure1", "steps", "5", "-s", "figure1", "steps", "6"], "given twice"),
+    ("output path", ["bench-presets", "--output", "{tmp}"], "is a folder: give a file"),
 ]
 
 
@@ -197,7 +207,7 @@ def test_the_bad_input_table_covers_every_kind():
     assert {kind for kind, _, _ in BAD_INPUT} == BAD_INPUT_KINDS
     assert len(BAD_INPUT) >= 20
     assert {arguments[0] for _, arguments, _ in BAD_INPUT} >= {"run", "execute-all", "build", "bench", "bench-lm",
-                                                               "re-record", "robustness"}
+                                                               "bench-presets", "re-record", "robustness"}
 
 
 def hostile_files(folder):

@@ -159,26 +159,52 @@ def sweep_workload(baseline_runs: int, steps: int = STEPS) -> dict:
     return out
 
 
+PEAK_MEMORY_BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12, "L40S": 0.864e12, "L4": 0.3e12}
+"""Bytes per second of the memory of cards the benchmark knows, by a substring of their name (datasheets)."""
+
+
+def logit_traffic_bytes(configurations: int, steps: int, dtype: torch.dtype) -> int:
+    """The sweep's least memory traffic: every step reads and writes each (context, arm) logit once (the
+    fused loop's traffic; the exponentials' floor moves the same bytes)."""
+    spec = bandit.BanditSpec()
+    return 2 * configurations * steps * (spec.pool_size + spec.eval_size) * spec.arms * dtype.itemsize
+
+
 def cuda_workload(steps: int = STEPS, budget_s: float = 10.0) -> dict:
-    """The sweep on the GPU, and the largest sweep (configurations doubling) within ``budget_s``."""
-    out = {"device_name": torch.cuda.get_device_name()}
-    for name, dtype in bandit.DTYPES.items():
-        bandits, alphas = _sweep_problem("cuda", dtype, steps=steps)
-        _simulate(bandits, alphas, 20, 100)
-        out[f"sweep64_{name}_s"], _ = _timed(_simulate, bandits, alphas, steps, 100)
-    largest = None
-    n_seeds = SWEEP_SEEDS
+    """The sweep on the GPU, eager and compiled, the largest sweep (configurations doubling) within
+    ``budget_s``, and the memory bandwidth those achieve against the card's."""
+    name_of_card = torch.cuda.get_device_name()
+    out = {"device_name": name_of_card}
+    for compile in (False, True):
+        suffix = "_compiled" if compile else ""
+        for name, dtype in bandit.DTYPES.items():
+            bandits, alphas = _sweep_problem("cuda", dtype, steps=steps)
+            try:
+                _simulate(bandits, alphas, 20, 100, compile)
+            except Exception as error:  # no Triton, unsupported card …
+                out["compiled_unavailable"] = f"{type(error).__name__}: {error}".splitlines()[0]
+                break
+            out[f"sweep64_{name}{suffix}_s"], _ = _timed(_simulate, bandits, alphas, steps, 100, compile)
+    compile = "sweep64_float32_compiled_s" in out
+    largest, n_seeds = None, SWEEP_SEEDS
     while True:
         bandits, alphas = _sweep_problem("cuda", torch.float32, n_seeds=n_seeds, steps=steps)
         try:
-            seconds, _ = _timed(_simulate, bandits, alphas, steps, 100)
+            _simulate(bandits, alphas, 2, 100, compile)  # a new shape: compile (or warm up) outside the timing
+            seconds, _ = _timed(_simulate, bandits, alphas, steps, 100, compile)
         except torch.OutOfMemoryError:
             break
         if seconds > budget_s:
             break
-        largest = {"configurations": n_seeds * len(SWEEP_STEP_SIZES), "seconds": seconds, "dtype": "float32"}
+        configurations = n_seeds * len(SWEEP_STEP_SIZES)
+        largest = {"configurations": configurations, "seconds": seconds, "dtype": "float32", "compiled": compile,
+                   "bytes_per_second": logit_traffic_bytes(configurations, steps, torch.float32) / seconds}
         n_seeds *= 2
     out["largest_sweep_within_10s"] = largest
+    peak = next((value for key, value in PEAK_MEMORY_BANDWIDTH.items() if key in name_of_card), None)
+    if largest is not None and peak is not None:
+        out["peak_memory_bandwidth"] = peak
+        out["bandwidth_fraction"] = largest["bytes_per_second"] / peak
     return out
 
 
@@ -189,10 +215,16 @@ def machine() -> dict:
 
 
 def report(results: dict) -> str:
+    lines = [f"machine: {results['machine']['processor']}, {results['machine']['cpu_count']} cores, "
+             f"torch threads {results['machine']['torch_threads']}"]
+    if "sweep" in results:
+        lines += _cpu_report(results)
+    return "\n".join(lines + _cuda_report(results))
+
+
+def _cpu_report(results: dict) -> list[str]:
     f1, sweep = results["figure1"], results["sweep"]
     lines = [
-        f"machine: {results['machine']['processor']}, {results['machine']['cpu_count']} cores, "
-        f"torch threads {results['machine']['torch_threads']}",
         "",
         f"Figure-1 workload ({STEPS} steps, 500 evaluation contexts, float64, CPU)",
         f"  batched engine          {f1['engine_s']:8.2f} s",
@@ -223,17 +255,27 @@ def report(results: dict) -> str:
             for name in ("float64", "float32", "float64_compiled", "float32_compiled")
             if f"floor_ratio_{name}" in sweep) + "   (goal: within 2x)",
     ]
-    if "token_chain" in results:
-        lines += engines.report_lines(results, "CPU")
+    return lines + (engines.report_lines(results, "CPU") if "token_chain" in results else [])
+
+
+def _cuda_report(results: dict) -> list[str]:
+    lines = []
     if results.get("cuda"):
         cuda = results["cuda"]
         lines += ["", f"CUDA ({cuda['device_name']})",
                   f"  sweep of 64, float64   {cuda['sweep64_float64_s']:8.2f} s",
                   f"  sweep of 64, float32   {cuda['sweep64_float32_s']:8.2f} s",
                   f"  largest sweep ≤ 10 s    {cuda['largest_sweep_within_10s']}"]
+        for name in ("float64", "float32"):
+            if f"sweep64_{name}_compiled_s" in cuda:
+                lines.append(f"  sweep of 64, {name} compiled {cuda[f'sweep64_{name}_compiled_s']:6.2f} s")
+        if "bandwidth_fraction" in cuda:
+            lines.append(f"  largest sweep moves {cuda['largest_sweep_within_10s']['bytes_per_second'] / 1e9:.0f} GB/s "
+                         f"of logits: {100 * cuda['bandwidth_fraction']:.1f}% of the card's "
+                         f"{cuda['peak_memory_bandwidth'] / 1e12:.2f} TB/s")
         if "engines" in cuda:
             lines += engines.report_lines(cuda["engines"], f"CUDA, {cuda['device_name']}")
-    return "\n".join(lines)
+    return lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -242,6 +284,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-run baselines timed on this many of the 64 configurations, then scaled (default 4)")
     parser.add_argument("--full-baseline", action="store_true", help="time the per-run baselines on all 64")
     parser.add_argument("--output", default="build/bench/bandit.json", help="JSON file for the results")
+    parser.add_argument("--gpu-only", action="store_true",
+                        help="only the CUDA workloads (the GPU check: the CPU ones are recorded on their own machine)")
 
 
 def run(args: argparse.Namespace, command: str) -> int:
@@ -249,12 +293,14 @@ def run(args: argparse.Namespace, command: str) -> int:
     if not 1 <= args.baseline_runs <= 64:
         raise ParameterError(f"--baseline-runs = {args.baseline_runs} is out of range: allowed 1 … 64")
     baseline_runs = 64 if args.full_baseline else args.baseline_runs
+    if args.gpu_only and not torch.cuda.is_available():
+        raise ParameterError("--gpu-only: no CUDA device here")
     results = {"measured_on": time.strftime("%Y-%m-%d"), "command": command,
-               "machine": machine(), "versions": package_versions(), "figure1": figure1_workload(),
-               "sweep": sweep_workload(baseline_runs)}
-    cpu = torch.device("cpu")
-    results["token_chain"] = engines.token_chain_workload(cpu)
-    results["two_stage"] = engines.two_stage_workload(cpu)
+               "machine": machine(), "versions": package_versions()}
+    if not args.gpu_only:
+        cpu = torch.device("cpu")
+        results.update(figure1=figure1_workload(), sweep=sweep_workload(baseline_runs),
+                       token_chain=engines.token_chain_workload(cpu), two_stage=engines.two_stage_workload(cpu))
     if torch.cuda.is_available():
         results["cuda"] = cuda_workload()
         results["cuda"]["engines"] = engines.cuda_workloads(torch.device("cuda"))

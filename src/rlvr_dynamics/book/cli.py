@@ -224,6 +224,7 @@ def command_re_record(args) -> int:
 def make_parser() -> argparse.ArgumentParser:
     from rlvr_dynamics.bench import bandit as bench_bandit
     from rlvr_dynamics.bench import lm as bench_lm
+    from rlvr_dynamics.book import preset_timings
     from rlvr_dynamics.book.params import PRESETS
 
     parser = OneLineParser(prog="rlvr-book", description=__doc__.splitlines()[0])
@@ -261,6 +262,9 @@ def make_parser() -> argparse.ArgumentParser:
     bench_lm.add_arguments(commands.add_parser(
         "bench-lm", help="time GRPO steps with and without gradient-gap tracking",
         description=bench_lm.__doc__.split("\n\n")[0]))
+    preset_timings.add_arguments(commands.add_parser(
+        "bench-presets", help="time every chapter at a preset (paper by default), each in its own process",
+        description=preset_timings.__doc__.split("\n\n")[0]))
     return parser
 
 
@@ -283,6 +287,19 @@ def command_bench(args) -> int:
 
     check_output_file(args.output, "--output")  # before minutes of timing, not after
     return bench_bandit.run(args, args.command_line)
+
+
+def command_bench_presets(args) -> int:
+    from rlvr_dynamics.book import preset_timings
+    from rlvr_dynamics.config import ParameterError
+    from rlvr_dynamics.devices import resolve_device
+
+    check_output_file(args.output, "--output")
+    try:
+        resolve_device(args.device)
+    except ValueError as error:
+        raise ParameterError(str(error).replace("parameter 'device'", "parameter '--device'")) from None
+    return preset_timings.run(args, args.command_line)
 
 
 def command_bench_lm(args) -> int:
@@ -372,7 +389,7 @@ def _dispatch(argv: list[str]) -> int:
     interrupt.arm()
     handlers = {"list": command_list, "run": command_run, "execute-all": command_execute_all, "build": command_build,
                 "re-record": command_re_record, "robustness": command_robustness, "bench": command_bench,
-                "bench-lm": command_bench_lm}
+                "bench-lm": command_bench_lm, "bench-presets": command_bench_presets}
     try:
         code = handlers[args.command](args)
     except ParameterError as error:
