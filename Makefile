@@ -12,7 +12,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Notebooks executed at a time (papermill and nbval), each kernel on one thread (runner.BOOK_THREADS).
 JOBS ?= 2
 
-.PHONY: book test lint unit notebooks nbval seeds site book-checks browser bench bench-lm robustness venv lock clean
+.PHONY: book test lint unit notebooks nbval seeds site book-checks browser bench bench-lm bench-presets gpu-check gpu-wheels robustness venv lock clean
 
 venv: $(STAMP)
 
@@ -80,6 +80,21 @@ bench: $(STAMP)
 ## bench-lm: seconds per TRL GRPO step with gradient-gap tracking off / (a) / (a)+(b); writes build/bench/lm.json
 bench-lm: $(STAMP)
 	$(BIN)/rlvr-book bench-lm
+
+## bench-presets: every chapter's paper preset, each in its own process (hours on 2 cores: figure1 ≈ 8 min, figure2
+## is for a GPU); writes build/bench/presets.json (commit it under data/benchmarks/presets/ to show it in the book)
+bench-presets: $(STAMP)
+	$(BIN)/rlvr-book bench-presets --device cpu
+
+## gpu-check: on a CUDA machine, the GPU benchmarks and the paper presets' run times in ≤ 8 min on one H200
+## (.ci/gpu-check: it uses .venv when present, else python3 with the wheels of make gpu-wheels); writes
+## data/benchmarks/gpu-bandit.json, lm/gpu-lm.json, presets/gpu-presets.json (or into $$OUT)
+gpu-check:
+	.ci/gpu-check
+
+## gpu-wheels: download into .whl/ the wheels a bare GPU machine lacks (trl, papermill, the kernel stack)
+gpu-wheels:
+	.ci/gpu-wheels
 
 ## lock: regenerate requirements-lock.txt from a venv made from requirements.txt
 lock:

@@ -36,15 +36,27 @@ def test_report_prints_each_timing_and_ratio():
 def test_a_gpu_only_record_reports_its_cuda_sweeps_and_the_bandwidth_they_reach():
     cuda = {"device_name": "NVIDIA H200", "sweep64_float64_s": 2.0, "sweep64_float32_s": 1.5,
             "sweep64_float32_compiled_s": 0.25, "sweep64_float64_compiled_s": 0.4,
-            "largest_sweep_within_10s": {"configurations": 8192, "seconds": 4.0, "dtype": "float32",
-                                         "compiled": True, "bytes_per_second": 2.4e12},
+            "largest_sweep_within_10s": {"configurations": 2048, "seconds": 7.0, "dtype": "float32"},
+            "goal_sweep": {"configurations": 10_000, "seconds": 4.0, "dtype": "float32", "compiled": True,
+                           "bytes_per_second": 2.4e12},
             "peak_memory_bandwidth": 4.8e12, "bandwidth_fraction": 0.5}
     text = bench.report({"machine": {"processor": "x86_64", "cpu_count": 16, "torch_threads": 16}, "cuda": cuda})
     for expected in ("CUDA (NVIDIA H200)", "sweep of 64, float32 compiled   0.25 s", "2400 GB/s",
+                     "sweep of 10000, float32 compiled   4.00 s    (goal: ≤ 3 s)",
                      "50.0% of the card's 4.80 TB/s"):
         assert expected in text, expected
     assert "Figure-1 workload" not in text
     assert bench.logit_traffic_bytes(64, 2000, bench.torch.float32) == 2 * 64 * 2000 * 600 * 100 * 4
+
+
+def test_the_gpu_workload_runs_small_on_a_cpu():
+    """The CUDA workload's code, run on the CPU at toy sizes: every section recorded, the doubling stops."""
+    out = bench.cuda_workload(steps=2, budget_s=0.05, device="cpu", goal_configurations=16, compiled=False)
+    assert out["sweep64_float32_s"] > 0 and out["sweep64_float64_s"] > 0 and "sweep64_float32_compiled_s" not in out
+    assert out["goal_sweep"]["configurations"] == 16 and out["goal_sweep"]["compiled"] is False
+    assert out["goal_sweep"]["bytes_per_second"] > 0
+    largest = out["largest_sweep_within_10s"]
+    assert largest is None or largest["seconds"] <= 0.05
 
 
 def test_the_floor_times_one_exponential_per_logit_and_step(monkeypatch):
