@@ -4,6 +4,7 @@ run time of the committed records, two valid variations per chapter, a stable te
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 
 import pytest
@@ -93,3 +94,31 @@ def test_the_records_folder_is_the_robustness_runners():
     from rlvr_dynamics.book.robustness import ROBUSTNESS_DIR
 
     assert rerun.RECORDS_DIR == ROBUSTNESS_DIR
+
+
+def test_the_paper_preset_timings_come_from_the_committed_preset_records(tmp_path):
+    from rlvr_dynamics.book import runner
+
+    assert rerun.PRESET_TIMINGS_DIR == runner.BENCHMARKS_DIR / "presets"
+    folder = tmp_path / rerun.PRESET_TIMINGS_DIR
+    folder.mkdir(parents=True)
+    machine = {"cpu_count": 2, "cuda": None}
+    (folder / "cpu.json").write_text(json.dumps({
+        "preset": "paper", "device": "cpu", "measured_on": "2026-11-30", "machine": machine, "shortened": {},
+        "chapters": {"figure1": {"status": "finished", "seconds": 480.0, "claims": 13, "claims_held": 13},
+                     "figure2": {"status": "stopped", "seconds": 3600.0, "reason": "did not finish within 60 min"}}}))
+    (folder / "gpu.json").write_text(json.dumps({
+        "preset": "paper", "device": "cuda", "measured_on": "2026-12-01", "machine": {"cpu_count": 16, "cuda": "H200"},
+        "shortened": {"figure2": {"steps": "100"}},
+        "chapters": {"figure2": {"status": "finished", "seconds": 100.0, "claims": 9, "claims_held": 8}}}))
+    (folder / "ci.json").write_text(json.dumps({"preset": "ci", "chapters": {"figure1": {"status": "finished"}}}))
+    assert rerun.paper_timings(tmp_path, "figure1") == (
+        "about 8.0 min on a 2-core CPU, 13 of 13 claims held (2026-11-30, cpu.json)",)
+    assert rerun.paper_timings(tmp_path, "figure2") == (
+        "stopped after about 60.0 min on a 2-core CPU: did not finish within 60 min (2026-11-30, cpu.json)",
+        "about 1.7 min on H200, shortened (steps = 100), 8 of 9 claims held (2026-12-01, gpu.json)")
+    assert rerun.paper_timings(tmp_path, "two_stage") == ()
+    box = rerun.rerun_box(NOTEBOOKS["figure1"], None, timings=rerun.paper_timings(tmp_path, "figure1"))
+    assert "Measured (<code>make bench-presets</code>, <code>make gpu-check</code>): about 8.0 min" in box.html()
+    assert "  paper preset measured: about 8.0 min on a 2-core CPU" in box.text()
+    assert "paper preset measured: not yet" in rerun.rerun_box(NOTEBOOKS["figure1"], None).text()

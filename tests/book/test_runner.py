@@ -285,3 +285,18 @@ def test_the_staged_book_hides_parameter_cells_names_no_path_and_carries_the_sty
     assert "/tmp/" not in json.dumps(staged) and str(root) not in json.dumps(staged)
     style = (REAL_ROOT / "book" / "_static" / "chapter.css").read_text()
     assert (site / "_static" / "chapter.css").read_text() == style
+
+
+def test_the_cache_key_follows_the_committed_data_each_notebook_reads(project):
+    """Every rerun box quotes the preset timings; the performance page reads every benchmark record."""
+    root, _, _ = project
+    specs = [NOTEBOOKS[name] for name in ("figure1", "performance")]
+    keys = lambda: [runner.cache_key(spec, {"seed": 0}, root) for spec in specs]  # noqa: E731
+    before = keys()
+    (root / "data" / "benchmarks" / "presets").mkdir(parents=True)
+    (root / "data" / "benchmarks" / "presets" / "cpu.json").write_text('{"chapters": {}}')
+    with_presets = keys()
+    assert all(a != b for a, b in zip(before, with_presets, strict=True))
+    (root / "data" / "benchmarks" / "bandit.json").write_text("{}")
+    with_bandit = keys()
+    assert with_bandit[0] == with_presets[0] and with_bandit[1] != with_presets[1]

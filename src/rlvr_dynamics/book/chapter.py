@@ -112,8 +112,9 @@ class Chapter:
         preset = self.spec.presets[self.settings.preset]
         changed = {name: value for name, value in self.config_values().items() if preset.get(name) != value}
         parameters = {"seed": self.settings.seed, "device": self.settings.device, **changed}
-        return rerun.rerun_box(self.spec, rerun.load_record(project_root(), self.spec.name), self.settings.preset,
-                               parameters)
+        root = project_root()
+        return rerun.rerun_box(self.spec, rerun.load_record(root, self.spec.name), self.settings.preset, parameters,
+                               rerun.paper_timings(root, self.spec.name))
 
     def table(self, frame, caption: str = "", **options) -> None:
         """Display a pandas DataFrame (or Series) as a table of the book (:func:`rlvr_dynamics.book.tables.

@@ -32,11 +32,10 @@ _CHAPTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 
 # name: (what the `paper` preset changes, the hardware it wants and its time; two variations worth trying),
 # shown in the chapter's "Rerun this chapter" box (rlvr_dynamics.book.rerun). Every parameter is validated.
-_NOT_TIMED = "The book has not timed it."
 _RERUN: dict[str, tuple[str, tuple[Variation, ...]]] = {
     "gradient_gap": (
         "500 bandits and 64 token policies (V = 5, T = 7: every response enumerated), ten times the Monte-Carlo "
-        f"samples. A CPU is enough. {_NOT_TIMED}",
+        "samples. A CPU is enough.",
         (Variation({"vocab_size": 5, "max_length": 7},
                    "The paper preset's token policies: the identity checked on 5⁷ ≈ 78 000 enumerated responses "
                    "instead of 4⁵ = 1 024."),
@@ -45,7 +44,7 @@ _RERUN: dict[str, tuple[str, tuple[Variation, ...]]] = {
                    "is small: compare the gap alignments and GRPO's effective step with the page's."))),
     "trajectory_theory": (
         "Runs of 2 000 steps, a 121-point step-size sweep, 41 × 41 phase diagrams and five Section-5.1 problems "
-        f"of 2 000 steps. A CPU is enough. {_NOT_TIMED}",
+        "of 2 000 steps. A CPU is enough.",
         (Variation({"alignment": 0.005},
                    "Half the gap alignment Δμ of the Theorem-2 instance: its step-size window narrows; compare "
                    "where the sweep's runs start to collapse with the bound the chapter prints."),
@@ -54,7 +53,7 @@ _RERUN: dict[str, tuple[str, tuple[Variation, ...]]] = {
     "token_theory": (
         "Lengths up to T = 1 024 (512 for the majority verifier), 16 instances, 100 exact steps, and sampled "
         "training up to T = 256 with 32 seeds per setting: long on a CPU; `device auto` uses a GPU when there is "
-        f"one. {_NOT_TIMED}",
+        "one.",
         (Variation({"verifier": "contains"},
                    "A verifier that accepts the answer token anywhere in the response instead of at its end: "
                    "does the length law of the safe step still hold?"),
@@ -64,7 +63,7 @@ _RERUN: dict[str, tuple[str, tuple[Variation, ...]]] = {
     "figure1": (
         "The paper's 20 seeds and a 16-point step-size sweep, with the NumPy cross-check over all 2 000 steps; the "
         "main run is the paper's workload at both presets (1.4 s in the engine on 2 cores, see the performance "
-        f"appendix). A CPU is enough. {_NOT_TIMED}",
+        "appendix). A CPU is enough.",
         (Variation({"step_size": 1.0, "fallback": "nearest"},
                    "Ten times the paper's step size α, drawing the nearest context when the band is empty: "
                    "overshooting steps and the Figure-1 panels far from the safe regime."),
@@ -74,7 +73,7 @@ _RERUN: dict[str, tuple[str, tuple[Variation, ...]]] = {
     "figure2": (
         "A 25 M-parameter model on 60 000 GSM8K-style word problems, three GRPO runs of 1 000 steps with 512 "
         "completions each: a GPU (`device auto` picks CUDA). With `-p model_name_or_path` and `-p dataset_path`, "
-        f"Qwen2.5 on GSM8K from local files (nothing is downloaded). {_NOT_TIMED}",
+        "Qwen2.5 on GSM8K from local files (nothing is downloaded).",
         (Variation({"optimizer": "sgd", "learning_rates": "0.02"},
                    "Plain SGD instead of AdamW: the update is then parallel to the gradient, so the gap alignment "
                    "of the update equals that of the gradient."),
@@ -83,15 +82,15 @@ _RERUN: dict[str, tuple[str, tuple[Variation, ...]]] = {
                    "closer to the threshold of the theory chapters."))),
     "two_stage": (
         "512 seeds, runs of 10 000 steps, a finer grid of π_O(0), a ten-fold Monte-Carlo check and 500 GRPO steps "
-        f"on the language model. A CPU is enough for the bandit; the language model prefers a GPU. {_NOT_TIMED}",
+        "on the language model. A CPU is enough for the bandit; the language model prefers a GPU.",
         (Variation({"reward_model": "bernoulli", "group_size": 4},
                    "A noisy verifier (a reward of 1 with probability r) and smaller groups: the two stages blur; "
                    "compare the switch and takeover times."),
          Variation({"scale_rewards": "none"},
                    "Dr. GRPO's unscaled advantages instead of GRPO's division by the group's standard deviation."))),
     "performance": (
-        "The page reads the committed benchmark records: both presets show the same page; a GPU record appears "
-        "when `rlvr-book bench` runs on a CUDA machine.",
+        "The page reads the committed benchmark records: both presets show the same page; GPU records appear "
+        "when `make gpu-check` runs on a CUDA machine.",
         (Variation({}, "Time the bandit engine on your machine (about 3 min on 2 cores) and see it as a new "
                        "column of the tables.", before=".venv/bin/rlvr-book bench --output data/benchmarks/mine.json"),
          Variation({}, "Time gradient-gap tracking in GRPO on your machine (about 2 min on 2 cores).",

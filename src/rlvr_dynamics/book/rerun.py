@@ -64,6 +64,33 @@ def load_record(root: Path, name: str) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
+PRESET_TIMINGS_DIR = Path("data") / "benchmarks" / "presets"
+"""The committed ``rlvr-book bench-presets`` records (= runner.BENCHMARKS_DIR / "presets", tested)."""
+
+
+def paper_timings(root: Path, name: str) -> tuple[str, ...]:
+    """What the committed preset records measured for chapter ``name`` at the paper preset, one line per
+    record: time, machine and claims held, or how far it got."""
+    lines = []
+    for path in sorted((Path(root) / PRESET_TIMINGS_DIR).glob("*.json")):
+        record = read_json(path)
+        result = record.get("chapters", {}).get(name)
+        if record.get("preset") != "paper" or result is None:
+            continue
+        machine = record.get("machine", {})
+        where = (f"{machine.get('cuda')}" if machine.get("cuda") and record.get("device") != "cpu"
+                 else f"a {machine.get('cpu_count', '?')}-core CPU")
+        shortened = record.get("shortened", {}).get(name)
+        note = f", shortened ({', '.join(f'{k} = {v}' for k, v in shortened.items())})" if shortened else ""
+        if result.get("status") == "finished":
+            lines.append(f"{describe_seconds(result['seconds'])} on {where}{note}, {result['claims_held']} of "
+                         f"{result['claims']} claims held ({record.get('measured_on', '?')}, {path.name})")
+        else:
+            lines.append(f"{result.get('status')} after {describe_seconds(result['seconds'])} on {where}{note}: "
+                         f"{result.get('reason')} ({record.get('measured_on', '?')}, {path.name})")
+    return tuple(lines)
+
+
 def describe_seconds(seconds: float | None) -> str:
     """``"about 5 s"``, ``"about 2.5 min"``; ``"not measured"`` for None."""
     if seconds is None:
@@ -85,6 +112,7 @@ class RerunBox:
     variations: tuple[tuple[str, str], ...]  # (command, why)
     paper_command: str
     paper_note: str
+    paper_timings: tuple[str, ...] = ()
 
     def html(self) -> str:
         e = html.escape
@@ -101,7 +129,8 @@ class RerunBox:
             out.append(f'<li><pre class="rerun-command"><code>{e(command)}</code></pre>{e(why)}</li>')
         out += ["</ul>", "<p>At the paper's settings:</p>",
                 f'<pre class="rerun-command"><code>{e(self.paper_command)}</code></pre>',
-                f'<p class="rerun-paper">{e(self.paper_note)}</p>',
+                f'<p class="rerun-paper">{e(self.paper_note)} Measured (<code>make bench-presets</code>, '
+                f'<code>make gpu-check</code>): {e("; ".join(self.paper_timings) or "not yet")}.</p>',
                 "<p>Every parameter, its range and both presets: <code>.venv/bin/rlvr-book list</code>. "
                 f"A run writes the executed notebook, its figures and <code>metrics.json</code> to "
                 f"<code>runs/{e(self.name)}-PRESET</code> unless <code>--output-dir</code> says otherwise.</p>",
@@ -114,6 +143,7 @@ class RerunBox:
                  f"{MEASURED_ON})"]
         lines += [f"  try: {command}  # {why}" for command, why in self.variations]
         lines += [f"  paper preset: {self.paper_command}  # {self.paper_note}"]
+        lines += [f"  paper preset measured: {timing}" for timing in self.paper_timings or ("not yet",)]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -124,10 +154,10 @@ class RerunBox:
 
 
 def rerun_box(spec: NotebookSpec, record: Mapping[str, Any] | None, preset: str = "ci",
-              parameters: Mapping[str, Any] | None = None) -> RerunBox:
-    """The box of chapter ``spec`` with the run times of its committed robustness ``record``: its
-    command repeats the run at ``preset`` with ``parameters`` (the page's run: seed, device and
-    every chapter parameter that differs from the preset)."""
+              parameters: Mapping[str, Any] | None = None, timings: tuple[str, ...] = ()) -> RerunBox:
+    """The box of chapter ``spec`` with the run times of its committed robustness ``record`` and its paper
+    preset's measured ``timings`` (:func:`paper_timings`): its command repeats the run at ``preset`` with
+    ``parameters`` (the page's run: seed, device and every chapter parameter that differs from the preset)."""
     variations = []
     for variation in spec.variations:
         command = run_command(spec.name, parameters=variation.parameters)
@@ -137,4 +167,4 @@ def rerun_box(spec: NotebookSpec, record: Mapping[str, Any] | None, preset: str 
     seeds = len((record or {}).get("run_seconds") or {})
     return RerunBox(spec.name, spec.title, run_command(spec.name, preset, parameters),
                     describe_seconds(median_run_seconds(record)), seeds, tuple(variations),
-                    run_command(spec.name, "paper"), spec.paper_note)
+                    run_command(spec.name, "paper"), spec.paper_note, tuple(timings))

@@ -214,18 +214,32 @@ def source_digest(spec: NotebookSpec, root: Path) -> str:
     return digest.hexdigest()
 
 
+BENCHMARKS_DIR = Path("data") / "benchmarks"
+"""The committed benchmark records: the performance page tabulates them all, and every chapter's rerun box
+quotes its preset timings (``presets/``)."""
+
+
+def data_dependencies(spec: NotebookSpec, root: Path) -> list[Path]:
+    """The committed data files an execution of ``spec`` reads besides its source: its record over seeds
+    (``data/robustness/NAME.json``), the preset timings (every rerun box quotes them) and, for the
+    performance page, every benchmark record."""
+    records = root / BENCHMARKS_DIR
+    read = records.rglob("*.json") if spec.name == "performance" else (records / "presets").glob("*.json")
+    return sorted({root / ROBUSTNESS_DIR / f"{spec.name}.json", *read})
+
+
 def cache_key(spec: NotebookSpec, parameters: Mapping[str, Any], root: Path) -> str:
     """What an execution depends on: the notebook, its parameters, the package versions, the source
-    it executes (:func:`source_digest`) and the chapter's committed record over seeds
-    (``data/robustness/NAME.json``), which its prose may quote."""
-    record = root / ROBUSTNESS_DIR / f"{spec.name}.json"
+    it executes (:func:`source_digest`) and the committed data it reads (:func:`data_dependencies`),
+    which its prose may quote."""
     payload = {
         "threads": BOOK_THREADS,
         "notebook": (root / spec.source).read_text(encoding="utf-8"),
         "parameters": dict(parameters),
         "versions": package_versions(),
         "code": source_digest(spec, root),
-        "record": hashlib.sha256(record.read_bytes()).hexdigest() if record.is_file() else None,
+        "data": {path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+                 for path in data_dependencies(spec, root) if path.is_file()},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -274,7 +288,7 @@ def stale_reason(spec: NotebookSpec, parameters: Mapping[str, Any], key: str, ex
     except (DamagedFileError, OSError) as error:
         return str(error)
     if record.get("key") != key:
-        return "its notebook, parameters, package source or versions changed"
+        return "its notebook, parameters, package source, versions or the data it reads changed"
     listed = record.get("files")
     if not isinstance(listed, dict) or not listed:
         return f"{record_path} lists no files"
