@@ -33,6 +33,9 @@ an :class:`EmptyBandWarning` — never a crash or a silent empty loop.
 tensor program on CPU or GPU. Per step and context the cost is O(N) for the incremental logit
 update and the softmax statistics plus O(d) for the alignment; logits are recomputed from θ
 every ``REFRESH_EVERY`` steps so rounding cannot accumulate. Arms never appear in a Python loop.
+One step is one function (:func:`_step`); with ``compile=True`` it is compiled whole, and the
+evaluation contexts' part becomes one loop that reads and writes each logit once with one exponential
+(the benchmark's floor: ``rlvr_dynamics.bench.bandit``).
 """
 
 from __future__ import annotations
@@ -561,11 +564,13 @@ def simulate(bandits: ContextualBandits, step_sizes, steps: int, band: Sequence[
             out = step_function(state, problem, bandits.uniforms[:, k], alpha, band, fallback, update)
             trace[k], train_index[k] = out["trace"], out["index"]
         else:  # the values after the last step: no step follows
-            out = dict(zip(("log_pool_value", "log_pool_failure"), _update_and_statistics(
-                state["pool_logits"], state["pool_best_logit"], state["pool_inner"], state["coefficient"],
-                problem["pool_best_arm"])[:2], strict=True))
-            out["log_eval_value"], out["log_eval_failure"], *_ = _softmax_statistics(
-                state["eval_logits"], state["eval_best_logit"], state["eval_top"])
+            log_pool_value, *_ = _update_and_statistics(state["pool_logits"], state["pool_best_logit"],
+                                                        state["pool_inner"], state["coefficient"],
+                                                        problem["pool_best_arm"])
+            log_eval_value, log_eval_failure, *_ = _softmax_statistics(state["eval_logits"], state["eval_best_logit"],
+                                                                       state["eval_top"])
+            out = {"log_pool_value": log_pool_value, "log_eval_value": log_eval_value,
+                   "log_eval_failure": log_eval_failure}
         if recording:
             record[slot, 0] = out["log_eval_value"].exp()
             record[slot, 1] = out["log_eval_value"] - out["log_eval_failure"]
