@@ -16,7 +16,7 @@ def test_the_figure1_workload_agrees_with_the_numpy_loop_on_a_short_run():
     assert result["max_abs_value_difference"] < 1e-12 and result["engine_s"] > 0 and result["speedup"] > 0
 
 
-def test_report_prints_each_timing_and_ratio():
+def test_report_prints_each_timing_and_ratio(engine_results):
     sweep = {"configurations": 64, "batched_float64_s": 40.0, "batched_float32_s": 20.0, "numpy_loop_s": 400.0,
              "baseline_runs_timed": 4, "engine_one_run_at_a_time_s": 80.0, "compiled_unavailable": "no compiler",
              "max_abs_value_difference_vs_numpy": {"float64": 1e-15, "float32": 2e-6},
@@ -28,6 +28,9 @@ def test_report_prints_each_timing_and_ratio():
                "figure1": {"engine_s": 1.4, "numpy_loop_s": 7.8, "speedup": 5.6, "max_abs_value_difference": 0.0},
                "sweep": sweep}
     text = bench.report(results)
+    assert "Token chain" not in text  # a record from before the engine sweeps
+    chain, stage = engine_results
+    assert "Token chain (CPU): 64 exact runs" in bench.report({**results, "token_chain": chain, "two_stage": stage})
     for expected in ("ratio 5.6x", "float64 10.0x, float32 20.0x", "float32 4.0x", "torch.compile unavailable",
                      "float32 2.0e-06", "float32 8.00 s", "ratio to the floor:      float64 2.5x, float32 2.5x"):
         assert expected in text, expected

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 
-from rlvr_dynamics.bench import bandit as bench
 from rlvr_dynamics.bench import engines
 
 CPU = torch.device("cpu")
@@ -40,13 +39,8 @@ def test_largest_within_doubles_until_the_budget_or_memory_runs_out():
     assert engines.largest_within(1.0, out_of_memory, 8) == {"runs": 16, "seconds": 0.1}
 
 
-def test_the_report_prints_both_engines_on_cpu_and_cuda():
-    chain = {"runs": 64, "steps": 100, "vocabulary": 6, "length": 64, "batched_s": 3.0, "one_run_at_a_time_s": 30.0,
-             "speedup_vs_one_run_at_a_time": 10.0, "max_abs_value_difference": 0.0}
-    stage = {"runs": 256, "steps": 3000, "group_size": 8, "sampled_batched_s": 0.5, "expected_batched_s": 0.7,
-             "sampled_one_run_at_a_time_s": 50.0, "expected_one_run_at_a_time_s": 70.0,
-             "sampled_speedup_vs_one_run_at_a_time": 100.0, "expected_speedup_vs_one_run_at_a_time": 100.0,
-             "expected_max_abs_value_difference": 1e-16}
+def test_the_report_prints_both_engines_on_cpu_and_cuda(engine_results):
+    chain, stage = engine_results
     lines = "\n".join(engines.report_lines({"token_chain": chain, "two_stage": stage}, "CPU"))
     for expected in ("Token chain (CPU): 64 exact runs", "ratio 10.0x", "sampled  batched            0.50 s",
                      "(ratio 100.0x)", "max |ΔJ| batched vs alone 1.0e-16"):
@@ -57,17 +51,4 @@ def test_the_report_prints_both_engines_on_cpu_and_cuda():
     lines = "\n".join(engines.report_lines(cuda, "CUDA, H200"))
     assert "largest token chain sweep within 10 s: {'runs': 4096, 'seconds': 8.0}" in lines
     assert "largest two stage sweep within 10 s: None" in lines
-    assert "Token chain (CPU)" in bench.report({**_bandit_results(), "token_chain": chain, "two_stage": stage})
 
-
-def _bandit_results():
-    sweep = {"configurations": 64, "batched_float64_s": 40.0, "batched_float32_s": 20.0, "numpy_loop_s": 400.0,
-             "baseline_runs_timed": 4, "engine_one_run_at_a_time_s": 80.0, "compiled_unavailable": "no compiler",
-             "max_abs_value_difference_vs_numpy": {"float64": 1e-15, "float32": 2e-6},
-             "speedup_float64_vs_numpy_loop": 10.0, "speedup_float32_vs_numpy_loop": 20.0,
-             "speedup_float64_vs_engine_one_run_at_a_time": 2.0, "speedup_float32_vs_engine_one_run_at_a_time": 4.0,
-             "exp_floor_float64_s": 16.0, "exp_floor_float32_s": 8.0, "floor_ratio_float64": 2.5,
-             "floor_ratio_float32": 2.5}
-    return {"machine": {"processor": "x86_64", "cpu_count": 2, "torch_threads": 2},
-            "figure1": {"engine_s": 1.4, "numpy_loop_s": 7.8, "speedup": 5.6, "max_abs_value_difference": 0.0},
-            "sweep": sweep}

@@ -289,8 +289,8 @@ def command_bench(args) -> int:
     return bench_bandit.run(args, args.command_line)
 
 
-def command_bench_presets(args) -> int:
-    from rlvr_dynamics.book import preset_timings
+def _check_bench_options(args) -> None:
+    """A benchmark's ``--output`` and ``--device``, checked before any timing."""
     from rlvr_dynamics.config import ParameterError
     from rlvr_dynamics.devices import resolve_device
 
@@ -299,19 +299,20 @@ def command_bench_presets(args) -> int:
         resolve_device(args.device)
     except ValueError as error:
         raise ParameterError(str(error).replace("parameter 'device'", "parameter '--device'")) from None
+
+
+def command_bench_presets(args) -> int:
+    from rlvr_dynamics.book import preset_timings
+
+    _check_bench_options(args)
     return preset_timings.run(args, args.command_line)
 
 
 def command_bench_lm(args) -> int:
     from rlvr_dynamics.bench import lm as bench_lm
     from rlvr_dynamics.config import ParameterError
-    from rlvr_dynamics.devices import resolve_device
 
-    check_output_file(args.output, "--output")
-    try:
-        resolve_device(args.device)
-    except ValueError as error:
-        raise ParameterError(str(error).replace("parameter 'device'", "parameter '--device'")) from None
+    _check_bench_options(args)
     if args.steps < 1 or not 0 <= args.skip < args.steps:
         raise ParameterError(f"parameters '--steps' = {args.steps} and '--skip' = {args.skip}: allowed "
                              "0 ≤ skip < steps")
