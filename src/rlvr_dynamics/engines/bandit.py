@@ -555,7 +555,8 @@ def simulate(bandits: ContextualBandits, step_sizes, steps: int, band: Sequence[
             (state["pool_logits"], state["pool_best_logit"]), (state["eval_logits"], state["eval_best_logit"]) = (
                 _split_logits(contexts[:, part], theta, best_arm[:, part]) for part in (bandits.pool, evaluation))
             state["eval_top"] = _largest_logit(state["eval_logits"], state["eval_best_logit"])
-            state["pool_inner"] = torch.zeros(n_runs, pool, dtype=dtype, device=device)  # no update pending
+            # no update pending; laid out like the view of x · x_k that later steps pass (one compiled variant)
+            state["pool_inner"] = torch.zeros(n_runs, contexts.shape[1], dtype=dtype, device=device)[:, :pool]
         recording = k == recorded_steps[slot]
         if recording:  # the accumulators before step k
             record[slot, 2:7] = accumulated[:, :, evaluation]
