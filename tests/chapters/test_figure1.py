@@ -648,16 +648,16 @@ def test_sweep_margins_by_hand_and_their_counter_examples():
     assert list(figure1.at_least(table, 0.1)["step_size"]) == [0.1, 1.0, 0.1, 1.0]
     assert list(figure1.at_least(table, 1.0)["step_size"]) == [1.0, 1.0]
     assert list(figure1.at_least(table, 1.0 + 1e-12)["step_size"]) == [1.0, 1.0]  # rounding of the grid
-    (claim, margins), = figure1.sweep_finding_margins(table, 0.1).items()
-    assert claim.startswith("At every α ≥ 0.1 of the sweep")
-    np.testing.assert_allclose(margins, [0.02, 0.01])  # per seed: the smallest accuracy − 0.95
-    assert list(figure1.sweep_finding_margins(table, 1.0).values())[0].tolist() == pytest.approx([0.02, 0.01])
+    overshoot, arm_rule = figure1.sweep_record_margins(table, 0.1).items()
+    assert arm_rule[0].startswith("At every α ≥ 0.1 of the sweep")
+    np.testing.assert_allclose(arm_rule[1], [0.02, 0.01])  # per seed: the smallest accuracy − 0.95
+    assert list(figure1.sweep_record_margins(table, 1.0).values())[1].tolist() == pytest.approx([0.02, 0.01])
     bad = table.assign(learned_arm_predicts_convergence=[0.99, 0.97, 1.0, 0.9])
-    assert list(figure1.sweep_finding_margins(bad, 0.1).values())[0].loc[1] < 0
+    assert list(figure1.sweep_record_margins(bad, 0.1).values())[1].loc[1] < 0
     below = table.assign(learned_arm_predicts_convergence=[0.5, 0.97, 1.0, 0.96])  # only α < 1 fails
-    assert list(figure1.sweep_finding_margins(below, 1.0).values())[0].min() >= 0
-    (claim, margins), = figure1.sweep_record_margins(table).items()
-    np.testing.assert_allclose(margins, [0.01, 0.008, 0.01 - 1e-7, -0.29])
+    assert list(figure1.sweep_record_margins(below, 1.0).values())[1].min() >= 0
+    assert overshoot[0].startswith("No step size of the sweep overshoots")
+    np.testing.assert_allclose(overshoot[1], [0.01, 0.008, 0.01 - 1e-7, -0.29])
 
 
 def test_overshoot_text_and_sensitivity_numbers_by_hand():
@@ -671,6 +671,9 @@ def test_overshoot_text_and_sensitivity_numbers_by_hand():
     assert numbers["sweep_second_took_off"] == 2 and numbers["sweep_seeds"] == 2 and numbers["sweep_runs_above"] == 4
     assert numbers["sweep_max_learned_arms"] == 3 and numbers["sweep_not_dominant"] == 1
     assert numbers["sweep_accuracy_min"] == 0.96 and numbers["sweep_fell_back_min"] == 0.8
+    assert numbers["sweep_rule_below"] == 0 and numbers["sweep_two_arm_runs"] == 1  # the run that learned 3 arms
+    two_arms = table.assign(learned_arm_predicts_convergence=[1.0, 0.9, 1.0, 0.7])
+    assert figure1.sensitivity_numbers(two_arms, 0.1)["sweep_rule_below"] == 2
     # Seed 0 learned its dominant arm at both α (converged 0.1 and 0.5); seed 1 only at α = 0.1.
     assert numbers["sweep_dominant_spread_max"] == pytest.approx(0.4)
     assert numbers["sweep_slope_signed_largest_min"] == 0.9 and numbers["sweep_slope_signed_largest_max"] == 1.1

@@ -71,7 +71,7 @@ _RERUN: dict[str, tuple[str, tuple[Variation, ...]]] = {
                    "No curriculum band: every pool context can be drawn, including those already solved or "
                    "hopeless, whose J(1 − J) gives tiny steps."))),
     "figure2": (
-        "The 25 M-parameter model on the same two-digit sums (20 000 problems), warmed up to 0.3, then three GRPO "
+        "The 25 M-parameter model on the same two-digit sums (all 5 000 of them), warmed up to 0.3, then three GRPO "
         "runs of 300 steps with 512 completions each and 21 validation points of 4 096 samples: a GPU (`device "
         "auto` picks CUDA). With `-p model_name_or_path` and `-p dataset_path`, Qwen2.5 on GSM8K from local files "
         "(nothing is downloaded).",

@@ -847,21 +847,21 @@ def at_least(table: pd.DataFrame, step_size: float) -> pd.DataFrame:
     return table[table["step_size"] >= step_size * (1 - 1e-9)]
 
 
-def sweep_finding_margins(table: pd.DataFrame, step_size: float) -> dict[str, pd.Series]:
-    """The sweep's finding, claim text → per-seed margins: at every α ≥ ``step_size`` (the paper's α), the
-    converged contexts are those of the learned arm — the smallest accuracy of :func:`regimes`' rule over
-    those α, minus 0.95. Whatever the step, the arm decides who is stuck."""
+def sweep_record_margins(table: pd.DataFrame, step_size: float) -> dict[str, pd.Series]:
+    """The sweep's recorded observations, claim text → margins, neither claimed:
+
+    - per (seed, α) row: 1% − the :func:`overshoot_share` over the recorded intervals (the largest steps
+      do overshoot on some problems);
+    - per seed: at every α ≥ ``step_size`` (the paper's α), the converged contexts are those of the learned
+      arm — the smallest accuracy of :func:`regimes`' rule over those α, minus 0.95. It holds at every seed
+      of the ci preset's sweep, but at the paper preset's 20 seeds two problems learn a second arm at some
+      α ≥ 1, whose contexts are still part-way after 2000 steps, and the rule falls to 0.73 (measured
+      2026-11-30): a statement about most problems, not every one (:func:`sensitivity_numbers` counts)."""
     accuracy = at_least(table, step_size).groupby("seed")["learned_arm_predicts_convergence"].min()
-    return {"At every α ≥ 0.1 of the sweep, converged ⇔ optimal arm is the learned arm (accuracy ≥ 0.95, every seed)":
-            accuracy - ARM_ACCURACY}
-
-
-def sweep_record_margins(table: pd.DataFrame) -> dict[str, pd.Series]:
-    """The sweep's recorded observation, claim text → margins per (seed, α) row: 1% − the
-    :func:`overshoot_share` over the recorded intervals. Not claimed: the largest steps do overshoot on
-    some problems."""
     return {"No step size of the sweep overshoots: ≤ 1% of the log-odds lost is lost where Δμ_x η > 0 "
-            "(every seed and α, per recorded interval)": OVERSHOOT_SHARE - table["overshoot_share"]}
+            "(every seed and α, per recorded interval)": OVERSHOOT_SHARE - table["overshoot_share"],
+            "At every α ≥ 0.1 of the sweep, converged ⇔ optimal arm is the learned arm (accuracy ≥ 0.95, every seed)":
+            accuracy - ARM_ACCURACY}
 
 
 def overshoot_text(table: pd.DataFrame) -> str:
@@ -896,6 +896,8 @@ def sensitivity_numbers(table: pd.DataFrame, step_size: float) -> dict[str, floa
         "sweep_max_learned_arms": int(above["learned_arms"].max()),
         "sweep_not_dominant": int((above["learned_arm_is_dominant"] < 1).sum()),
         "sweep_accuracy_min": float(above["learned_arm_predicts_convergence"].min()),
+        "sweep_rule_below": int((above["learned_arm_predicts_convergence"] < ARM_ACCURACY).sum()),
+        "sweep_two_arm_runs": int((above["learned_arms"] > 1).sum()),
         "sweep_dominant_spread_max": float(spread.max()) if len(spread) else float("nan"),
         "sweep_fell_back_min": float(above["fell_back"].min()),
         "sweep_r2_effective_min": float(above["r2_effective"].min()),
