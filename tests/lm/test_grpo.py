@@ -196,3 +196,13 @@ def test_the_trainer_takes_the_gap_from_trls_forward_and_it_equals_the_stand_alo
     trainer.run_config = replace(config, tracking="off")
     trainer.compute_loss(model, inputs).backward()
     torch.testing.assert_close(grpo._flat([p.grad for p in params], params), with_tracking)
+
+
+def test_a_run_shows_no_deprecation_warning_of_trls_config(warm_folder, arithmetic):
+    """transformers 5 deprecates gradient_checkpointing, which TRL reads every step: nothing reaches the reader."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _short_run(warm_folder, arithmetic, steps=1, tracking="off")
+    assert not [w for w in caught if "gradient_checkpointing" in str(w.message)]

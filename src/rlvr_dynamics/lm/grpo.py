@@ -19,6 +19,7 @@ the paper's inner product Δμ_k = ⟨u_k/‖u_k‖, g⁺ − g⁻⟩ (eq. 12 wi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import tempfile
@@ -417,7 +418,7 @@ def run_grpo(model, tokenizer, train: list[Problem], validation: list[Problem], 
     """
     from transformers import PrinterCallback, ProgressCallback
 
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, _trl_deprecations_silenced():
         trainer = build_trainer(model, tokenizer, train, validation, config, seed, device, output_dir or scratch,
                                 progress)
         if not progress:  # no log dicts or bars in the caller's output (timings would differ run to run)
@@ -430,6 +431,15 @@ def run_grpo(model, tokenizer, train: list[Problem], validation: list[Problem], 
                    meta={"config": asdict(config), "seed": seed, "device": str(device)})
 
 
+@contextlib.contextmanager
+def _trl_deprecations_silenced():
+    """transformers 5 deprecates the name gradient_checkpointing, which TRL's config sets and its trainer reads
+    every step: that FutureWarning is silenced for the block (no global change)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def build_trainer(model, tokenizer, train: list[Problem], validation: list[Problem], config: GRPORunConfig, seed: int,
                   device: str, output_dir: str, progress: bool = False):
     """The gap-tracking ``GRPOTrainer`` for one run (not yet trained): TRL's ``GRPOConfig`` from ``config``,
@@ -438,9 +448,7 @@ def build_trainer(model, tokenizer, train: list[Problem], validation: list[Probl
     from trl import GRPOConfig
 
     config.check()
-    with warnings.catch_warnings():
-        # transformers 5 deprecates the name gradient_checkpointing, which TRL's config still sets.
-        warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
+    with _trl_deprecations_silenced():
         args = GRPOConfig(
             output_dir=output_dir, max_steps=config.steps, learning_rate=config.learning_rate,
             lr_scheduler_type="constant_with_warmup", warmup_steps=config.lr_warmup_steps, weight_decay=0.0,
