@@ -16,6 +16,7 @@ NOT_A_MODULE = {
     "test_environment.py": "the pins of requirements*.txt and environment.yml",
     "test_architecture.py": "the import-linter contracts of pyproject.toml",
     "test_layout.py": "this file",
+    "test_gpu_check.py": "the script .ci/gpu-check (make gpu-check)",
     "book/test_built_book.py": "the built HTML book, after make book",
     "book/test_figure_cells.py": "a contract of the notebooks' figure cells (notebooks/*.md), no module of its own",
 }
