@@ -40,6 +40,8 @@ VOCABULARY: dict[str, str] = {
     "train_gap_norm": "‖g⁺ − g⁻‖ at the training context (K, B)",
     "fell_back": "whether step k found the band empty (K, B)",
     "final_theta": "the parameters after the last step",
+    # many prompts sharing θ
+    "selected": "the prompts that updated at step k (K, B, Q)",
     # the two-stage softmax bandit
     "class_mass": "the probability of each action class (optimal, high, low) (S, B, 3)",
     "entropy": "the Shannon entropy of the policy, in nats",
