@@ -5,6 +5,7 @@ import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -33,6 +34,8 @@ def _config(**change):
     (dict(eval_problems=501), "eval_problems"),
     (dict(model_name_or_path="/nope"), "model_name_or_path"),
     (dict(dataset_path="/nope.jsonl"), "dataset_path"),
+    (dict(prompt_weightings="none,hardest"), "'hardest' is unknown"),
+    (dict(prompt_weightings="safe_step"), "run 1: prompt_weighting 'safe_step' weighs Dr. GRPO's advantages"),
 ])
 def test_experiment_config_rejects_bad_settings(change, message):
     with pytest.raises(ValueError, match=message):
@@ -84,6 +87,9 @@ def test_run_lists_broadcast():
     runs = _config(loss_types="grpo,dr_grpo,dapo", scale_rewards="group", learning_rates="1e-4,2e-4,3e-4").run_configs()
     assert [(r.loss_type, r.scale_rewards, r.learning_rate) for r in runs] == [
         ("grpo", "group", 1e-4), ("dr_grpo", "group", 2e-4), ("dapo", "group", 3e-4)]
+    weighted = _config(loss_types="dr_grpo", scale_rewards="none", prompt_weightings="none,safe_step").run_configs()
+    assert [r.prompt_weighting for r in weighted] == ["none", "safe_step"]
+    assert experiment.run_label(SimpleNamespace(config=weighted[1])).endswith("/ safe_step weights")
 
 
 def test_experiment_reads_a_local_jsonl_and_a_local_model_folder(tmp_path, tiny_model, tokenizer):

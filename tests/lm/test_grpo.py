@@ -73,6 +73,8 @@ def test_group_direction_identity(sample_batch, tiny_model, tokenizer, scale):
     (dict(lr_warmup_steps=-1), "lr_warmup_steps = -1"),
     (dict(learning_rate=0.0), "learning_rate and temperature must be > 0"),
     (dict(advantage_filter="sideways"), "advantage_filter 'sideways' is unknown"),
+    (dict(prompt_weighting="hard_first"), "prompt_weighting 'hard_first' is unknown"),
+    (dict(prompt_weighting="safe_step"), "it needs scale_rewards 'none', got 'group'"),
 ])
 def test_run_config_rejects_bad_settings(change, message):
     with pytest.raises(ValueError, match=message):
@@ -206,3 +208,27 @@ def test_a_run_shows_no_deprecation_warning_of_trls_config(warm_folder, arithmet
         warnings.simplefilter("always")
         _short_run(warm_folder, arithmetic, steps=1, tracking="off")
     assert not [w for w in caught if "gradient_checkpointing" in str(w.message)]
+
+
+def test_safe_step_weights_by_hand():
+    # groups of 4: Ĵ = 1/4 and 3/4 with mean lengths 2 and 4 → raw 1/(Ĵ L̄) = 2 and 1/3, normalised to mean 1;
+    # an all-wrong group (no gap: advantages 0) gets weight 1.
+    rewards = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]], dtype=torch.float32)
+    lengths = torch.tensor([[2, 2, 2, 2], [4, 4, 4, 4], [3, 3, 3, 3]])
+    weights = grpo.safe_step_weights(rewards, lengths)
+    assert torch.allclose(weights, torch.tensor([2 / (7 / 6), (1 / 3) / (7 / 6), 1.0], dtype=torch.float64))
+    assert torch.equal(grpo.safe_step_weights(torch.ones(2, 4), lengths[:2]), torch.ones(2, dtype=torch.float64))
+
+
+def test_safe_step_weighting_rescales_each_groups_advantages(warm_folder, arithmetic):
+    """Same seed, same first batch: the weighted run's advantages are the plain run's times w_q, so its
+    extremes change while the rewards do not; the weights' mean over mixed prompts is 1 (min ≤ 1 ≤ max)."""
+    change = dict(steps=1, loss_type="dr_grpo", scale_rewards="none", tracking="estimate")
+    plain = _short_run(warm_folder, arithmetic, **change)
+    weighted = _short_run(warm_folder, arithmetic, prompt_weighting="safe_step", **change)
+    assert weighted.steps["reward"].tolist() == plain.steps["reward"].tolist()
+    row = weighted.steps.iloc[0]
+    assert row["prompt_weight_min"] <= 1 <= row["prompt_weight_max"] and row["prompt_weight_max"] > 1
+    assert (row["advantage_min"], row["advantage_max"]) != (plain.steps.iloc[0]["advantage_min"],
+                                                            plain.steps.iloc[0]["advantage_max"])
+    assert "prompt_weight_min" not in plain.steps

@@ -54,6 +54,8 @@ class LMExperimentConfig:
     learning_rates: str = parameter("GRPO learning rate of each run, or one for all", "str")
     advantage_filters: str = parameter("completions that update in each run: 'all' (GRPO), 'negative' (GRPO-N) "
                                        "or 'positive'; one or a comma list", "str")
+    prompt_weightings: str = parameter("per-prompt weighting of each run: 'none' or 'safe_step' (the Many-prompts "
+                                       "chapter's rule; needs scale_rewards 'none'); one or a comma list", "str")
     optimizer: str = parameter("GRPO optimizer: 'adamw' (the paper's runs) or 'sgd'", "str",
                                choices=tuple(grpo.OPTIMIZERS))
     steps: int = parameter("GRPO steps of each run", "int", low=1, high=1_000_000)
@@ -104,9 +106,10 @@ class LMExperimentConfig:
         scales = split_list("scale_rewards", self.scale_rewards, str, grpo.SCALE_REWARDS)
         rates = split_list("learning_rates", self.learning_rates, float)
         filters = split_list("advantage_filters", self.advantage_filters, str, grpo.ADVANTAGE_FILTERS)
-        runs = max(len(loss_types), len(scales), len(rates), len(filters))
+        weightings = split_list("prompt_weightings", self.prompt_weightings, str, grpo.PROMPT_WEIGHTINGS)
+        runs = max(len(loss_types), len(scales), len(rates), len(filters), len(weightings))
         for name, values in (("loss_types", loss_types), ("scale_rewards", scales), ("learning_rates", rates),
-                             ("advantage_filters", filters)):
+                             ("advantage_filters", filters), ("prompt_weightings", weightings)):
             if len(values) not in (1, runs):
                 raise ValueError(f"parameter '{name}' has {len(values)} values for {runs} runs: give 1 or {runs}")
         for rate in rates:
@@ -118,7 +121,7 @@ class LMExperimentConfig:
             pick = lambda values, index=index: values[index if len(values) > 1 else 0]  # noqa: E731
             config = grpo.GRPORunConfig(
                 loss_type=pick(loss_types), scale_rewards=pick(scales), learning_rate=pick(rates),
-                advantage_filter=pick(filters),
+                advantage_filter=pick(filters), prompt_weighting=pick(weightings),
                 steps=self.steps, completions_per_step=self.completions_per_step,
                 num_generations=self.num_generations, max_completion_length=self.max_completion_length,
                 temperature=self.temperature, optimizer=self.optimizer, tracking="measured",
@@ -141,8 +144,8 @@ class LMExperimentConfig:
 _CI = dict(task="arithmetic", digits=2, problems=4500, validation_size=500, dataset_path="", model_name_or_path="",
            model_preset="ci", warmup_target=0.35, warmup_max_steps=3000, warmup_batch_size=256,
            warmup_learning_rate=3e-3, loss_types="grpo,dr_grpo", scale_rewards="group,none", learning_rates="3e-4",
-           advantage_filters="all", optimizer="adamw", steps=250, completions_per_step=256, num_generations=8,
-           max_completion_length=8,
+           advantage_filters="all", prompt_weightings="none", optimizer="adamw", steps=250, completions_per_step=256,
+           num_generations=8, max_completion_length=8,
            temperature=1.0, per_prompt_every=10, eval_every=25, eval_problems=256, eval_samples=4, workers=2)
 
 
@@ -346,4 +349,5 @@ def run_all(config: LMExperimentConfig, folder: str | Path, train, validation, s
 def run_label(run: grpo.GRPORun) -> str:
     c = run.config
     label = f"{c.loss_type} / {c.scale_rewards} / lr {c.learning_rate:g}"
+    label = label if c.prompt_weighting == "none" else f"{label} / {c.prompt_weighting} weights"
     return label if c.advantage_filter == "all" else f"{label} / {c.advantage_filter} only"

@@ -48,6 +48,13 @@ ADVANTAGE_FILTERS = ("all", "negative", "positive")
 advantage (``"negative"``: GRPO-N, Yao et al.) or only positive ones (``"positive"``). The others
 get advantage 0; the loss keeps its normalisation (they still count in the group and the batch).
 The paper's estimate (a) assumes every completion updates, so it is recorded only for ``"all"``."""
+PROMPT_WEIGHTINGS = ("none", "safe_step")
+"""How each prompt's group is weighted in the update: ``"none"`` (TRL's loss as it is) or ``"safe_step"``
+(the book's prompt-adaptive rule of the *Many prompts* chapter: Dr. GRPO's advantages r − Ĵ_q of prompt q
+times w_q ∝ 1/(Ĵ_q · L̄_q), Ĵ_q the group's success rate and L̄_q its mean completion length, normalised to
+mean 1 over the prompts with both outcomes — each prompt then moves along its own gap by its own safe
+step (1 − J_q)/T_ψ₁, eq. (21), instead of Dr. GRPO's J_q(1 − J_q), so prompts far from solved are not
+damped). It needs ``scale_rewards="none"`` (Dr. GRPO's advantages); use it with ``loss_type="dr_grpo"``."""
 TRACKING = ("off", "estimate", "measured")
 """What to measure per step: nothing, the paper's estimate (a) only, or (a) and (b)."""
 
@@ -67,6 +74,7 @@ class GRPORunConfig:
     temperature: float = 1.0
     optimizer: str = "adamw"
     advantage_filter: str = "all"
+    prompt_weighting: str = "none"
     max_grad_norm: float = 0.0  # 0: no clipping, so the logged gradient is the raw one
     tracking: str = "measured"
     per_prompt_every: int = 10
@@ -78,10 +86,13 @@ class GRPORunConfig:
         """Raise a ``ValueError`` naming the first bad field."""
         for name, allowed in (("loss_type", LOSS_TYPES), ("scale_rewards", SCALE_REWARDS),
                               ("optimizer", tuple(OPTIMIZERS)), ("tracking", TRACKING),
-                              ("advantage_filter", ADVANTAGE_FILTERS)):
+                              ("advantage_filter", ADVANTAGE_FILTERS), ("prompt_weighting", PROMPT_WEIGHTINGS)):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} '{value}' is unknown: allowed {', '.join(repr(a) for a in allowed)}")
+        if self.prompt_weighting == "safe_step" and self.scale_rewards != "none":
+            raise ValueError(f"prompt_weighting 'safe_step' weighs Dr. GRPO's advantages: it needs scale_rewards "
+                             f"'none', got '{self.scale_rewards}'")
         if self.num_generations < 2:
             raise ValueError(f"num_generations = {self.num_generations}: GRPO needs at least 2 completions per "
                              "prompt (a group of one has no baseline)")
@@ -118,6 +129,20 @@ def reward_scale_factors(rewards: torch.Tensor, scale_rewards: str) -> torch.Ten
     if scale_rewards == "none":
         return covariance
     raise ValueError(f"scale_rewards '{scale_rewards}' is unknown: allowed {', '.join(SCALE_REWARDS)}")
+
+
+def safe_step_weights(rewards: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The ``"safe_step"`` weight of each prompt (:data:`PROMPT_WEIGHTINGS`), eq. (21) per prompt.  (Q, G) → (Q,)
+
+    w_q ∝ 1/(Ĵ_q L̄_q) with Ĵ_q the group's success rate and L̄_q its mean completion length: Dr. GRPO's
+    expected part of prompt q is J_q(1 − J_q)(g⁺_q − g⁻_q), the safe step's (1 − J_q)/T_ψ₁ (g⁺_q − g⁻_q).
+    Normalised to mean 1 over the prompts with both outcomes; the others get 1 (their advantages are 0)."""
+    success = rewards.double().mean(-1)  # (Q,)
+    mixed = (success > 0) & (success < 1)
+    raw = 1 / (success.clamp_min(1 / rewards.shape[-1]) * lengths.double().mean(-1).clamp_min(1))
+    if not bool(mixed.any()):
+        return torch.ones_like(success)
+    return torch.where(mixed, raw / raw[mixed].mean(), 1.0)
 
 
 def length_factor(completion_mask: torch.Tensor, loss_type: str, max_completion_length: int) -> float:
@@ -250,9 +275,17 @@ def gap_tracking_trainer_class():
                 output["advantages"] = output["advantages"].clamp(max=0)
             elif self.run_config.advantage_filter == "positive":
                 output["advantages"] = output["advantages"].clamp(min=0)
+            if self.run_config.prompt_weighting == "safe_step":  # groups are contiguous rows of G completions
+                grouped = self._last_rewards.to(output["advantages"].device).view(-1, self.num_generations)
+                lengths = output["completion_mask"].sum(-1).view(-1, self.num_generations)
+                weights = safe_step_weights(grouped, lengths).to(output["advantages"].dtype)  # (Q,)
+                output["advantages"] = output["advantages"] * weights.repeat_interleave(self.num_generations)
             kept = output["advantages"]
             self._advantage_stats = {"advantage_min": float(kept.min()), "advantage_max": float(kept.max()),
                                      "updating_fraction": float((kept != 0).double().mean())}
+            if self.run_config.prompt_weighting == "safe_step":
+                self._advantage_stats.update(prompt_weight_min=float(weights.min()),
+                                             prompt_weight_max=float(weights.max()))
             # TRL shuffles the batch before the step: carry each row's reward and prompt id along.
             output["gap_rewards"] = self._last_rewards.to(output["completion_ids"].device)
             output["gap_groups"] = torch.arange(batch, device=output["completion_ids"].device) // self.num_generations
