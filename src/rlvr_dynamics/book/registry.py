@@ -27,6 +27,8 @@ _CHAPTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "figure1": ("REINFORCE on contextual bandits", "Figure1Config", ("ci", "paper")),
     "figure2": ("GRPO on language models: the cumulative gap and accuracy", "Figure2Config", ("ci",)),
     "two_stage": ("Two-stage dynamics and negative-only gradients (GRPO-N)", "TwoStageConfig", ("ci",)),
+    "many_prompts": ("Many prompts: conflicting gaps, stalls and prompt-adaptive updates", "ManyPromptsConfig",
+                     ("ci",)),
     "performance": ("Appendix: performance", "PerformanceConfig", ("ci",)),
 }
 
@@ -89,6 +91,16 @@ _RERUN: dict[str, tuple[str, tuple[Variation, ...]]] = {
                    "compare the switch and takeover times."),
          Variation({"scale_rewards": "none"},
                    "Dr. GRPO's unscaled advantages instead of GRPO's division by the group's standard deviation."))),
+    "many_prompts": (
+        "32 prompts of lengths up to 16, 32 evaluation and 8 tuning problems per regime, runs of 2 000 steps and "
+        "long runs of 20 000, a nine-point step-size grid, and 300 language-model steps at three GRPO seeds. A CPU "
+        "is enough for the exact models; the language model prefers a GPU.",
+        (Variation({"lengths": "2"},
+                   "Every prompt a one-token bandit prompt: do the stalls and the rules' ranking survive without "
+                   "length differences?"),
+         Variation({"prompts_per_step": 1, "band_low": 0.1, "band_high": 0.9},
+                   "One prompt per step, as in Figure 1's REINFORCE, for the band and uniform selections: the "
+                   "curriculum then decides every step."))),
     "performance": (
         "The page reads the committed benchmark records: both presets show the same page; GPU records appear "
         "when `make gpu-check` runs on a CUDA machine.",
