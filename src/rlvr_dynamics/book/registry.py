@@ -93,7 +93,7 @@ _RERUN: dict[str, tuple[str, tuple[Variation, ...]]] = {
                    "Dr. GRPO's unscaled advantages instead of GRPO's division by the group's standard deviation."))),
     "many_prompts": (
         "32 prompts of lengths up to 16, 32 evaluation and 8 tuning problems per regime, runs of 2 000 steps and "
-        "long runs of 20 000, a nine-point step-size grid, and 300 language-model steps at three GRPO seeds. A CPU "
+        "long runs of 20 000, a ten-point step-size grid, and 300 language-model steps at three GRPO seeds. A CPU "
         "is enough for the exact models; the language model prefers a GPU.",
         (Variation({"lengths": "2"},
                    "Every prompt a one-token bandit prompt: do the stalls and the rules' ranking survive without "

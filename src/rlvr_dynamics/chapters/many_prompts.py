@@ -142,14 +142,15 @@ class ManyPromptsConfig:
 
 
 PRESETS = {
-    # ≈ 4 min on 2 CPU cores: the exact runs ≈ 2 min, four language-model runs of 60 steps ≈ 2 min.
+    # ≈ 4 min on 2 CPU cores (3.7 min median over seeds 0–9 with two chapters at a time): the exact runs ≈ 2 min,
+    # four language-model runs of 60 steps ≈ 2 min.
     "ci": dict(bandit_prompts=100, bandit_dim=10, bandit_arms=100, bandit_step_size=0.5, bandit_steps=300,
                chain_prompts=16, vocab_size=6, feature_dim=3, lengths="2,4,8", steps=400, long_steps=3000, seeds=10,
-               tuning_seeds=4, step_size_grid="3,10,30,100,300,1000,3000", prompts_per_step=4, band_low=0.2,
+               tuning_seeds=4, step_size_grid="3,10,30,100,300,1000,3000,10000", prompts_per_step=4, band_low=0.2,
                band_high=0.8, group_size=8, record_every=10, lm_steps=60, lm_eval_every=20, lm_seeds=2),
     "paper": dict(bandit_prompts=100, bandit_dim=10, bandit_arms=100, bandit_step_size=0.5, bandit_steps=2000,
                   chain_prompts=32, vocab_size=6, feature_dim=3, lengths="2,4,8,16", steps=2000, long_steps=20_000,
-                  seeds=32, tuning_seeds=8, step_size_grid="1,3,10,30,100,300,1000,3000,10000", prompts_per_step=8,
+                  seeds=32, tuning_seeds=8, step_size_grid="1,3,10,30,100,300,1000,3000,10000,30000", prompts_per_step=8,
                   band_low=0.2, band_high=0.8, group_size=8, record_every=10, lm_steps=300, lm_eval_every=30,
                   lm_seeds=3),
 }
