@@ -8,4 +8,6 @@ or GPU; every engine returns a record whose field names follow one vocabulary
 - :mod:`~rlvr_dynamics.engines.token_chain`     the token-level bigram chain of Section 4: instances, exact runs
 - :mod:`~rlvr_dynamics.engines.token_training`  sampled GRPO / Dr. GRPO / REINFORCE training on the chain
 - :mod:`~rlvr_dynamics.engines.softmax_bandit`  the softmax bandit of the two-stage paper (GRPO, GRPO-N, GRPO-P)
+- :mod:`~rlvr_dynamics.engines.multi_prompt`    many prompts sharing θ (the prompted chain; the Figure-1 bandit is
+  its one-token case): exact per-prompt J, gaps, GRPO updates and prompt-adaptive update rules
 """
