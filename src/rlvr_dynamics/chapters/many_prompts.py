@@ -151,8 +151,8 @@ PRESETS = {
     "paper": dict(bandit_prompts=100, bandit_dim=10, bandit_arms=100, bandit_step_size=0.5, bandit_steps=2000,
                   chain_prompts=32, vocab_size=6, feature_dim=3, lengths="2,4,8,16", steps=2000, long_steps=20_000,
                   seeds=32, tuning_seeds=8, step_size_grid="1,3,10,30,100,300,1000,3000,10000,30000",
-                  prompts_per_step=8, band_low=0.2, band_high=0.8, group_size=8, record_every=10, lm_steps=300, lm_eval_every=30,
-                  lm_seeds=3),
+                  prompts_per_step=8, band_low=0.2, band_high=0.8, group_size=8, record_every=10, lm_steps=300,
+                  lm_eval_every=30, lm_seeds=3),
 }
 
 
