@@ -231,3 +231,15 @@ def test_headline_is_json_ready(tiny, bandit_runs, comparison):
     assert set(headline) == {"bandit", "chain_long", "stagnation", "comparison"}
     json.dumps(headline, allow_nan=True)
     assert np.isfinite(headline["comparison"]["linear"]["GRPO"]["batch_success"])
+
+
+def test_lemma1_margins_allow_float64_rounding_and_no_more():
+    """At a step of 1e-60 the bound C η² is far below the resolution of f: a remainder of a few ulps passes,
+    one of a thousand ulps fails."""
+    constants = torch.tensor([[1.0]], dtype=F64)
+    value = torch.sigmoid(torch.tensor(3.0, dtype=F64)).item()
+    ulp = torch.finfo(F64).eps * 3.0
+    for remainder, passes in ((2 * ulp, True), (1000 * ulp, False)):
+        run = _run([[[value]], [[value]]], alignment=[[[1.0]]], change=[[[1e-60 + remainder]]],
+                   step=torch.tensor([[1e-60]], dtype=F64))
+        assert (mpc.lemma1_margins(run, constants).min() >= 0) == passes

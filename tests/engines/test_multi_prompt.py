@@ -180,3 +180,13 @@ def test_split_rejects_the_wrong_parameter_count(chain):
     with pytest.raises(ValueError, match="this family has 20"):
         chain.split(torch.zeros(2, 19, dtype=D))
     assert dataclasses.replace(chain, max_lengths=torch.tensor([2] * 5)).n_params == 8
+
+
+def test_grpo_stays_finite_where_success_saturates(chain):
+    """A huge step drives J_q to 1 in float64: GRPO's 1/σ overflows while its weighted sums underflow, and the
+    update formed directly is inf · 0 = NaN. In log space every value stays finite and Lemma 1 keeps holding."""
+    run = mp.train(chain, "grpo", 1e4, 40, torch.Generator().manual_seed(0), group_size=4)
+    assert torch.isfinite(run.final_theta).all() and torch.isfinite(run.log_odds).all()
+    assert torch.isfinite(run.alignment).all() and run.log_odds[-1].max() > 30  # saturated: J > 1 − 1e-13
+    state = mp.prompt_state(chain, run.final_theta, grpo=True)
+    assert torch.isfinite(state.grpo_updates).all()

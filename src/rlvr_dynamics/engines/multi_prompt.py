@@ -231,13 +231,16 @@ class PromptState:
 
 def _grpo_objective(result: markov.Outcomes) -> torch.Tensor:
     """The function whose gradient is the exact GRPO update (5) of each row, σ = √(J(1 − J)) held fixed:
-    (1/σ)[(1 − J) Σ_ℓ P(ℓ, r = 1)/ℓ − J Σ_ℓ P(ℓ, r = 0)/ℓ] (as :func:`rlvr_dynamics.theory.markov.expected_update`)."""
+    (1/σ)[(1 − J) Σ_ℓ P(ℓ, r = 1)/ℓ − J Σ_ℓ P(ℓ, r = 0)/ℓ] (as :func:`rlvr_dynamics.theory.markov.expected_update`).
+
+    Every factor is taken in log space: where J saturates, the coefficients √((1 − J)/J) and √(J/(1 − J))
+    overflow while the weighted sums underflow, and their product formed directly is inf · 0 = NaN."""
     log_inverse_length = -torch.log(result.lengths)
-    weighted_success = torch.logsumexp(result.log_success_by_length + log_inverse_length, -1).exp()
-    weighted_failure = torch.logsumexp(result.log_failure_by_length + log_inverse_length, -1).exp()
+    log_weighted_success = torch.logsumexp(result.log_success_by_length + log_inverse_length, -1)
+    log_weighted_failure = torch.logsumexp(result.log_failure_by_length + log_inverse_length, -1)
     log_success, log_failure = result.log_success.detach(), result.log_failure.detach()
-    inverse_sigma = torch.exp(-0.5 * (log_success + log_failure))
-    return inverse_sigma * (log_failure.exp() * weighted_success - log_success.exp() * weighted_failure)
+    return (torch.exp(0.5 * (log_failure - log_success) + log_weighted_success)
+            - torch.exp(0.5 * (log_success - log_failure) + log_weighted_failure))
 
 
 def prompt_state(family: PromptFamily, theta: torch.Tensor, grpo: bool = False) -> PromptState:
