@@ -69,6 +69,10 @@ OTHER_PLATFORM = {
         "draw (measured with AVX2 kernels: the warm-up stops at 375 steps instead of 450, the GRPO run gains 0.14 "
         "instead of 0.20, Spearman 0.58 instead of 0.90), as far apart as two seeds; compared on the recording "
         "platform only", compared=False),
+    "many_prompts": Tolerance(
+        0.1, 0.05, "exact float64 runs at tuned, large step sizes are chaotic: another CPU's rounding takes another "
+        "path (measured with AVX2 kernels: comparison means up to 0.038 apart, the per-step checks of the "
+        "propositions unchanged); the language-model findings are another draw", texts=False, findings=False),
     "two_stage": Tolerance(
         0.1, 0.05, "sampled-reward bandits and a small GRPO language model: another CPU's kernels take another path "
         "(measured with AVX2 kernels: switch times 1% apart, accuracy margins 0.03); verdict texts and "
