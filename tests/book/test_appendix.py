@@ -66,7 +66,7 @@ def test_the_page_lists_every_figure_and_claim_with_its_chapter(tmp_path):
     table = page[page.index(":::{list-table}"):]
     rows = [row.split("\n  - ") for row in table.split("\n* - ")[2:]]  # after the header row
     assert len(rows) == 3
-    assert rows[0] == ["{ref}`gradient_gap <claims-gradient-gap>`", "identity \\| holds", "yes", "0", "2", "no",
+    assert rows[0] == ["{ref}`gradient_\u200bgap <claims-gradient-gap>`", "identity \\| holds", "yes", "0", "2", "no",
                        "10 of 10", "0"]
     assert rows[1][1:] == ["bound \\$x\\$ \\*tight\\*", "**no**", "-0.25", "1", "no", "**7 of 10**", "-0.5"]
     assert rows[2][:4] == ["{ref}`figure1 <claims-figure1>`", "a claim", "yes", "0.5"]
@@ -99,3 +99,8 @@ def test_every_chapter_labels_its_claims_section_for_the_appendix():
     for name, spec in NOTEBOOKS.items():
         text = (project_root() / spec.source).read_text(encoding="utf-8")
         assert f"({appendix.claims_label(name)})=\n## Claims checked in this chapter\n" in text, name
+
+
+def test_large_case_counts_are_short_and_can_break():
+    """A seven-digit count overflowed the narrow column on a 1400 px page: counts from 10⁵ on are in k or M."""
+    assert [appendix._count(n) for n in (12, 99_999, 189_320, 1_860_000)] == ["12", "99999", "189 k", "1.86 M"]
