@@ -123,6 +123,7 @@ def test_the_propositions_hold_on_real_runs_and_fail_on_a_broken_one(tiny, bandi
     margins = mpc.proposition_margins({"bandit": (family, runs)}, tiny.group_size)
     assert len(margins) == 7 and all(m.min() >= 0 for m in margins.values() if len(m))
     assert sum(len(m) > 0 for m in margins.values()) >= 5  # B10(a)-(b) need a run where every prompt is aligned
+    assert mpc.lemma1_glue(margins)["lemma1_used"] == pytest.approx(1 - margins[mpc.LEMMA1_CLAIM].min())
     broken = dict(runs, GRPO=dataclasses.replace(runs["GRPO"], alignment=-runs["GRPO"].alignment))
     assert mpc.proposition_margins({"bandit": (family, broken)}, tiny.group_size)[
         next(k for k in margins if k.startswith("B10: |Δf_q"))].min() < 0

@@ -294,22 +294,13 @@ def ceiling_margins(run: mp.PromptRun, constants: torch.Tensor, initial_log_odds
     return (ceiling[run.recorded_steps] - run.log_odds).flatten().numpy()
 
 
-def stuck_ceiling(run: mp.PromptRun, constants: torch.Tensor, initial_log_odds: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """B12's batch ceiling at the end for the prompts whose alignment was ≤ 0 at every step: (ceiling (B,),
-    the prompts (B, Q))."""
-    never = (run.alignment <= 0).all(0)
-    ceiling = theory.stuck_log_odds_ceiling(initial_log_odds, run.step, run.alignment, constants)[-1]
-    return theory.batch_success_ceiling(ceiling, never), never
-
-
 def identity_margins(family: mp.PromptFamily, thetas: Sequence[torch.Tensor], group_size: int) -> dict[str, np.ndarray]:
     """B11 at each θ of ``thetas`` for Dr. GRPO's weights c_q = (1 − 1/G)J_q(1 − J_q): the identity
     Σ c_qΔμ_q = ‖u‖ (relative error ≤ 1e-10) and the criterion (opposed ⇔ Δμ_q < 0, per prompt)."""
     identity, criterion = [], []
     for theta in thetas:
         state = mp.prompt_state(family, theta)
-        weights = (1 - 1 / group_size) * torch.exp(state.outcomes.log_success + state.outcomes.log_failure)
+        weights = mp.dr_grpo_weights(state, group_size)
         left, right = theory.weighted_alignment_identity(weights, state.gaps)
         identity.append((IDENTITY_TOLERANCE - (left - right).abs() / right).numpy())
         update = torch.einsum("bq,bqd->bd", weights, state.gaps)
@@ -329,8 +320,7 @@ def threshold_margins(family: mp.PromptFamily, theta: torch.Tensor, group_size: 
     - ``opposed``: at η = 0.99·max_q(−Δμ_q/C_q), each prompt with Δμ_q < −C_qη falls: −Δf_q/(η|Δμ_q|) > 0.
     """
     state = mp.prompt_state(family, theta)
-    variability = torch.exp(state.outcomes.log_success + state.outcomes.log_failure)
-    update = torch.einsum("bq,bqd->bd", (1 - 1 / group_size) * variability, state.gaps)
+    update = torch.einsum("bq,bqd->bd", mp.dr_grpo_weights(state, group_size), state.gaps)
     direction = update / torch.linalg.vector_norm(update, dim=-1, keepdim=True)
     alignments = theory.prompt_alignments(update, state.gaps)
     constants = family.constants(constant)
@@ -364,8 +354,7 @@ def spread_frame(family: mp.PromptFamily, theta: torch.Tensor, group_size: int) 
     (15a) steps, their ratio (:func:`~rlvr_dynamics.theory.many_prompts.safe_step_spread`) and the coefficient
     of variation of Δμ_q/C_q."""
     state = mp.prompt_state(family, theta)
-    variability = torch.exp(state.outcomes.log_success + state.outcomes.log_failure)
-    update = torch.einsum("bq,bqd->bd", (1 - 1 / group_size) * variability, state.gaps)
+    update = torch.einsum("bq,bqd->bd", mp.dr_grpo_weights(state, group_size), state.gaps)
     alignments, constants = theory.prompt_alignments(update, state.gaps), family.constants()
     ratios = alignments.clamp_min(0) / constants
     return pd.DataFrame({"shared": theory.shared_safe_step(alignments, constants).numpy(),
@@ -680,6 +669,10 @@ def bandit_glue(config: ManyPromptsConfig, runs: dict[str, mp.PromptRun], summar
             "bandit_overshoot_max": max(overshoot_share(r) for r in runs.values())}
 
 
+LEMMA1_CLAIM = ("B10: |Δf_q − η_kΔμ_q| ≤ C_q η_k² (to float64 rounding) for every prompt at every step (both "
+                "models, every rule and run)")
+
+
 def proposition_margins(models: dict[str, tuple[mp.PromptFamily, dict[str, mp.PromptRun]]], group_size: int
                         ) -> dict[str, np.ndarray]:
     """Every check of Propositions B10–B12 over ``models`` (name → (family, runs)), by claim text."""
@@ -699,9 +692,7 @@ def proposition_margins(models: dict[str, tuple[mp.PromptFamily, dict[str, mp.Pr
         opposed.append(b10["opposed"])
     join = np.concatenate
     return {
-        "B10: |Δf_q − η_kΔμ_q| ≤ C_q η_k² (to float64 rounding) for every prompt at every step (both models, "
-        "every rule and run)":
-            join(lemma),
+        LEMMA1_CLAIM: join(lemma),
         "B10(a): below min_q Δμ_q/C_q every prompt's log-odds rises (stepped exactly along Dr. GRPO's direction)":
             join(improve),
         "B10(b): at η_all = min_q Δμ_q/(2C_q) every prompt gains at least η_allΔμ_q/2": join(half),
@@ -720,11 +711,9 @@ def spread_glue(chain: pd.DataFrame, bandit: pd.DataFrame) -> dict:
             "spread_chain_factor": 1 / ratio if ratio > 0 else math.inf}
 
 
-def lemma1_glue(models: dict[str, tuple[mp.PromptFamily, dict[str, mp.PromptRun]]]) -> dict:
-    """The largest share of its bound that the Lemma-1 remainder used."""
-    smallest = min(lemma1_margins(run, family.constants()).min() for family, runs in models.values()
-                   for run in runs.values())
-    return {"lemma1_used": 1 - float(smallest)}
+def lemma1_glue(checks: dict[str, np.ndarray]) -> dict:
+    """The largest share of its bound that the Lemma-1 remainder used, from :func:`proposition_margins`."""
+    return {"lemma1_used": 1 - float(checks[LEMMA1_CLAIM].min())}
 
 
 def stagnation_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -271,6 +271,12 @@ def prompt_state(family: PromptFamily, theta: torch.Tensor, grpo: bool = False) 
                        markov.length_psi1_norm(detached))
 
 
+def dr_grpo_weights(state: PromptState, group_size: int) -> torch.Tensor:
+    """Dr. GRPO's weight of each prompt's gap, c_q = (1 − 1/G) J_q(1 − J_q) (∇J_q = J_q(1 − J_q)∇f_q, eq. 10),
+    J(1 − J) formed in log space.   (B, Q)"""
+    return (1 - 1 / group_size) * torch.exp(state.outcomes.log_success + state.outcomes.log_failure)
+
+
 def prompt_parts(state: PromptState, rule: str, group_size: int) -> torch.Tensor:
     """Each prompt's part of the update before averaging (:data:`UPDATE_RULES`).   (B, Q, D)"""
     _check_choice("rule", rule, UPDATE_RULES)
@@ -280,8 +286,7 @@ def prompt_parts(state: PromptState, rule: str, group_size: int) -> torch.Tensor
         return state.grpo_updates
     if rule == "safe_step":  # eq. (21) per prompt: (1 − J_q)/T_ψ₁ along the prompt's own gap
         return (state.outcomes.log_failure.exp() / state.psi1).unsqueeze(-1) * state.gaps
-    variability = torch.exp(state.outcomes.log_success + state.outcomes.log_failure)  # J(1 − J), eq. (10)
-    return ((1 - 1 / group_size) * variability).unsqueeze(-1) * state.gaps
+    return dr_grpo_weights(state, group_size).unsqueeze(-1) * state.gaps
 
 
 def project_conflicts(parts: torch.Tensor, selected: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
