@@ -56,9 +56,21 @@ class LMExperimentConfig:
                                        "or 'positive'; one or a comma list", "str")
     prompt_weightings: str = parameter("per-prompt weighting of each run: 'none' or 'safe_step' (the Many-prompts "
                                        "chapter's rule; needs scale_rewards 'none'); one or a comma list", "str")
-    optimizer: str = parameter("GRPO optimizer: 'adamw' (the paper's runs) or 'sgd'", "str",
-                               choices=tuple(grpo.OPTIMIZERS))
+    optimizer: str = parameter("GRPO optimizer of each run: 'adamw' (the paper's runs) or 'sgd'; one or a comma "
+                               "list", "str")
+    lr_schedules: str = parameter("learning-rate schedule of each run after the warm-up: 'constant' or 'cosine' "
+                                  "(to 0 at the run's last step); one or a comma list", "str")
+    lr_warmup_steps: int = parameter("linear learning-rate warm-up steps of every run", "int", low=0,
+                                     high=1_000_000)
     steps: int = parameter("GRPO steps of each run", "int", low=1, high=1_000_000)
+    run_steps: str = parameter("steps of each run, comma list ('' : every run takes 'steps')", "str")
+    grpo_seeds: int = parameter("GRPO seeds: every run is repeated from the same checkpoint with this many seeds",
+                                "int", low=1, high=64)
+    tracked_prompts: int = parameter("validation prompts tracked at every step for Theorem 1 per prompt (0: none)",
+                                     "int", low=0, high=4096)
+    tracked_samples: int = parameter("completions per tracked prompt and step", "int", low=2, high=4096)
+    tracked_runs: str = parameter("runs (1-based, comma list) whose first GRPO seed tracks prompts ('' : none)",
+                                  "str")
     completions_per_step: int = parameter("completions per GRPO step (prompts × num_generations)", "int", low=2,
                                           high=1_000_000)
     num_generations: int = parameter("G, completions per prompt (≥ 2, divides completions_per_step)", "int",
@@ -107,24 +119,39 @@ class LMExperimentConfig:
         rates = split_list("learning_rates", self.learning_rates, float)
         filters = split_list("advantage_filters", self.advantage_filters, str, grpo.ADVANTAGE_FILTERS)
         weightings = split_list("prompt_weightings", self.prompt_weightings, str, grpo.PROMPT_WEIGHTINGS)
-        runs = max(len(loss_types), len(scales), len(rates), len(filters), len(weightings))
-        for name, values in (("loss_types", loss_types), ("scale_rewards", scales), ("learning_rates", rates),
-                             ("advantage_filters", filters), ("prompt_weightings", weightings)):
+        optimizers = split_list("optimizer", self.optimizer, str, tuple(grpo.OPTIMIZERS))
+        schedules = split_list("lr_schedules", self.lr_schedules, str, tuple(grpo.LR_SCHEDULES))
+        lengths = split_list("run_steps", self.run_steps, int) if self.run_steps else [self.steps]
+        lists = (("loss_types", loss_types), ("scale_rewards", scales), ("learning_rates", rates),
+                 ("advantage_filters", filters), ("prompt_weightings", weightings), ("optimizer", optimizers),
+                 ("lr_schedules", schedules), ("run_steps", lengths))
+        runs = max(len(values) for _, values in lists)
+        for name, values in lists:
             if len(values) not in (1, runs):
                 raise ValueError(f"parameter '{name}' has {len(values)} values for {runs} runs: give 1 or {runs}")
         for rate in rates:
             if not 0 < rate <= 1:
                 raise ValueError(f"parameter 'learning_rates' = {self.learning_rates!r}: {rate} is out of range: "
                                  "allowed 0 < learning rate ≤ 1")
+        for length in lengths:
+            if not 1 <= length <= 1_000_000:
+                raise ValueError(f"parameter 'run_steps' = {self.run_steps!r}: {length} is out of range: allowed "
+                                 "1 ≤ steps ≤ 1000000")
+        tracked = self.tracked_run_numbers()
+        if any(number > runs for number in tracked):
+            raise ValueError(f"parameter 'tracked_runs' = {self.tracked_runs!r}: there are only {runs} runs")
         configs = []
         for index in range(runs):
             pick = lambda values, index=index: values[index if len(values) > 1 else 0]  # noqa: E731
             config = grpo.GRPORunConfig(
                 loss_type=pick(loss_types), scale_rewards=pick(scales), learning_rate=pick(rates),
                 advantage_filter=pick(filters), prompt_weighting=pick(weightings),
-                steps=self.steps, completions_per_step=self.completions_per_step,
+                steps=pick(lengths), completions_per_step=self.completions_per_step,
                 num_generations=self.num_generations, max_completion_length=self.max_completion_length,
-                temperature=self.temperature, optimizer=self.optimizer, tracking="measured",
+                temperature=self.temperature, optimizer=pick(optimizers), lr_schedule=pick(schedules),
+                lr_warmup_steps=self.lr_warmup_steps, tracking="measured",
+                tracked_prompts=self.tracked_prompts if index + 1 in tracked else 0,
+                tracked_samples=self.tracked_samples,
                 per_prompt_every=self.per_prompt_every, eval_every=self.eval_every,
                 eval_problems=self.eval_problems, eval_samples=self.eval_samples)
             try:
@@ -133,6 +160,18 @@ class LMExperimentConfig:
                 raise ValueError(f"run {index + 1}: {error}") from None
             configs.append(config)
         return configs
+
+    def tracked_run_numbers(self) -> list[int]:
+        """The runs (1-based) whose first GRPO seed tracks prompts: none without tracked prompts."""
+        if not self.tracked_runs or not self.tracked_prompts:
+            return []
+        numbers = split_list("tracked_runs", self.tracked_runs, int)
+        if any(number < 1 for number in numbers):
+            raise ValueError(f"parameter 'tracked_runs' = {self.tracked_runs!r}: runs are numbered from 1")
+        if self.tracked_prompts > self.validation_size:
+            raise ValueError(f"parameter 'tracked_prompts' = {self.tracked_prompts} is out of range: allowed "
+                             f"tracked_prompts ≤ validation_size = {self.validation_size}")
+        return numbers
 
     def warmup_config(self) -> WarmupConfig:
         return WarmupConfig(target_accuracy=self.warmup_target, max_steps=self.warmup_max_steps,
@@ -144,8 +183,9 @@ class LMExperimentConfig:
 _CI = dict(task="arithmetic", digits=2, problems=4500, validation_size=500, dataset_path="", model_name_or_path="",
            model_preset="ci", warmup_target=0.35, warmup_max_steps=3000, warmup_batch_size=256,
            warmup_learning_rate=3e-3, loss_types="grpo,dr_grpo", scale_rewards="group,none", learning_rates="3e-4",
-           advantage_filters="all", prompt_weightings="none", optimizer="adamw", steps=250, completions_per_step=256,
-           num_generations=8, max_completion_length=8,
+           advantage_filters="all", prompt_weightings="none", optimizer="adamw", lr_schedules="constant",
+           lr_warmup_steps=0, steps=250, run_steps="", grpo_seeds=1, tracked_prompts=0, tracked_samples=32,
+           tracked_runs="", completions_per_step=256, num_generations=8, max_completion_length=8,
            temperature=1.0, per_prompt_every=10, eval_every=25, eval_problems=256, eval_samples=4, workers=2)
 
 
@@ -332,22 +372,52 @@ def run_all(config: LMExperimentConfig, folder: str | Path, train, validation, s
     threads split between them (tiny models leave cores idle; this is ≈1.7× faster on 2 cores).
     Each process also keeps TRL's global seeding out of the caller's interpreter.
     """
+    return run_seeds(config, folder, train, validation, [seed], device, progress)[seed]
+
+
+def grpo_seed_list(seed: int, count: int) -> list[int]:
+    """The GRPO seeds of a book ``seed``: count·seed + i, i < count — disjoint across book seeds, the first
+    at seed 0 is 0. The warm-up and the problems stay seeded by the book's seed, so every GRPO seed
+    starts from the same cached checkpoint."""
+    return [count * seed + index for index in range(count)]
+
+
+def run_seeds(config: LMExperimentConfig, folder: str | Path, train, validation, seeds: list[int], device,
+              progress: bool = False) -> dict[int, list[grpo.GRPORun]]:
+    """Every run of ``config`` once per GRPO seed of ``seeds`` (GRPO seed → runs, in run order), all from
+    the checkpoint in ``folder`` and in one pool of ``workers`` processes (as :func:`run_all`); the
+    prompts of ``tracked_runs`` are tracked at the first seed only, and those runs start first (the
+    slowest)."""
     import concurrent.futures
     import multiprocessing
 
     configs = config.run_configs()
-    workers = min(config.workers, len(configs)) if str(device) == "cpu" else 1
+    jobs = []
+    for position, seed in enumerate(seeds):
+        for index, run_config in enumerate(configs):
+            if position and run_config.tracked_prompts:
+                run_config = dataclasses.replace(run_config, tracked_prompts=0)
+            jobs.append((seed, index, run_config))
+    jobs.sort(key=lambda job: job[2].tracked_prompts == 0)  # stable: tracked runs first
+    workers = min(config.workers, len(jobs)) if str(device) == "cpu" else 1
     threads = max(1, torch.get_num_threads() // workers) if workers > 1 else 0
-    jobs = [(str(folder), train, validation, c, seed, str(device), threads, progress) for c in configs]
+    arguments = [(str(folder), train, validation, c, s, str(device), threads, progress) for s, _, c in jobs]
     if workers == 1:
-        return [_run_one(job) for job in jobs]
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        return list(pool.map(_run_one, jobs))
+        results = [_run_one(job) for job in arguments]
+    else:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            results = list(pool.map(_run_one, arguments))
+    runs = {seed: [None] * len(configs) for seed in seeds}
+    for (seed, index, _), run in zip(jobs, results, strict=True):
+        runs[seed][index] = run
+    return runs
 
 
 def run_label(run: grpo.GRPORun) -> str:
     c = run.config
     label = f"{c.loss_type} / {c.scale_rewards} / lr {c.learning_rate:g}"
+    label = label if c.optimizer == "adamw" else f"{label} / {c.optimizer}"
+    label = label if c.lr_schedule == "constant" else f"{label} / {c.lr_schedule}"
     label = label if c.prompt_weighting == "none" else f"{label} / {c.prompt_weighting} weights"
     return label if c.advantage_filter == "all" else f"{label} / {c.advantage_filter} only"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import tempfile
 import time
 import warnings
@@ -30,7 +31,8 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 import torch
 
-from rlvr_dynamics.lm.scoring import sampled_accuracy_and_entropy, sequence_log_probs
+from rlvr_dynamics.lm.prompt_tracking import PromptTracker
+from rlvr_dynamics.lm.scoring import accuracy_standard_error, sampled_accuracy_and_entropy, sequence_log_probs
 from rlvr_dynamics.lm.task import Problem, correctness_reward, reward_dataset
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
@@ -55,6 +57,9 @@ times w_q ∝ 1/(Ĵ_q · L̄_q), Ĵ_q the group's success rate and L̄_q its mea
 mean 1 over the prompts with both outcomes — each prompt then moves along its own gap by its own safe
 step (1 − J_q)/T_ψ₁, eq. (21), instead of Dr. GRPO's J_q(1 − J_q), so prompts far from solved are not
 damped). It needs ``scale_rewards="none"`` (Dr. GRPO's advantages); use it with ``loss_type="dr_grpo"``."""
+LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine"}
+"""The learning-rate schedule after the linear warm-up of ``lr_warmup_steps``: ``"constant"`` or ``"cosine"`` (decay
+to 0 at the last step, the schedule of the paper's Qwen runs); the values are transformers' scheduler names."""
 TRACKING = ("off", "estimate", "measured")
 """What to measure per step: nothing, the paper's estimate (a) only, or (a) and (b)."""
 
@@ -66,7 +71,8 @@ class GRPORunConfig:
     loss_type: str = "grpo"
     scale_rewards: str = "group"
     learning_rate: float = 3e-4
-    lr_warmup_steps: int = 0  # linear learning-rate warm-up, then constant (softens Adam's first steps)
+    lr_warmup_steps: int = 0  # linear learning-rate warm-up, then the schedule (softens Adam's first steps)
+    lr_schedule: str = "constant"
     steps: int = 200
     completions_per_step: int = 256  # the batch: prompts per step × num_generations
     num_generations: int = 8  # G, completions per prompt
@@ -78,6 +84,8 @@ class GRPORunConfig:
     max_grad_norm: float = 0.0  # 0: no clipping, so the logged gradient is the raw one
     tracking: str = "measured"
     per_prompt_every: int = 10
+    tracked_prompts: int = 0  # Theorem 1 per prompt: the first this many validation prompts, every step (0: off)
+    tracked_samples: int = 32  # completions of each tracked prompt per step (Ĵ_q and its gap's two sides)
     eval_every: int = 20
     eval_problems: int = 256
     eval_samples: int = 4
@@ -86,7 +94,8 @@ class GRPORunConfig:
         """Raise a ``ValueError`` naming the first bad field."""
         for name, allowed in (("loss_type", LOSS_TYPES), ("scale_rewards", SCALE_REWARDS),
                               ("optimizer", tuple(OPTIMIZERS)), ("tracking", TRACKING),
-                              ("advantage_filter", ADVANTAGE_FILTERS), ("prompt_weighting", PROMPT_WEIGHTINGS)):
+                              ("advantage_filter", ADVANTAGE_FILTERS), ("prompt_weighting", PROMPT_WEIGHTINGS),
+                              ("lr_schedule", tuple(LR_SCHEDULES))):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} '{value}' is unknown: allowed {', '.join(repr(a) for a in allowed)}")
@@ -99,6 +108,11 @@ class GRPORunConfig:
         if self.completions_per_step % self.num_generations:
             raise ValueError(f"num_generations = {self.num_generations} does not divide completions_per_step = "
                              f"{self.completions_per_step}: every prompt needs a whole group")
+        if self.tracked_prompts < 0 or (self.tracked_prompts and self.tracked_samples < 2):
+            raise ValueError(f"tracked_prompts = {self.tracked_prompts}, tracked_samples = {self.tracked_samples}: "
+                             "need tracked_prompts ≥ 0 and, to track, tracked_samples ≥ 2")
+        if self.tracked_prompts and self.tracking != "measured":
+            raise ValueError(f"tracked_prompts needs tracking 'measured' (the applied update), got '{self.tracking}'")
         if self.lr_warmup_steps < 0:
             raise ValueError(f"lr_warmup_steps = {self.lr_warmup_steps}: must be ≥ 0")
         for name in ("steps", "max_completion_length", "per_prompt_every", "eval_every", "eval_problems",
@@ -210,13 +224,98 @@ def _flat(tensors, params) -> torch.Tensor:
                       for t, p in zip(tensors, params, strict=True)])
 
 
-def outcome_weights(rewards: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+"""Where launchers put the number of processes: torchrun / ``accelerate launch`` (``WORLD_SIZE``), MPI."""
+
+
+def world_size() -> int:
+    """The number of training processes: ``torch.distributed``'s once it is initialised, else what a launcher
+    put in the environment (:data:`WORLD_SIZE_VARIABLES`), else 1 (a plain ``python``)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    for name in WORLD_SIZE_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            if not value.isdigit() or int(value) < 1:
+                raise ValueError(f"{name}={value!r} in the environment is not a number of processes")
+            return int(value)
+    return 1
+
+
+def per_process_batch_size(completions_per_step: int, num_generations: int, processes: int) -> int:
+    """Each process's share of the step's batch (TRL's ``per_device_train_batch_size``): the global batch stays
+    ``completions_per_step`` whatever the number of processes, and every process holds whole groups of G."""
+    if processes < 1:
+        raise ValueError(f"processes = {processes}: must be ≥ 1")
+    if completions_per_step % processes:
+        raise ValueError(f"completions_per_step = {completions_per_step} is not divisible by the {processes} "
+                         "processes: each process generates an equal share of the batch")
+    share = completions_per_step // processes
+    if share % num_generations:
+        raise ValueError(f"completions_per_step / processes = {share} is not a multiple of num_generations = "
+                         f"{num_generations}: each process must hold whole groups")
+    return share
+
+
+def _distributed() -> bool:
+    """True in a process group of more than one process (DDP); every helper below is the identity otherwise."""
+    return (torch.distributed.is_available() and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1)
+
+
+def _all_reduce_sum(value):
+    """Σ over the processes of a tensor or a number (same type back); ``value`` itself in one process."""
+    if not _distributed():
+        return value
+    tensor = torch.as_tensor(value).clone()
+    torch.distributed.all_reduce(tensor)
+    return tensor if isinstance(value, torch.Tensor) else tensor.item()
+
+
+def _all_gather(tensor: torch.Tensor) -> torch.Tensor:
+    """Every process's rows, in process order: (n, …) → (processes · n, …) (n equal on every process; a
+    second dimension of different widths is right-padded with 0 first); ``tensor`` itself in one process."""
+    if not _distributed():
+        return tensor
+    tensor = tensor.contiguous()
+    if tensor.dim() > 1:
+        width = int(_all_reduce_max(torch.tensor(tensor.shape[1])))
+        tensor = torch.nn.functional.pad(tensor, (0, 0) * (tensor.dim() - 2) + (0, width - tensor.shape[1]))
+    parts = [torch.empty_like(tensor) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(parts, tensor)
+    return torch.cat(parts)
+
+
+def _all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
+    if not _distributed():
+        return tensor
+    tensor = tensor.clone()
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+    return tensor
+
+
+def _global_means(*columns: torch.Tensor) -> list[float] | None:
+    """The mean of each (n,) column over every process's rows (n may differ, and be 0, per process); ``None``
+    when no process has a row. In one process: ``column.mean()``."""
+    if not _distributed():
+        return [float(c.double().mean()) for c in columns] if len(columns[0]) else None
+    sums = _all_reduce_sum(torch.stack([*(c.double().sum() for c in columns),
+                                        torch.tensor(float(len(columns[0])), dtype=torch.float64)]))
+    return None if float(sums[-1]) == 0 else [float(s / sums[-1]) for s in sums[:-1]]
+
+
+def outcome_weights(rewards: torch.Tensor, groups: torch.Tensor, mixed_total: int | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Weights that turn Σ_i w_i log π(o_i) into the batch-average ḡ⁺ and ḡ⁻ over *mixed* prompts.
 
     ``rewards`` (B,), ``groups`` (B,) prompt ids. A prompt is mixed when its group has both a
     correct and an incorrect completion (g⁺_q and g⁻_q are both estimable). Returns
     ``(w_plus, w_minus, mixed_groups)``: w⁺_i = 1/(n⁺_q · Q_mixed) on correct rows of mixed
     prompts, likewise w⁻ on incorrect rows.                                             # (B,), (B,), (Q_mixed,)
+
+    ``mixed_total``: Q_mixed when these rows are one process's share of a larger batch (the count over
+    all processes; default this batch's): each process's Σ_i w_i ∇log π(o_i) is then its share of the
+    batch average, and the shares sum to it.
     """
     correct = rewards > 0.5
     ids = torch.unique(groups)
@@ -228,8 +327,11 @@ def outcome_weights(rewards: torch.Tensor, groups: torch.Tensor) -> tuple[torch.
         rows = groups == q
         w_plus[rows & correct] = 1.0 / int((rows & correct).sum())
         w_minus[rows & ~correct] = 1.0 / int((rows & ~correct).sum())
-    if len(mixed):
-        w_plus, w_minus = w_plus / len(mixed), w_minus / len(mixed)
+    count = len(mixed) if mixed_total is None else mixed_total
+    if count < len(mixed):
+        raise ValueError(f"mixed_total = {mixed_total} is less than this batch's {len(mixed)} mixed prompts")
+    if count:
+        w_plus, w_minus = w_plus / count, w_minus / count
     return w_plus, w_minus, mixed
 
 
@@ -240,11 +342,21 @@ def gap_tracking_trainer_class():
     from trl import GRPOTrainer
 
     class _Tracker(GRPOTrainer):
-        """GRPOTrainer that records the gradient gap and the update alignment every step."""
+        """GRPOTrainer that records the gradient gap and the update alignment every step.
+
+        In one process or several (DDP: ``accelerate launch`` / torchrun; each process generates its own groups
+        and DDP averages the gradients), every recorded number is the global batch's: counts and sums are
+        all-reduced, so ``step_records`` and ``eval_records`` are identical on every process (except ``seconds``,
+        each process's own clock). Validation runs on every process with the same generator seed and the same
+        (DDP-synchronised) weights, so it draws the same samples. Reading full gradients and parameters, the
+        tracking does not support DeepSpeed ZeRO or FSDP (sharded parameters)."""
 
         def __init__(self, *args, run_config: GRPORunConfig, validation: list[Problem], eval_generator,
                      **kwargs):
             super().__init__(*args, **kwargs)
+            if run_config.tracking != "off" and (self.is_deepspeed_enabled or self.is_fsdp_enabled):
+                raise ValueError(f"tracking '{run_config.tracking}' reads whole gradients and parameters: it supports "
+                                 "one process or DDP, not DeepSpeed ZeRO or FSDP (use tracking 'off')")
             self.run_config = run_config
             self.validation = validation
             self.eval_generator = eval_generator
@@ -254,6 +366,16 @@ def gap_tracking_trainer_class():
             self._theta_before = None
             self._step_started = None
             self._capturing, self._captured_logps, self._shared_gap, self._mixed = False, None, None, None
+            self._mixed_total = 0
+            self.prompt_tracker = None
+            if run_config.tracked_prompts:
+                if run_config.tracked_prompts > len(validation):
+                    raise ValueError(f"tracked_prompts = {run_config.tracked_prompts}: the validation split has "
+                                     f"only {len(validation)} problems")
+                generator = torch.Generator(device=self.model.device).manual_seed(eval_generator.initial_seed() + 1)
+                self.prompt_tracker = PromptTracker(
+                    self.model, self.processing_class, validation[:run_config.tracked_prompts],
+                    run_config.tracked_samples, run_config.max_completion_length, run_config.temperature, generator)
             self.add_callback(_StepEnd(self))
 
         @property
@@ -265,7 +387,10 @@ def gap_tracking_trainer_class():
 
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
             rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-            self._last_rewards = rewards[:, 0].clone()  # one reward function; one process
+            # One reward function. TRL gathers every process's rows (in process order); ours are a slice of them.
+            start = self.accelerator.process_index * len(prompts)
+            self._last_rewards_all = rewards[:, 0].clone()  # (B_all,)
+            self._last_rewards = rewards[start:start + len(prompts), 0].clone()  # (B,) this process's rows
             return rewards
 
         def _generate_and_score_completions(self, inputs):
@@ -275,20 +400,24 @@ def gap_tracking_trainer_class():
                 output["advantages"] = output["advantages"].clamp(max=0)
             elif self.run_config.advantage_filter == "positive":
                 output["advantages"] = output["advantages"].clamp(min=0)
+            first_prompt = self.accelerator.process_index * (batch // self.num_generations)  # globally unique ids
             if self.run_config.prompt_weighting == "safe_step":  # groups are contiguous rows of G completions
-                grouped = self._last_rewards.to(output["advantages"].device).view(-1, self.num_generations)
-                lengths = output["completion_mask"].sum(-1).view(-1, self.num_generations)
-                weights = safe_step_weights(grouped, lengths).to(output["advantages"].dtype)  # (Q,)
+                # normalised over every process's prompts; this process takes its own prompts' weights
+                grouped = self._last_rewards_all.to(output["advantages"].device).view(-1, self.num_generations)
+                lengths = _all_gather(output["completion_mask"].sum(-1)).view(-1, self.num_generations)
+                all_weights = safe_step_weights(grouped, lengths).to(output["advantages"].dtype)  # (Q_all,)
+                weights = all_weights[first_prompt:first_prompt + batch // self.num_generations]  # (Q,)
                 output["advantages"] = output["advantages"] * weights.repeat_interleave(self.num_generations)
-            kept = output["advantages"]
+            kept = _all_gather(output["advantages"])  # every process's rows
             self._advantage_stats = {"advantage_min": float(kept.min()), "advantage_max": float(kept.max()),
                                      "updating_fraction": float((kept != 0).double().mean())}
             if self.run_config.prompt_weighting == "safe_step":
-                self._advantage_stats.update(prompt_weight_min=float(weights.min()),
-                                             prompt_weight_max=float(weights.max()))
+                self._advantage_stats.update(prompt_weight_min=float(all_weights.min()),
+                                             prompt_weight_max=float(all_weights.max()))
             # TRL shuffles the batch before the step: carry each row's reward and prompt id along.
             output["gap_rewards"] = self._last_rewards.to(output["completion_ids"].device)
-            output["gap_groups"] = torch.arange(batch, device=output["completion_ids"].device) // self.num_generations
+            output["gap_groups"] = (torch.arange(batch, device=output["completion_ids"].device) // self.num_generations
+                                    + first_prompt)
             return output
 
         def evaluate_accuracy(self, step: int) -> None:
@@ -297,6 +426,7 @@ def gap_tracking_trainer_class():
                 self.model, self.processing_class, self.validation[:config.eval_problems], config.eval_samples,
                 config.max_completion_length, self.eval_generator, temperature=config.temperature)
             self.eval_records.append({"step": step, "accuracy": float(accuracy.mean()),
+                                      "accuracy_se": accuracy_standard_error(accuracy, config.eval_samples),
                                       "entropy": float(entropy.mean())})
 
         def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
@@ -316,10 +446,17 @@ def gap_tracking_trainer_class():
                 self._capturing = False
             if measured:
                 w_plus, w_minus, mixed = outcome_weights(inputs["gap_rewards"], inputs["gap_groups"])
+                mixed_total = _all_reduce_sum(len(mixed))  # over every process's prompts
+                if mixed_total != len(mixed):  # the average runs over all of them: this process holds its share
+                    w_plus, w_minus, _ = outcome_weights(inputs["gap_rewards"], inputs["gap_groups"], mixed_total)
                 if len(mixed):
                     scores = (self._captured_logps * inputs["completion_mask"]).sum(-1)  # log π(o_i | q_i)  (B,)
                     self._shared_gap = gap_from_scores(scores, w_plus - w_minus, self._params, retain_graph=True)
-                self._mixed = mixed
+                if mixed_total:  # the shares sum to the batch average: the same ḡ⁺ − ḡ⁻ on every process  (P,)
+                    share = self._shared_gap if len(mixed) else torch.zeros(
+                        sum(p.numel() for p in self._params), dtype=torch.float64, device=self._params[0].device)
+                    self._shared_gap = _all_reduce_sum(share)
+                self._mixed, self._mixed_total = mixed, mixed_total
                 self._captured_logps = None
             return loss
 
@@ -328,19 +465,23 @@ def gap_tracking_trainer_class():
             self._step_started = time.perf_counter()
             if config.tracking == "measured":
                 self._theta_before = self._flat_params()
+            if self.prompt_tracker is not None:  # Ĵ_q(k) and the completions for Δμ_q(k), at θ_k
+                self.prompt_tracker.sample(self.state.global_step)
             loss = super().training_step(model, inputs, num_items_in_batch)
             batch = self._buffered_inputs[0]  # steps_per_generation = 1: this step's completions
-            rewards, groups = batch["gap_rewards"], batch["gap_groups"]
-            record = {"reward": float(rewards.mean()), **self._advantage_stats}
+            rewards, groups = batch["gap_rewards"], batch["gap_groups"]  # this process's rows
+            everyone = _all_gather(rewards), _all_gather(groups)  # every process's rows (the same in one process)
+            record = {"reward": float(everyone[0].mean()), **self._advantage_stats}
             if config.tracking != "off":
-                record.update(self._estimate(rewards, groups, batch["completion_mask"]))
+                record.update(self._estimate(*everyone, _all_gather(batch["completion_mask"])))
             if config.tracking == "measured":
                 record.update(self._measure(model, batch, rewards, groups))
             self._pending = record
             return loss
 
         def _estimate(self, rewards, groups, completion_mask) -> dict:
-            """(a): the paper's batch-average gap magnitude from the loss gradient's norm."""
+            """(a): the paper's batch-average gap magnitude from the loss gradient's norm (the DDP-averaged
+            gradient; ``rewards``, ``groups``, ``completion_mask``: every process's rows)."""
             config = self.run_config
             grad_norm = math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in self._params if p.grad is not None))
             order = torch.argsort(groups, stable=True)
@@ -356,16 +497,17 @@ def gap_tracking_trainer_class():
             """(b): ḡ⁺ − ḡ⁻, taken in :meth:`compute_loss` from TRL's forward; each prompt's own gap
             (a forward and backward per prompt) every ``per_prompt_every`` steps."""
             params = self._params
-            mixed, gap = self._mixed, self._shared_gap
-            record = {"mixed_prompts": len(mixed)}
+            mixed, gap = self._mixed, self._shared_gap  # this process's mixed prompts; the global gap
+            record = {"mixed_prompts": self._mixed_total}
             self._gaps = None
-            if len(mixed) == 0:
+            if self._mixed_total == 0:
                 return record
             loss_gradient = -_flat([p.grad for p in params], params)  # the ascent direction of this step
             record.update(gap_norm=float(gap.norm()),
                           gradient_gap_cosine=float(loss_gradient @ gap / (loss_gradient.norm() * gap.norm() + 1e-300)))
-            per_prompt = []
-            if (self.state.global_step + 1) % self.run_config.per_prompt_every == 0:
+            per_prompt = None
+            if (self.state.global_step + 1) % self.run_config.per_prompt_every == 0:  # this process's prompts
+                model, per_prompt = self.accelerator.unwrap_model(model), []  # not through DDP: no synchronisation
                 for q in mixed:
                     rows = groups == q
                     sub = {k: batch[k][rows] for k in ("prompt_ids", "prompt_mask", "completion_ids",
@@ -375,7 +517,8 @@ def gap_tracking_trainer_class():
                                            sub["completion_mask"])
                     objective = s[correct].mean() - s[~correct].mean()
                     per_prompt.append(_flat(torch.autograd.grad(objective, params, allow_unused=True), params))
-            self._gaps = (gap, torch.stack(per_prompt) if per_prompt else None)
+                per_prompt = torch.stack(per_prompt) if per_prompt else gap.new_zeros((0, gap.numel()))  # (Q_mixed, P)
+            self._gaps = (gap, per_prompt)
             return record
 
         def finish_step(self, step: int) -> None:
@@ -384,16 +527,21 @@ def gap_tracking_trainer_class():
                 update = self._flat_params() - self._theta_before  # u_k = θ_{k+1} − θ_k
                 step_length = float(update.norm())  # η_k
                 record["step_length"] = step_length
+                if self.prompt_tracker is not None:
+                    self.prompt_tracker.inner_products(self._theta_before, update)
+                    if step == self.run_config.steps:
+                        self.prompt_tracker.sample(step)  # Ĵ_q(K)
                 if self._gaps is not None and step_length > 0:
                     direction = update / step_length  # w_k
                     gap, per_prompt = self._gaps
                     record["alignment"] = float(direction @ gap)  # Δμ_k = ⟨w_k, g⁺ − g⁻⟩
                     record["alignment_cosine"] = record["alignment"] / (float(gap.norm()) + 1e-300)
                     if per_prompt is not None:
-                        aligned = per_prompt @ direction  # (Q_mixed,)
-                        record.update(prompt_alignment_mean=float(aligned.mean()),
-                                      prompt_alignment_positive=float((aligned > 0).double().mean()),
-                                      prompt_gap_norm_mean=float(per_prompt.norm(dim=-1).mean()))
+                        aligned = per_prompt @ direction  # (Q_mixed,) this process's prompts; means over all
+                        means = _global_means(aligned, (aligned > 0).double(), per_prompt.norm(dim=-1))
+                        if means is not None:
+                            record.update(prompt_alignment_mean=means[0], prompt_alignment_positive=means[1],
+                                          prompt_gap_norm_mean=means[2])
             record["seconds"] = time.perf_counter() - self._step_started
             self.step_records.append(record)
             if step % self.run_config.eval_every == 0 or step == self.run_config.steps:
@@ -421,13 +569,15 @@ class GRPORun:
     evals: pd.DataFrame
     seconds: float
     meta: dict = field(default_factory=dict)
+    prompts: pd.DataFrame = field(default_factory=pd.DataFrame)  # PromptTracker.frame(), when prompts were tracked
 
     def cumulative(self) -> pd.DataFrame:
         """The cumulative gap of each reading at every step, joined with validation accuracy.
 
         * ``estimate``: Σ η_k ‖Δ‖̂_k — the paper's estimate (a), alignment assumed 1;
         * ``measured_magnitude``: Σ η_k ‖g⁺ − g⁻‖_k — measured magnitude, alignment assumed 1;
-        * ``measured``: Σ η_k [Δμ_k]_+ — the measured gap and the actual update's alignment.
+        * ``measured``: Σ η_k [Δμ_k]_+ — the measured gap and the actual update's alignment;
+        * ``path``: Σ η_k — the length of the path, with the measured step lengths.
         """
         steps = self.steps.copy()
         eta = steps.get("step_length", pd.Series(self.config.learning_rate, index=steps.index))
@@ -437,17 +587,21 @@ class GRPORun:
         if "gap_norm" in steps:
             frame["measured_magnitude"] = (eta * steps["gap_norm"].fillna(0)).cumsum()
             frame["measured"] = (eta * steps["alignment"].fillna(0).clip(lower=0)).cumsum()
+        if "step_length" in steps:
+            frame["path"] = eta.cumsum()  # Σ η_k: the distance travelled, whatever the direction
         zero = pd.DataFrame({c: [0.0] for c in frame.columns if c != "step"} | {"step": [0]})
         frame = pd.concat([zero, frame], ignore_index=True)
         return self.evals.merge(frame, on="step", how="left")
 
 
 def run_grpo(model, tokenizer, train: list[Problem], validation: list[Problem], config: GRPORunConfig, seed: int,
-             device: str = "cpu", progress: bool = False, output_dir: str | None = None) -> GRPORun:
+             device: str = "cpu", progress: bool = False, output_dir: str | None = None,
+             configure=None) -> GRPORun:
     """Train ``model`` (in place) with TRL GRPO on ``train``; track the gap; evaluate on ``validation``.
 
-    TRL seeds the global RNG from ``seed`` (``transformers.set_seed``) for its sampling; the
-    validation samples use a private generator seeded with ``seed``.
+    TRL seeds the global RNG from ``seed`` (``transformers.set_seed``; seed + process index under a
+    launcher) for its sampling; the validation samples use a private generator seeded with ``seed``.
+    ``configure``: called with the built trainer before training (e.g. to add a callback).
     """
     from transformers import PrinterCallback, ProgressCallback
 
@@ -457,11 +611,14 @@ def run_grpo(model, tokenizer, train: list[Problem], validation: list[Problem], 
         if not progress:  # no log dicts or bars in the caller's output (timings would differ run to run)
             trainer.remove_callback(PrinterCallback)
             trainer.remove_callback(ProgressCallback)
+        if configure is not None:
+            configure(trainer)
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started
+    prompts = trainer.prompt_tracker.frame() if trainer.prompt_tracker is not None else pd.DataFrame()
     return GRPORun(config, pd.DataFrame(trainer.step_records), pd.DataFrame(trainer.eval_records), seconds,
-                   meta={"config": asdict(config), "seed": seed, "device": str(device)})
+                   meta={"config": asdict(config), "seed": seed, "device": str(device)}, prompts=prompts)
 
 
 @contextlib.contextmanager
@@ -476,17 +633,19 @@ def _trl_deprecations_silenced():
 def build_trainer(model, tokenizer, train: list[Problem], validation: list[Problem], config: GRPORunConfig, seed: int,
                   device: str, output_dir: str, progress: bool = False):
     """The gap-tracking ``GRPOTrainer`` for one run (not yet trained): TRL's ``GRPOConfig`` from ``config``,
-    one process, no KL term, no clipping, every completion scored once (``num_iterations = 1``);
-    ``progress``: TRL's progress bar."""
+    no KL term, no clipping, every completion scored once (``num_iterations = 1``); ``progress``: TRL's progress
+    bar. Under a launcher of N processes (:func:`world_size`) each generates completions_per_step / N."""
     from trl import GRPOConfig
 
     config.check()
     with _trl_deprecations_silenced():
         args = GRPOConfig(
             output_dir=output_dir, max_steps=config.steps, learning_rate=config.learning_rate,
-            lr_scheduler_type="constant_with_warmup", warmup_steps=config.lr_warmup_steps, weight_decay=0.0,
+            lr_scheduler_type=LR_SCHEDULES[config.lr_schedule], warmup_steps=config.lr_warmup_steps, weight_decay=0.0,
             optim=OPTIMIZERS[config.optimizer],
-            max_grad_norm=config.max_grad_norm, per_device_train_batch_size=config.completions_per_step,
+            max_grad_norm=config.max_grad_norm,
+            per_device_train_batch_size=per_process_batch_size(config.completions_per_step, config.num_generations,
+                                                               world_size()),
             gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1,
             num_generations=config.num_generations, max_completion_length=config.max_completion_length,
             temperature=config.temperature, top_p=1.0, top_k=0, beta=0.0, loss_type=config.loss_type,

@@ -124,3 +124,14 @@ def sampled_accuracy_and_entropy(model, tokenizer, problems: list[Problem], samp
     shape = (len(problems), samples_per_problem)
     return (torch.tensor(rewards, dtype=torch.float64).view(shape).mean(-1),
             torch.cat(entropies).double().view(shape).mean(-1))
+
+
+def accuracy_standard_error(values: torch.Tensor, samples_per_problem: int) -> float:
+    """Standard error of the sampled accuracy mean_q Ĵ_q on a fixed set of problems, from each problem's
+    ``samples_per_problem`` draws (``values`` (Q,): the Ĵ_q): √(Σ_q Ĵ_q(1 − Ĵ_q)/(S − 1)) / Q, the unbiased
+    within-problem binomial variance (NaN for one sample per problem: no within-problem variance to estimate).
+    It is the noise of one evaluation point, the problems held fixed across the run."""
+    if samples_per_problem < 2:
+        return float("nan")
+    values = values.double()
+    return float((values * (1 - values) / (samples_per_problem - 1)).sum().sqrt() / values.numel())
