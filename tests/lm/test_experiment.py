@@ -36,6 +36,20 @@ def _config(**change):
     (dict(dataset_path="/nope.jsonl"), "dataset_path"),
     (dict(prompt_weightings="none,hardest"), "'hardest' is unknown"),
     (dict(prompt_weightings="safe_step"), "run 1: prompt_weighting 'safe_step' weighs Dr. GRPO's advantages"),
+    (dict(optimizer="adamw,lion"), "parameter 'optimizer' = 'adamw,lion': 'lion' is unknown"),
+    (dict(lr_schedules="cosine,linear"), "parameter 'lr_schedules' = 'cosine,linear': 'linear' is unknown"),
+    (dict(run_steps="100,0"), r"parameter 'run_steps' = '100,0': 0 is out of range: allowed 1 ≤ steps"),
+    (dict(run_steps="100,x"), "parameter 'run_steps' = '100,x': 'x' is not a int"),
+    (dict(loss_types="grpo", scale_rewards="group", learning_rates="1e-4,2e-4,3e-4", run_steps="10,20"),
+     "parameter 'run_steps' has 2 values for 3 runs: give 1 or 3"),
+    (dict(loss_types="grpo", scale_rewards="group", optimizer="adamw,sgd", lr_schedules="constant,cosine,cosine"),
+     "parameter 'optimizer' has 2 values for 3 runs"),
+    (dict(tracked_prompts=8, tracked_runs="3"), "parameter 'tracked_runs' = '3': there are only 2 runs"),
+    (dict(tracked_prompts=8, tracked_runs="1,0"), "parameter 'tracked_runs' = '1,0': runs are numbered from 1"),
+    (dict(tracked_prompts=8, tracked_runs="first"), "parameter 'tracked_runs' = 'first': 'first' is not a int"),
+    (dict(tracked_prompts=501, tracked_runs="1"),
+     "parameter 'tracked_prompts' = 501 is out of range: allowed tracked_prompts ≤ validation_size = 500"),
+    (dict(tracked_prompts=8, tracked_samples=1, tracked_runs="1"), r"run 1: tracked_prompts = 8, tracked_samples = 1"),
 ])
 def test_experiment_config_rejects_bad_settings(change, message):
     with pytest.raises(ValueError, match=message):
@@ -90,6 +104,75 @@ def test_run_lists_broadcast():
     weighted = _config(loss_types="dr_grpo", scale_rewards="none", prompt_weightings="none,safe_step").run_configs()
     assert [r.prompt_weighting for r in weighted] == ["none", "safe_step"]
     assert experiment.run_label(SimpleNamespace(config=weighted[1])).endswith("/ safe_step weights")
+
+
+def test_run_configs_give_each_run_its_optimizer_schedule_length_and_tracking():
+    config = _config(loss_types="dr_grpo", scale_rewards="none", learning_rates="2e-3,5e-4,0.3",
+                     optimizer="adamw,adamw,sgd", lr_schedules="cosine,constant,cosine", lr_warmup_steps=10,
+                     run_steps="100,80,100", tracked_prompts=32, tracked_samples=16, tracked_runs="3")
+    runs = config.run_configs()
+    assert [(r.optimizer, r.lr_schedule, r.steps, r.learning_rate, r.tracked_prompts) for r in runs] == [
+        ("adamw", "cosine", 100, 2e-3, 0), ("adamw", "constant", 80, 5e-4, 0), ("sgd", "cosine", 100, 0.3, 32)]
+    assert all((r.lr_warmup_steps, r.tracked_samples, r.loss_type, r.scale_rewards, r.tracking) ==
+               (10, 16, "dr_grpo", "none", "measured") for r in runs)
+    assert config.tracked_run_numbers() == [3]
+    # one value broadcasts; no run_steps: every run takes 'steps'; tracked_runs picks several runs
+    runs = _config(optimizer="sgd", lr_schedules="cosine", steps=7, tracked_prompts=4, tracked_runs="2,1").run_configs()
+    assert [(r.optimizer, r.lr_schedule, r.steps, r.tracked_prompts) for r in runs] == [("sgd", "cosine", 7, 4)] * 2
+    # no tracked prompts, or no tracked runs: nothing is tracked (and tracked_runs is not read)
+    for change in (dict(tracked_prompts=0, tracked_runs="1,2"), dict(tracked_prompts=8, tracked_runs=""),
+                   dict(tracked_prompts=0, tracked_runs="9")):
+        config = _config(**change)
+        assert config.tracked_run_numbers() == [] and [r.tracked_prompts for r in config.run_configs()] == [0, 0]
+
+
+def test_grpo_seed_list_is_disjoint_across_book_seeds():
+    assert experiment.grpo_seed_list(0, 3) == [0, 1, 2] and experiment.grpo_seed_list(2, 3) == [6, 7, 8]
+    assert experiment.grpo_seed_list(5, 1) == [5]  # one GRPO seed: the book's seed itself
+    seen = [s for seed in range(10) for s in experiment.grpo_seed_list(seed, 4)]
+    assert sorted(seen) == list(range(40))
+
+
+def test_run_label_names_only_what_differs_from_the_papers_runs():
+    base = replace(_config().run_configs()[0], learning_rate=3e-4)
+    label = lambda **change: experiment.run_label(SimpleNamespace(config=replace(base, **change)))  # noqa: E731
+    assert label() == "grpo / group / lr 0.0003"
+    assert label(optimizer="sgd") == "grpo / group / lr 0.0003 / sgd"
+    assert label(lr_schedule="cosine") == "grpo / group / lr 0.0003 / cosine"
+    assert label(loss_type="dr_grpo", scale_rewards="none", learning_rate=0.3, optimizer="sgd", lr_schedule="cosine",
+                 prompt_weighting="safe_step", advantage_filter="negative") == (
+        "dr_grpo / none / lr 0.3 / sgd / cosine / safe_step weights / negative only")
+
+
+def test_run_seeds_runs_every_run_per_seed_tracked_first_and_assembles_them_in_run_order(monkeypatch):
+    """Without training: each job's run is a marker of its (seed, config); the calls come in job order."""
+    calls = []
+
+    def fake_run_one(job):
+        folder, train, validation, run_config, seed, device, threads, progress = job
+        calls.append((seed, run_config.learning_rate, run_config.tracked_prompts))
+        return SimpleNamespace(config=run_config, seed=seed, threads=threads, folder=folder)
+
+    monkeypatch.setattr(experiment, "_run_one", fake_run_one)
+    config = _config(loss_types="grpo", scale_rewards="group", learning_rates="1e-4,2e-4,3e-4", tracked_prompts=4,
+                     tracked_runs="3,2", workers=1)
+    runs = experiment.run_seeds(config, "start", [], [], [6, 7], "cpu")
+    # the tracked runs of the first seed start first; then the rest in (seed, run) order
+    assert calls == [(6, 2e-4, 4), (6, 3e-4, 4), (6, 1e-4, 0), (7, 1e-4, 0), (7, 2e-4, 0), (7, 3e-4, 0)]
+    assert list(runs) == [6, 7]
+    for seed, seed_runs in runs.items():
+        assert [r.seed for r in seed_runs] == [seed] * 3 and [r.folder for r in seed_runs] == ["start"] * 3
+        assert [r.config.learning_rate for r in seed_runs] == [1e-4, 2e-4, 3e-4]  # run order
+        assert all(r.threads == 0 for r in seed_runs)  # one worker: the caller's threads
+    # the second seed is the first's runs, untracked
+    assert [replace(r.config, tracked_prompts=0) for r in runs[6]] == [r.config for r in runs[7]]
+    assert [r.config.tracked_prompts for r in runs[6]] == [0, 4, 4]
+    # run_all: the runs of one seed, in run order, tracked as the first seed
+    calls.clear()
+    single = experiment.run_all(config, "start", [], [], 3, "cpu")
+    assert [(r.seed, r.config.learning_rate, r.config.tracked_prompts) for r in single] == [
+        (3, 1e-4, 0), (3, 2e-4, 4), (3, 3e-4, 4)]
+    assert [c[1] for c in calls] == [2e-4, 3e-4, 1e-4]
 
 
 def test_experiment_reads_a_local_jsonl_and_a_local_model_folder(tmp_path, tiny_model, tokenizer):

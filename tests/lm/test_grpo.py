@@ -75,10 +75,41 @@ def test_group_direction_identity(sample_batch, tiny_model, tokenizer, scale):
     (dict(advantage_filter="sideways"), "advantage_filter 'sideways' is unknown"),
     (dict(prompt_weighting="hard_first"), "prompt_weighting 'hard_first' is unknown"),
     (dict(prompt_weighting="safe_step"), "it needs scale_rewards 'none', got 'group'"),
+    (dict(lr_schedule="linear"), "lr_schedule 'linear' is unknown: allowed 'constant', 'cosine'"),
+    (dict(tracked_prompts=-1), "tracked_prompts = -1, tracked_samples = 32: need tracked_prompts ≥ 0"),
+    (dict(tracked_prompts=2, tracked_samples=1), "tracked_prompts = 2, tracked_samples = 1: .* tracked_samples ≥ 2"),
+    (dict(tracked_prompts=2, tracking="estimate"), "tracked_prompts needs tracking 'measured'.*got 'estimate'"),
 ])
 def test_run_config_rejects_bad_settings(change, message):
     with pytest.raises(ValueError, match=message):
         replace(grpo.GRPORunConfig(), **change).check()
+
+
+def test_untracked_runs_accept_any_tracked_samples():
+    replace(grpo.GRPORunConfig(), tracked_prompts=0, tracked_samples=1).check()  # no prompts: samples unused
+    replace(grpo.GRPORunConfig(), tracked_prompts=4, tracked_samples=2, lr_schedule="cosine").check()
+
+
+@pytest.mark.parametrize("schedule", grpo.LR_SCHEDULES)
+def test_the_trainer_follows_the_lr_schedule(tokenizer, arithmetic, tmp_path, schedule):
+    """Linear warm-up over 2 of 10 steps, then constant, or a cosine to 0 at the last step:
+    cos(π·(k − 2)/8) halved and shifted, 1/2 at k = 6."""
+    train, validation = arithmetic
+    config = grpo.GRPORunConfig(steps=10, lr_warmup_steps=2, lr_schedule=schedule, learning_rate=1e-3,
+                                completions_per_step=16, num_generations=4, max_completion_length=4)
+    model = lm_model.build_model("ci", tokenizer, seed=0)
+    trainer = grpo.build_trainer(model, tokenizer, train, validation, config, 0, "cpu", str(tmp_path))
+    assert trainer.args.lr_scheduler_type == grpo.LR_SCHEDULES[schedule] == {"constant": "constant_with_warmup",
+                                                                             "cosine": "cosine"}[schedule]
+    trainer.create_optimizer_and_scheduler(num_training_steps=config.steps)
+    factors = [trainer.lr_scheduler.lr_lambdas[0](k) for k in range(11)]
+    after_warmup = [1.0] * 9 if schedule == "constant" else [0.5 * (1 + math.cos(math.pi * (k - 2) / 8))
+                                                              for k in range(2, 11)]
+    assert factors == pytest.approx([0.0, 0.5] + after_warmup, abs=1e-12)
+    assert trainer.prompt_tracker is None
+    with pytest.raises(ValueError, match="tracked_prompts = 17: the validation split has only 16 problems"):
+        grpo.build_trainer(model, tokenizer, train, validation, replace(config, tracked_prompts=17), 0, "cpu",
+                           str(tmp_path))
 
 
 def _short_run(folder, arithmetic, **change):
@@ -106,6 +137,55 @@ def test_grpo_run_records_every_step_and_the_gap_readings_agree(warm_folder, ari
     cumulative = run.cumulative()
     assert cumulative["step"].tolist() == [0, 2, 4] and (cumulative.iloc[0][["estimate", "measured"]] == 0).all()
     assert (cumulative["estimate"].diff().dropna() > 0).all()
+    assert cumulative["path"].tolist() == pytest.approx([0, steps["step_length"][:2].sum(), steps["step_length"].sum()])
+    # The standard error of each evaluation point, Q = 16 problems × S = 2 samples: Ĵ_q ∈ {0, ½, 1}, so
+    # SE = √(n · ¼ / 1)/16 = √n/32 with n the problems of one success in two, and 32·accuracy − n is even.
+    halves = (run.evals["accuracy_se"] * 32) ** 2  # n
+    assert np.allclose(halves, halves.round(), atol=1e-9) and halves.between(0, 16).all()
+    assert (((run.evals["accuracy"] * 32).round() - halves.round()) % 2 == 0).all()
+
+
+def test_cumulative_readings_by_hand():
+    """η_k = step_length; [Δμ_k]₊ drops the negative alignment; NaN readings add 0; ``path`` = Σ η_k."""
+    steps = pd.DataFrame({"step": [1, 2, 3, 4], "step_length": [0.1, 0.2, 0.3, 0.4],
+                          "gap_estimate": [1.0, 2.0, np.nan, 1.0], "gap_norm": [2.0, 2.0, 1.0, 1.0],
+                          "alignment": [1.0, -1.0, 0.5, np.nan]})
+    evals = pd.DataFrame({"step": [0, 2, 4], "accuracy": [0.1, 0.2, 0.3]})
+    run = grpo.GRPORun(grpo.GRPORunConfig(learning_rate=7.0), steps, evals, seconds=0.0)
+    frame = run.cumulative()
+    assert list(frame.columns) == ["step", "accuracy", "estimate", "measured_magnitude", "measured", "path"]
+    expected = {"estimate": [0, 0.1 + 0.4, 0.1 + 0.4 + 0 + 0.4], "measured_magnitude": [0, 0.6, 0.6 + 0.3 + 0.4],
+                "measured": [0, 0.1, 0.1 + 0.15], "path": [0, 0.3, 1.0]}
+    for column, values in expected.items():
+        assert frame[column].tolist() == pytest.approx(values, abs=1e-12), column
+    assert run.prompts.empty  # no prompts were tracked
+    # without measured step lengths (tracking "estimate"): η_k = the learning rate, and no path
+    estimate_only = grpo.GRPORun(grpo.GRPORunConfig(learning_rate=0.5), steps[["step", "gap_estimate"]], evals, 0.0)
+    frame = estimate_only.cumulative()
+    assert "path" not in frame and frame["estimate"].tolist() == pytest.approx([0, 1.5, 2.0])
+
+
+def test_tracked_prompts_record_every_step_and_do_not_change_training(warm_folder, arithmetic):
+    """Two prompts × 4 samples tracked in a 2-step cosine run: a row per prompt at θ_0, θ_1 and θ_2, the step
+    lengths of the updates u_0 and u_1 (as logged at steps 1 and 2), and the same training as an untracked
+    constant-rate run: the same rewards and first step, and a second step of half the length (the cosine is
+    at 1/2 and Adam's direction is the same)."""
+    plain = _short_run(warm_folder, arithmetic, steps=2)
+    tracked = _short_run(warm_folder, arithmetic, steps=2, lr_schedule="cosine", tracked_prompts=2, tracked_samples=4)
+    assert tracked.steps["reward"].tolist() == plain.steps["reward"].tolist()
+    lengths, plain_lengths = tracked.steps["step_length"].tolist(), plain.steps["step_length"].tolist()
+    assert lengths[0] == pytest.approx(plain_lengths[0], rel=1e-6)
+    assert lengths[1] == pytest.approx(plain_lengths[1] / 2, rel=1e-4)
+    prompts = tracked.prompts
+    assert list(prompts.columns) == ["step", "prompt", "successes", "inner", "step_length", "value"]
+    assert prompts["step"].tolist() == [0, 0, 1, 1, 2, 2] and prompts["prompt"].tolist() == [0, 1] * 3
+    assert prompts["successes"].between(0, 4).all() and (prompts["value"] == prompts["successes"] / 4).all()
+    taken = prompts[prompts["step"] < 2]
+    assert taken["step_length"].tolist() == pytest.approx([lengths[0]] * 2 + [lengths[1]] * 2, rel=1e-12)
+    mixed = taken["successes"].between(1, 3)
+    assert np.isfinite(taken.loc[mixed, "inner"]).all() and taken.loc[~mixed, "inner"].isna().all()
+    assert prompts.loc[prompts["step"] == 2, ["inner", "step_length"]].isna().all().all()  # Ĵ_q(K) only
+    assert plain.prompts.empty and tracked.meta["config"]["tracked_prompts"] == 2
 
 
 def test_grpo_run_is_deterministic_and_tracking_does_not_change_training(warm_folder, arithmetic):

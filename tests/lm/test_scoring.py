@@ -67,3 +67,29 @@ def test_sampled_entropy_is_the_mean_token_entropy(tiny_model, tokenizer):
     again = scoring.sampled_accuracy(tiny_model, tokenizer, problems, 2, 3, torch.Generator().manual_seed(0))
     assert torch.equal(accuracy, again) and entropy.shape == (4,)
     assert (entropy > 0).all() and (entropy <= math.log(258) + 1e-9).all()
+
+
+def test_accuracy_standard_error_by_hand():
+    # Ĵ = 1/2 and 1/4 from S = 4 draws each: within-problem variances Ĵ(1 − Ĵ)/(S − 1) = 0.25/3 and 0.1875/3;
+    # the mean of Q = 2 problems has their sum over Q².
+    values = torch.tensor([0.5, 0.25])
+    assert scoring.accuracy_standard_error(values, 4) == pytest.approx(math.sqrt((0.25 + 0.1875) / 3) / 2, rel=1e-12)
+    assert scoring.accuracy_standard_error(torch.tensor([0.0, 1.0, 1.0]), 8) == 0.0  # every draw agrees
+    assert scoring.accuracy_standard_error(torch.tensor([0.5, 0.5, 0.0, 1.0]), 2) == pytest.approx(
+        math.sqrt(2 * 0.25 / 1) / 4, rel=1e-12)
+    assert math.isnan(scoring.accuracy_standard_error(values, 1))  # one draw: no within-problem variance
+
+
+def test_accuracy_standard_error_is_largest_at_one_half_and_bounds_the_paper_preset():
+    """Ĵ(1 − Ĵ) ≤ 1/4: with S = 8 draws of Q = 256 problems the SE is at most √(Q/4/7)/Q ≈ 0.0118."""
+    worst = scoring.accuracy_standard_error(torch.full((256,), 0.5), 8)
+    assert worst == pytest.approx(math.sqrt(256 * 0.25 / 7) / 256, rel=1e-12) and worst <= 0.0119
+    values = torch.rand(256, generator=torch.Generator().manual_seed(0))
+    assert scoring.accuracy_standard_error(values, 8) < worst
+    # against the spread of many simulated evaluations: Ĵ_q ~ Binomial(S, p_q)/S on fixed problems
+    generator = torch.Generator().manual_seed(1)
+    p = torch.rand(64, generator=generator, dtype=torch.float64)  # (Q,)
+    draws = torch.bernoulli(p.expand(4000, 8, 64).permute(0, 2, 1), generator=generator).mean(-1)  # (R, Q)
+    estimates = torch.tensor([scoring.accuracy_standard_error(row, 8) for row in draws[:200]])
+    spread = float(draws.mean(-1).std())
+    assert float(estimates.mean()) == pytest.approx(spread, rel=0.05)

@@ -30,12 +30,13 @@ from rlvr_dynamics.lm.task import Problem, correctness_reward
 
 def _unflatten(flat: torch.Tensor, named: list[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """A flat vector (P,) as a name → tensor dict shaped and typed like ``named``'s parameters."""
+    total = sum(parameter.numel() for _, parameter in named)
+    if flat.shape != (total,):  # checked first: a short vector would otherwise fail inside view_as
+        raise ValueError(f"a flat vector of shape {tuple(flat.shape)} does not match {total} parameters")
     out, start = {}, 0
     for name, parameter in named:
         out[name] = flat[start:start + parameter.numel()].view_as(parameter).to(parameter.dtype)
         start += parameter.numel()
-    if start != flat.numel():
-        raise ValueError(f"a flat vector of {flat.numel()} values does not match {start} parameters")
     return out
 
 
