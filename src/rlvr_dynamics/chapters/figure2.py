@@ -9,11 +9,11 @@ module holds the chapter's checks and turns the runs' records into its numbers:
   from the warmed-up model;
 * the per-run summary (alignments, the paper's estimate (a) against the measured gap), the margins
   of the findings stated about it and the numbers the prose quotes from it;
-* Figure 2's table and panels: the cumulative gap of each reading against validation accuracy,
-  with logistic fits;
-* the shape of the relation (rank correlation, logistic fit, curvature tests: logistic / concave /
-  linear within noise), and whether the cumulative gap is only a relabelled step count (both of
-  its factors near constant under Adam);
+* the design of runs whose clocks differ (optimizer, schedule, learning rate, horizon), its
+  precision, Figure 2's panels of accuracy against the cumulative gap and against the clock, and the
+  held-out test "gap or clock?" (fit on some runs, predict the others, over GRPO seeds);
+* Theorem 1 prompt by prompt on fixed validation prompts: log-odds change against M_q(k);
+* the recorded GPU run of the ``paper`` preset (its schema, checked against the preset);
 * what the committed robustness record (``data/robustness/figure2.json``: this chapter at seeds
   0–9) says of the claims whose size depends on the seed, for the prose.
 """
@@ -36,10 +36,6 @@ from rlvr_dynamics.lm import experiment, grpo, scoring
 from rlvr_dynamics.lm import task as lm_task
 from rlvr_dynamics.lm.experiment import run_label
 
-READINGS = {"estimate": r"(a) paper's estimate: $\sum_k \eta_k \|\hat\Delta_k\|$",
-            "measured": r"(b) measured: $\sum_k \eta_k [\Delta\mu_k]_+$"}
-"""The two cumulative-gap readings of Figure 2 (``GRPORun.cumulative`` columns)."""
-
 EXTRACTOR_CASES = {"#### 1,234": 1234, "so 12+7=19\n#### 19": 19, "The answer is $42.": 42, "-7": -7,
                    "3.50 dollars": 3.5, "no number": None}
 """Completions and the number the answer extractor must read from each (None: no number)."""
@@ -51,23 +47,8 @@ MIN_GAIN = 0.10
 """The accuracy gain the first run is compared with (a recorded claim, never enforced: the gain's size
 depends on the seed)."""
 
-RECORDED_SPEARMAN = 0.5
-"""The rank correlation of accuracy with the cumulative gap that is recorded (never enforced); the
-finding enforces a positive one."""
-
-POOLED_IMPROVEMENT = 0.10
-"""How much lower (as a fraction of the normalized step's) a cumulative gap's pooled RMSE must be to
-count as a better fit than the step count."""
-
 INTERVAL_LEVEL = 0.95
-"""Level of the curvature intervals."""
-
-SHAPE_TEST_LEVEL = 0.05
-"""Level of the F-tests of :func:`relation_shape`."""
-
-SETUP_NUMBERS = {"0.1": MIN_GAIN, "0.5": RECORDED_SPEARMAN, "10%": POOLED_IMPROVEMENT, "95%": INTERVAL_LEVEL,
-                 "5%": SHAPE_TEST_LEVEL}
-"""The decimals the prose types: constants of the set-up (every measured number is glued)."""
+"""Level of the intervals over GRPO seeds."""
 
 ROBUSTNESS_RECORD = Path("data") / "robustness" / "figure2.json"
 """The committed record of this chapter's claims at seeds 0–9 (``rlvr-book robustness figure2``),
@@ -83,13 +64,24 @@ class Figure2Config(experiment.LMExperimentConfig):
                                 "enforced)", "float", low=0.0, high=1.0)
 
 
-PRESETS = {preset: dict(values, min_gain=MIN_GAIN) for preset, values in experiment.PRESETS.items()}
+_DESIGN = dict(
+    # The gap-or-clock design: a model warmed up to 0.85 sampled at temperature 2.5 (≈ 0.13 accuracy, greedy ≈ 0.95:
+    # GRPO has a wide range to climb in few steps), three runs whose step lengths evolve differently — AdamW with
+    # warm-up + cosine decay, AdamW at a 20× lower constant rate (a shorter horizon, so that k and k/K differ), SGD
+    # with warm-up + cosine (update ∥ gradient) — each at three GRPO seeds; Dr. GRPO's loss; prompts tracked in the
+    # SGD run.
+    warmup_target=0.85, temperature=2.5, loss_types="dr_grpo", scale_rewards="none", learning_rates="2e-3,1e-4,0.3",
+    optimizer="adamw,adamw,sgd", lr_schedules="cosine,constant,cosine", lr_warmup_steps=10, steps=120,
+    run_steps="120,80,100", grpo_seeds=3, tracked_prompts=32, tracked_samples=32, tracked_runs="3",
+    per_prompt_every=20, eval_every=4, eval_problems=256, eval_samples=8, workers=2)
 
-
-def format_table(frame: pd.DataFrame, width: int = 200) -> str:
-    """``frame`` as text, floats with three decimals, without the index."""
-    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", width):
-        return frame.to_string(index=False)
+PRESETS = {
+    # ≈ 4 min on 2 CPU cores: the warm-up (≈ 50 s, cached), nine runs of 80-100 steps, one with prompts tracked.
+    "ci": dict(experiment.PRESETS["ci"], **_DESIGN, min_gain=MIN_GAIN),
+    # The same design on the 25 M-parameter model (GPU), longer runs and more validation samples.
+    "paper": dict(experiment.PRESETS["paper"], **dict(_DESIGN, steps=300, run_steps="300,200,250", eval_every=10,
+                                                      eval_problems=512, workers=1), min_gain=MIN_GAIN),
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,8 +204,8 @@ def accuracy_gain(run: grpo.GRPORun) -> float:
 def run_summary(runs: list[grpo.GRPORun]) -> pd.DataFrame:
     """One row per run: accuracy at the start and the end, its gain, the fraction of prompts whose
     group has both outcomes, the mean cosines of the loss gradient −∇L and of the update u with the
-    measured gap Δ, the fraction of steps with u·Δ > 0, the median ratio of estimate (a) to ‖Δ‖
-    (eq. f2-estimate) and the mean ratio of a single prompt's gap to the batch-average gap."""
+    measured gap Δ, the fraction of steps with u·Δ > 0 (both over the steps that moved), the median ratio
+    of estimate (a) to ‖Δ‖ (eq. f2-estimate) and the mean ratio of a single prompt's gap to the batch-average gap."""
     return pd.DataFrame([{
         "run": run_label(run),
         "accuracy at 0": run.evals["accuracy"].iloc[0],
@@ -221,8 +213,8 @@ def run_summary(runs: list[grpo.GRPORun]) -> pd.DataFrame:
         "gain": accuracy_gain(run),
         "mixed prompts": run.steps["mixed_prompts"].mean() / run.config.prompts_per_step,
         "cos(−∇L, Δ)": run.steps["gradient_gap_cosine"].mean(),
-        "cos(u, Δ)": run.steps["alignment_cosine"].mean(),
-        "u·Δ > 0": (run.steps["alignment"] > 0).mean(),
+        "cos(u, Δ)": run.steps.loc[run.steps["step_length"] > 0, "alignment_cosine"].mean(),
+        "u·Δ > 0": (run.steps.loc[run.steps["step_length"] > 0, "alignment"] > 0).mean(),
         "(a)/‖Δ‖": (run.steps["gap_estimate"] / run.steps["gap_norm"]).median(),
         "mean ‖Δ_q‖/‖Δ‖": (run.steps["prompt_gap_norm_mean"] / run.steps["gap_norm"]).mean(),
     } for run in runs])
@@ -251,54 +243,56 @@ def run_margins(run: grpo.GRPORun) -> dict[str, list[float]]:
     """The margins of the findings about one run, each ≥ 0 when it holds:
 
     * ``gradient_along_gap``: mean cos(−∇L, Δ) ≥ 0.9;
-    * ``update_off_gap``: mean cos(u, Δ) ≤ 0.3 (Adam's update far from the gap);
     * ``estimate_matches``: the median of (a)/‖Δ‖ within 15% of 1;
     * ``prompt_gap_longer``: a single prompt's gap ≥ 2× the batch-average gap, on average;
-    * ``positive_alignment``: u·Δ > 0 at ≥ 95% of steps;
-    * ``measured_smaller``: the final cumulative gap (b) ≥ 3× smaller than (a) (eq. f2-cumulative).
+    * ``positive_alignment``: u·Δ > 0 at ≥ 95% of steps (the first step's update may be 0: a warm-up from 0);
+
+    and by optimizer — AdamW: ``update_off_gap``, mean cos(u, Δ) ≤ 0.3 (Adam's update far from the gap), and
+    ``measured_smaller``, the final cumulative gap (b) ≥ 3× smaller than (a) (eq. f2-cumulative); SGD:
+    ``update_along_gap``, mean cos(u, Δ) ≥ 0.9 (the update is the loss gradient, scaled).
     """
     final = run.cumulative().iloc[-1]
-    return {
+    moved = run.steps[run.steps["step_length"] > 0]
+    margins = {
         "gradient_along_gap": [run.steps["gradient_gap_cosine"].mean() - 0.9],
-        "update_off_gap": [0.3 - run.steps["alignment_cosine"].mean()],
         "estimate_matches": [0.15 - abs((run.steps["gap_estimate"] / run.steps["gap_norm"]).median() - 1)],
         "prompt_gap_longer": [(run.steps["prompt_gap_norm_mean"] / run.steps["gap_norm"]).mean() - 2],
-        "positive_alignment": [(run.steps["alignment"] > 0).mean() - 0.95],
-        "measured_smaller": [final["estimate"] / final["measured"] - 3],
+        "positive_alignment": [(moved["alignment"] > 0).mean() - 0.95],
     }
+    if run.config.optimizer == "sgd":
+        return dict(margins, update_along_gap=[moved["alignment_cosine"].mean() - 0.9])
+    return dict(margins, update_off_gap=[0.3 - moved["alignment_cosine"].mean()],
+                measured_smaller=[final["estimate"] / final["measured"] - 3])
 
 
 def table_glue(runs: list[grpo.GRPORun], summary: pd.DataFrame) -> dict[str, float]:
     """The numbers the prose quotes from the runs' table (``summary`` is :func:`run_summary`), each the
     smallest and/or largest over the runs: the median ratio (a)/‖Δ‖ (``ratio_low``/``_high``), the
     mean cosine of −∇L with Δ (``gradient_cosine_min``), the ratio of a prompt's gap to the batch gap
-    (``prompt_gap_low``/``_high``), the mean cosine of the update with Δ (``update_cosine_low``/
-    ``_high``), the fraction of steps with u·Δ > 0 (``positive_min``), the final ratio of cumulative
-    gap (a) to (b) (``smaller_min``) and the accuracy gain (``gain_low``/``_high``)."""
-    final = [run.cumulative().iloc[-1] for run in runs]
-    columns = {"ratio": "(a)/‖Δ‖", "prompt_gap": "mean ‖Δ_q‖/‖Δ‖", "update_cosine": "cos(u, Δ)", "gain": "gain"}
+    (``prompt_gap_low``/``_high``), the mean cosine of the update with Δ over the AdamW runs
+    (``adam_cosine_low``/``_high``) and over the SGD runs (``sgd_cosine_min``), the fraction of steps with
+    u·Δ > 0 (``positive_min``), the final ratio of cumulative gap (a) to (b) over the AdamW runs
+    (``smaller_min``) and the accuracy gain (``gain_low``/``_high``). A quantity without runs of its
+    optimizer is NaN."""
+    adam = [run.config.optimizer == "adamw" for run in runs]
+    columns = {"ratio": "(a)/‖Δ‖", "prompt_gap": "mean ‖Δ_q‖/‖Δ‖", "gain": "gain"}
     values = {}
     for name, column in columns.items():
         values[f"{name}_low"], values[f"{name}_high"] = float(summary[column].min()), float(summary[column].max())
+    adam_cosine = summary.loc[adam, "cos(u, Δ)"]
+    sgd_cosine = summary.loc[[not a for a in adam], "cos(u, Δ)"]
+    finals = [run.cumulative().iloc[-1] for run, a in zip(runs, adam, strict=True) if a]
     return dict(values, gradient_cosine_min=float(summary["cos(−∇L, Δ)"].min()),
+                adam_cosine_low=float(adam_cosine.min()) if len(adam_cosine) else float("nan"),
+                adam_cosine_high=float(adam_cosine.max()) if len(adam_cosine) else float("nan"),
+                sgd_cosine_min=float(sgd_cosine.min()) if len(sgd_cosine) else float("nan"),
                 positive_min=float(summary["u·Δ > 0"].min()),
-                smaller_min=float(min(row["estimate"] / row["measured"] for row in final)))
+                smaller_min=float(min(row["estimate"] / row["measured"] for row in finals)) if finals else float("nan"))
 
 
 # ----------------------------------------------------------------------------------------------
 # Figure 2
 # ----------------------------------------------------------------------------------------------
-
-
-def figure2_table(runs: list[grpo.GRPORun]) -> pd.DataFrame:
-    """Long table: run, step, normalized step, accuracy and each reading's cumulative gap."""
-    frames = []
-    for run in runs:
-        frame = run.cumulative()
-        frame.insert(0, "run", run_label(run))
-        frame["normalized_step"] = frame["step"] / run.config.steps
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
 
 
 def logistic(x, intercept, slope):
@@ -311,8 +305,15 @@ def logistic_fit(gap: np.ndarray, accuracy: np.ndarray) -> dict:
     cumulative gap). Returns a, b, the RMSE and R² (in accuracy units)."""
     gap, accuracy = np.asarray(gap, float), np.asarray(accuracy, float)
     clipped = np.clip(accuracy, 1e-3, 1 - 1e-3)
+    if np.ptp(gap) == 0:  # a variable that never moves explains nothing: the mean, slope 0
+        a, b = float(special.logit(np.clip(accuracy.mean(), 1e-3, 1 - 1e-3))), 0.0
+        residual = accuracy - logistic(gap, a, b)
+        return {"intercept": a, "slope": b, "rmse": float(np.sqrt((residual ** 2).mean())), "r2": 0.0}
     start = np.polyfit(gap, special.logit(clipped), 1)[::-1]  # OLS on the log-odds as the start
-    (a, b), _ = optimize.curve_fit(logistic, gap, accuracy, p0=start, maxfev=20_000)
+    try:
+        (a, b), _ = optimize.curve_fit(logistic, gap, accuracy, p0=start, maxfev=20_000)
+    except RuntimeError:  # no convergence (a flat or degenerate cloud): keep the log-odds fit
+        a, b = start
     residual = accuracy - logistic(gap, a, b)
     total = ((accuracy - accuracy.mean()) ** 2).sum()
     return {"intercept": float(a), "slope": float(b), "rmse": float(np.sqrt((residual ** 2).mean())),
@@ -330,251 +331,269 @@ COSINE_NAMES = {"gradient_gap_cosine": "cos(−∇L, Δ)", "alignment_cosine": "
 """Legend names of the per-step records of :func:`diagnostics_frames`."""
 
 
+OPTIMIZER_NAMES = {"adamw": "AdamW", "sgd": "SGD"}
+SCHEDULE_NAMES = {"constant": "constant", "cosine": "warm-up + cosine"}
+"""How the figures name the optimizers (``grpo.OPTIMIZERS``) and the schedules (``grpo.LR_SCHEDULES``)."""
+
+
 def figure_label(run: grpo.GRPORun) -> str:
-    """A run's name in the figures, every setting spelled out: loss, advantage scaling, learning rate
-    (:func:`~rlvr_dynamics.lm.experiment.run_label` is the short one the claims and tables use)."""
+    """A run's name in the figures, every setting spelled out: optimizer, learning rate and schedule, horizon K,
+    loss, advantage scaling (:func:`~rlvr_dynamics.lm.experiment.run_label` is the short one the claims and
+    tables use)."""
     c = run.config
-    return (f"{LOSS_NAMES[c.loss_type]}, {SCALE_NAMES[c.scale_rewards]}, lr {c.learning_rate:g}"
-            f"{FILTER_NAMES[c.advantage_filter]}")
-
-
-def draw_relation_panel(ax, table: pd.DataFrame, reading: str, title: str, labels: dict[str, str] | None = None):
-    """One panel of Figure 2 on the matplotlib Axes ``ax``: accuracy against the cumulative gap
-    ``reading`` of :func:`figure2_table`, one marker per run, coloured by the normalized step, with
-    each run's logistic fit dashed; ``labels`` maps a run's ``run`` to its legend entry (default: itself).
-    Returns the last scatter (for the colour bar)."""
-    labels = labels or {}
-    markers = dict(zip(table["run"].unique(), ["o", "s", "^", "D", "v"], strict=False))  # up to five runs
-    for label, data in table.groupby("run", sort=False):
-        points = ax.scatter(data[reading], data["accuracy"], c=data["normalized_step"], cmap="viridis", vmin=0,
-                            vmax=1, marker=markers[label], s=38, edgecolor="k", linewidth=0.3,
-                            label=labels.get(label, label))
-        fit = logistic_fit(data[reading], data["accuracy"])
-        grid = np.linspace(0, data[reading].max(), 100)
-        ax.plot(grid, logistic(grid, fit["intercept"], fit["slope"]), color="0.4", lw=1, ls="--")
-    ax.set(title=title, xlabel="cumulative gradient gap", ylabel="sampled validation accuracy")
-    ax.legend(loc="lower right")
-    return points
+    return (f"{OPTIMIZER_NAMES[c.optimizer]} lr {c.learning_rate:g} ({SCHEDULE_NAMES[c.lr_schedule]}, K = {c.steps}), "
+            f"{LOSS_NAMES[c.loss_type]}, {SCALE_NAMES[c.scale_rewards]}{FILTER_NAMES[c.advantage_filter]}")
 
 
 # ----------------------------------------------------------------------------------------------
-# The shape of the relation, and the relabelling test
+# Gap or clock: held-out fits over runs whose clocks differ
 # ----------------------------------------------------------------------------------------------
 
 
-def _unit_interval(x) -> np.ndarray:
-    x = np.asarray(x, float)
-    return (x - x.min()) / (np.ptp(x) or 1.0)
+CLOCKS = {"measured": "cumulative gap (b)", "estimate": "paper's estimate (a)", "path": "path length Σ η_k",
+          "step": "step k", "normalized_step": "k/K", "constant": "no variable (mean accuracy)"}
+"""The variables accuracy is fitted on (columns of :func:`clock_table`): the two cumulative gaps (eq. f2-cumulative),
+the distance travelled Σ η_k, the step count, the schedule's progress k/K, and none (a constant: the baseline)."""
+
+GAP_CLOCK = "measured"
+"""The variable every other one is compared with: Theorem 1's cumulative gap Σ η_k [Δμ_k]₊."""
+
+MAX_ACCURACY_SE = 0.015
+"""Largest standard error of one evaluation point (issue's precision target)."""
+
+MIN_EVAL_POINTS = 20
+"""Fewest evaluation points per run."""
+
+MIN_SPAN = 0.4
+"""Accuracy range at least one run must cover."""
+
+SETUP_NUMBERS = {"0.1": MIN_GAIN, "95%": INTERVAL_LEVEL, "0.015": MAX_ACCURACY_SE, "0.4": MIN_SPAN,
+                 "0.85": _DESIGN["warmup_target"], "2.5": _DESIGN["temperature"]}
+"""The decimals the prose types: constants of the set-up (every measured number is glued)."""
 
 
-def curvature(x: np.ndarray, y: np.ndarray, level: float = INTERVAL_LEVEL) -> tuple[float, float, float]:
-    """Quadratic coefficient c of y ≈ a + b·x + c·x² (x scaled to [0, 1]) and its ``level`` (95%) interval."""
-    x, y = _unit_interval(x), np.asarray(y, float)
-    design = np.stack([np.ones_like(x), x, x ** 2], axis=1)
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    dof = len(y) - 3
-    residual = y - design @ coef
-    sigma2 = (residual ** 2).sum() / max(dof, 1)
-    se = math.sqrt(sigma2 * np.linalg.inv(design.T @ design)[2, 2])
-    half = stats.t.ppf(0.5 + level / 2, max(dof, 1)) * se
-    return float(coef[2]), float(coef[2] - half), float(coef[2] + half)
+def clock_table(runs: dict[int, list[grpo.GRPORun]]) -> pd.DataFrame:
+    """Every evaluation point of every run (GRPO seed → runs) with each variable of :data:`CLOCKS`:
+    ``grpo_seed``, ``run`` (label), ``step``, ``normalized_step`` = k/K, ``accuracy``, ``accuracy_se``
+    and the cumulative columns of ``GRPORun.cumulative``."""
+    frames = []
+    for seed, seed_runs in runs.items():
+        for run in seed_runs:
+            frame = run.cumulative()
+            frame.insert(0, "run", run_label(run))
+            frame.insert(0, "grpo_seed", seed)
+            frame["normalized_step"] = frame["step"] / run.config.steps
+            frame["constant"] = 0.0
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
-def nonlinearity_pvalue(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """p-value of the F-test that adding x² and x³ to a line improves the (weighted least-squares)
-    fit of y (x scaled to [0, 1])."""
-    x, y = _unit_interval(x), np.asarray(y, float)
-    root = np.sqrt(np.ones_like(y) if weights is None else np.asarray(weights, float))
-    residual = {}
-    for degree in (1, 3):
-        design = np.vander(x, degree + 1) * root[:, None]
-        coef, *_ = np.linalg.lstsq(design, y * root, rcond=None)
-        residual[degree] = float(((y * root - design @ coef) ** 2).sum())
-    dof = len(y) - 4
-    if residual[1] <= 1e-20 * float(((y * root) ** 2).sum()):
-        return 1.0  # a line fits to rounding: nothing left to explain
-    if dof < 1 or residual[3] <= 0:
-        return 0.0
-    statistic = ((residual[1] - residual[3]) / 2) / (residual[3] / dof)
-    return float(stats.f.sf(statistic, 2, dof))
+def heldout_fits(table: pd.DataFrame, clocks=tuple(CLOCKS)) -> pd.DataFrame:
+    """Gap or clock, held out: within each GRPO seed, fit accuracy = σ(a + b·x) (Corollary 1's form) on the other
+    runs' points pooled, for each variable x of ``clocks``, and predict the held-out run's accuracy. One row per
+    (``grpo_seed``, ``held_out`` run, ``clock``) with the held-out ``rmse``. x is scaled by its largest training
+    value (the fit is invariant to it; it only conditions the optimiser)."""
+    rows = []
+    for seed, data in table.groupby("grpo_seed", sort=True):
+        for held_out in data["run"].unique():
+            fit_on, test = data[data["run"] != held_out], data[data["run"] == held_out]
+            for clock in clocks:
+                if clock == "constant":
+                    prediction = np.full(len(test), fit_on["accuracy"].mean())
+                else:
+                    scale = max(float(fit_on[clock].max()), 1e-300)
+                    fit = logistic_fit(fit_on[clock] / scale, fit_on["accuracy"])
+                    prediction = logistic(test[clock].to_numpy() / scale, fit["intercept"], fit["slope"])
+                error = test["accuracy"].to_numpy() - prediction
+                rows.append({"grpo_seed": seed, "held_out": held_out, "clock": clock,
+                             "rmse": float(np.sqrt(np.mean(error ** 2)))})
+    return pd.DataFrame(rows)
 
 
-def relation_shape(gap: np.ndarray, accuracy: np.ndarray, level: float = SHAPE_TEST_LEVEL) -> dict:
-    """Is accuracy vs cumulative gap logistic, concave, convex, or linear within noise?
-
-    A logistic relation is one whose log-odds are linear in G. Two F-tests (x² and x³ terms over
-    a line, at ``level``): on the log-odds (weighted by the delta method) and on the accuracy.
-    Verdicts: log-odds non-linear → ``"concave"`` or ``"convex"`` by the sign of their quadratic
-    term (accuracy saturates faster, or slower, than a logistic); log-odds linear but accuracy not →
-    ``"logistic"``; neither → ``"linear within noise"`` (the range is too narrow to tell a logistic
-    from a line).
-    """
-    accuracy = np.clip(np.asarray(accuracy, float), 1e-3, 1 - 1e-3)
-    log_odds = special.logit(accuracy)
-    c = curvature(gap, accuracy)
-    d = curvature(gap, log_odds)
-    # Var(logit p̂) ≈ Var(p̂)/(p(1 − p))²: weight the log-odds by (p(1 − p))², so equal accuracy noise counts equally.
-    p_accuracy = nonlinearity_pvalue(gap, accuracy)
-    p_log_odds = nonlinearity_pvalue(gap, log_odds, weights=(accuracy * (1 - accuracy)) ** 2)
-    if p_log_odds < level:
-        verdict = "concave" if d[0] < 0 else "convex"
-    elif p_accuracy < level:
-        verdict = "logistic"
-    else:
-        verdict = "linear within noise"
-    return {"accuracy_curvature": c, "log_odds_curvature": d, "accuracy_nonlinearity_p": p_accuracy,
-            "log_odds_nonlinearity_p": p_log_odds, "verdict": verdict}
+def t_interval(values, level: float = INTERVAL_LEVEL) -> tuple[float, float, float]:
+    """Mean of ``values`` and its ``level`` Student-t interval (NaN bounds for fewer than 2 values)."""
+    values = np.asarray(values, float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+    return mean, mean - half, mean + half
 
 
-def step_relabelling(run: grpo.GRPORun) -> dict:
-    """Is the cumulative gap only a relabelled step count? Both factors of each increment
-    η_k·Δ_k near constant ⇒ G_k ∝ k. Reports the coefficients of variation of η_k = ‖u_k‖, of
-    the estimated gap ‖Δ̂‖_k and of the measured alignment Δμ_k, and the R² of G_k on k for
-    each reading."""
-    steps = run.steps
-    cumulative = run.cumulative().dropna()
-
-    def cv(series):
-        series = series.dropna()
-        return float(series.std() / series.mean()) if len(series) > 1 and series.mean() != 0 else float("nan")
-
-    result = {"step_length_cv": cv(steps["step_length"]), "gap_estimate_cv": cv(steps["gap_estimate"]),
-              "alignment_cv": cv(steps["alignment"]), "gap_norm_cv": cv(steps["gap_norm"])}
-    for reading in READINGS:
-        fit = stats.linregress(cumulative["step"], cumulative[reading])
-        result[f"{reading}_vs_step_r2"] = float(fit.rvalue ** 2)
-    return result
+def clock_comparison(heldout: pd.DataFrame, reference: str = GAP_CLOCK) -> pd.DataFrame:
+    """Per variable: the held-out RMSE averaged over runs, then its mean over GRPO seeds with a 95% t-interval
+    over the seeds (each seed an independent replicate of the whole design); the paired difference RMSE(x) −
+    RMSE(``reference``) the same way (> 0: the reference predicts held-out runs better), and in how many
+    (seed, held-out run) pairs the reference's error is the smaller."""
+    per_seed = heldout.groupby(["clock", "grpo_seed"])["rmse"].mean().unstack("grpo_seed")  # (clocks, seeds)
+    pairs = heldout.pivot_table(index=["grpo_seed", "held_out"], columns="clock", values="rmse")
+    rows = []
+    for clock in per_seed.index:
+        mean, low, high = t_interval(per_seed.loc[clock])
+        difference = t_interval(per_seed.loc[clock] - per_seed.loc[reference])
+        rows.append({"variable": clock, "held-out RMSE": mean, "RMSE low": low, "RMSE high": high,
+                     "minus gap's": difference[0], "difference low": difference[1], "difference high": difference[2],
+                     "gap better in": f"{int((pairs[clock] > pairs[reference]).sum())} of {len(pairs)}"})
+    order = {clock: index for index, clock in enumerate(CLOCKS)}
+    return pd.DataFrame(rows).sort_values("variable", key=lambda c: c.map(order)).reset_index(drop=True)
 
 
-def pooled_fit_comparison(table: pd.DataFrame) -> dict:
-    """One logistic fit over all runs pooled, on each reading and on the normalized step: if a
-    reading is more than a relabelled step count, it should align the runs better (lower RMSE)."""
-    out = {}
-    for column in (*READINGS, "normalized_step"):
-        data = table.dropna(subset=[column])
-        x = data[column].to_numpy() / max(float(data[column].max()), 1e-300)
-        out[column] = logistic_fit(x, data["accuracy"].to_numpy())["rmse"]
+def best_clock(comparison: pd.DataFrame) -> str:
+    """The variable with the smallest mean held-out RMSE."""
+    return str(comparison.loc[comparison["held-out RMSE"].idxmin(), "variable"])
+
+
+def gap_better_margins(comparison: pd.DataFrame, clock: str) -> list[float]:
+    """One margin: the mean of RMSE(``clock``) − RMSE(gap) over the GRPO seeds (> 0: the gap's error is smaller)."""
+    return [float(comparison.loc[comparison["variable"] == clock, "minus gap's"].iloc[0])]
+
+
+def design_summary(runs: dict[int, list[grpo.GRPORun]]) -> pd.DataFrame:
+    """One row per run of the first GRPO seed and its settings: optimizer, schedule, learning rate, K, the number
+    of evaluation points, the largest standard error of a point, the accuracy span (largest minus smallest over the
+    points, every GRPO seed), the coefficient of variation of η_k, and G_K/K and G_K/Σ η_k (the gap per step and
+    per unit of distance: a relabelled step count has the same G_K/K in every run)."""
+    rows = []
+    first = next(iter(runs))
+    for index, run in enumerate(runs[first]):
+        c = run.config
+        same = [seed_runs[index] for seed_runs in runs.values()]
+        spans = [float(r.evals["accuracy"].max() - r.evals["accuracy"].min()) for r in same]
+        finals = [r.cumulative().iloc[-1] for r in same]
+        lengths = pd.concat([r.steps["step_length"] for r in same])
+        rows.append({"run": run_label(run), "optimizer": c.optimizer, "schedule": c.lr_schedule,
+                     "learning rate": c.learning_rate, "K": c.steps, "points": len(run.evals),
+                     "largest SE": max(float(r.evals["accuracy_se"].max()) for r in same),
+                     "accuracy span": max(spans), "CV of η_k": float(lengths.std() / lengths.mean()),
+                     "G_K / K": float(np.mean([f["measured"] / c.steps for f in finals])),
+                     "G_K / Σ η": float(np.mean([f["measured"] / f["path"] for f in finals]))})
+    return pd.DataFrame(rows)
+
+
+def precision_margins(runs: dict[int, list[grpo.GRPORun]]) -> dict[str, list[float]]:
+    """The margins of the design's precision, each ≥ 0 when it holds: ``points`` — per run, its evaluation
+    points minus :data:`MIN_EVAL_POINTS`; ``standard_error`` — per point, :data:`MAX_ACCURACY_SE` minus its
+    standard error; ``span`` — the largest accuracy span of any run minus :data:`MIN_SPAN`."""
+    every = [run for seed_runs in runs.values() for run in seed_runs]
+    return {"points": [len(run.evals) - MIN_EVAL_POINTS for run in every],
+            "standard_error": [MAX_ACCURACY_SE - se for run in every for se in run.evals["accuracy_se"]],
+            "span": [max(float(run.evals["accuracy"].max() - run.evals["accuracy"].min()) for run in every)
+                     - MIN_SPAN]}
+
+
+def clock_spread_margins(design: pd.DataFrame, ratio: float = 2.0) -> list[float]:
+    """One margin: the largest G_K/K over the runs divided by the smallest, minus ``ratio`` (≥ 0: the runs
+    gather the gap at rates that differ by ``ratio``× or more per step, so G is not one relabelled step count)."""
+    per_step = design["G_K / K"]
+    return [float(per_step.max() / per_step.min()) - ratio]
+
+
+def design_glue(design: pd.DataFrame) -> dict[str, float]:
+    """The numbers the prose quotes from :func:`design_summary`: the fewest evaluation points (``points_min``),
+    the largest standard error of a point (``se_max``), the largest accuracy span (``span_max``), the smallest
+    and largest coefficient of variation of η_k (``cv_low``/``_high``) and the ratio of the largest to the
+    smallest G_K/K (``per_step_spread``)."""
+    per_step = design["G_K / K"]
+    return {"points_min": int(design["points"].min()), "se_max": float(design["largest SE"].max()),
+            "span_max": float(design["accuracy span"].max()), "cv_low": float(design["CV of η_k"].min()),
+            "cv_high": float(design["CV of η_k"].max()), "per_step_spread": float(per_step.max() / per_step.min())}
+
+
+def comparison_glue(comparison: pd.DataFrame) -> dict[str, float | str]:
+    """The numbers the prose quotes from :func:`clock_comparison`: per variable v, its mean held-out RMSE
+    (``rmse_v``) and, for the others, RMSE(v) − RMSE(gap) with its interval (``minus_v``, ``minus_v_low``,
+    ``minus_v_high``) and the pairs where the gap is better (``gap_better_v``); and the best variable's name
+    (``best_clock``)."""
+    values: dict[str, float | str] = {"best_clock": CLOCKS[best_clock(comparison)]}
+    for row in comparison.itertuples(index=False):
+        name = row.variable
+        values[f"rmse_{name}"] = float(row[1])
+        if name != GAP_CLOCK:
+            values.update({f"minus_{name}": float(row[4]), f"minus_{name}_low": float(row[5]),
+                           f"minus_{name}_high": float(row[6]), f"gap_better_{name}": str(row[7])})
+    return values
+
+
+def draw_clock_panel(ax, table: pd.DataFrame, clock: str, labels: dict[str, str], legend: bool = False):
+    """One panel of Figure 2 on the matplotlib Axes ``ax``: accuracy against the variable ``clock`` of
+    :data:`CLOCKS` (:func:`clock_table`), one colour and marker per run (``labels``: run → legend entry), every
+    GRPO seed's points, each run's seeds joined by thin lines; dashed, one logistic fit over all runs pooled
+    (Corollary 1's form). If accuracy is a function of ``clock``, the runs fall on that one curve."""
+    import seaborn as sns
+
+    markers = ["o", "s", "^", "D", "v", "P"]
+    colours = sns.color_palette("colorblind", len(labels))
+    for index, (run, label) in enumerate(labels.items()):
+        data = table[table["run"] == run]
+        for position, (_, seed_data) in enumerate(data.groupby("grpo_seed")):
+            ax.plot(seed_data[clock], seed_data["accuracy"], color=colours[index], lw=0.6, alpha=0.6)
+            ax.scatter(seed_data[clock], seed_data["accuracy"], color=colours[index], marker=markers[index % 6],
+                       s=16, edgecolor="k", linewidth=0.2, label=label if position == 0 else None)
+    scale = max(float(table[clock].max()), 1e-300)
+    fit = logistic_fit(table[clock] / scale, table["accuracy"])
+    grid = np.linspace(0, scale, 100)
+    ax.plot(grid, logistic(grid / scale, fit["intercept"], fit["slope"]), color="0.2", lw=1.2, ls="--")
+    ax.set(title=CLOCKS[clock], xlabel=CLOCKS[clock], ylabel="sampled validation accuracy")
+    if legend:
+        ax.legend(loc="lower right", title="run")
+
+
+# ----------------------------------------------------------------------------------------------
+# Theorem 1 per prompt
+# ----------------------------------------------------------------------------------------------
+
+
+def prompt_trajectories(frame: pd.DataFrame, samples: int) -> pd.DataFrame:
+    """Per tracked prompt and step k (``PromptTracker.frame`` rows): the smoothed log-odds
+    logit((successes + ½)/(samples + 1)) (finite at 0 and ``samples`` successes), its change since step 0,
+    M_q(k) = Σ_{i<k} η_i [Δμ_q(i)]₊ (Theorem 1; a step where the prompt lacks an outcome adds 0) and the signed
+    S_q(k) = Σ_{i<k} η_i Δμ_q(i), whose first-order prediction of the log-odds change has slope 1 (the gradient of
+    logit J_q is g⁺_q − g⁻_q)."""
+    frame = frame.sort_values(["prompt", "step"]).copy()
+    frame["log_odds"] = special.logit((frame["successes"] + 0.5) / (samples + 1))
+    grouped = frame.groupby("prompt")
+    frame["log_odds_change"] = frame["log_odds"] - grouped["log_odds"].transform("first")
+    inner = frame["inner"].fillna(0.0)
+    frame["M"] = inner.clip(lower=0).groupby(frame["prompt"]).cumsum() - inner.clip(lower=0)
+    frame["S"] = inner.groupby(frame["prompt"]).cumsum() - inner
+    return frame.reset_index(drop=True)
+
+
+def prompt_slopes(trajectories: pd.DataFrame) -> pd.DataFrame:
+    """Theorem 1(b) per prompt: least-squares slopes (through the origin; both sides start at 0) of the
+    log-odds change on M_q(k) and on S_q(k), the R² of each, the final M_q(K), the final change, and whether
+    Theorem 1(b)'s log-odds form logit J_q(K) − logit J_q(0) ≥ M_q(K)/2 holds at the last step."""
+    rows = []
+    for prompt, data in trajectories.groupby("prompt"):
+        y = data["log_odds_change"].to_numpy()
+        row = {"prompt": prompt}
+        for name in ("M", "S"):
+            x = data[name].to_numpy()
+            slope = float(x @ y / (x @ x)) if x @ x > 0 else float("nan")
+            residual = y - slope * x
+            total = float(((y - y.mean()) ** 2).sum())
+            row[f"slope on {name}"] = slope
+            row[f"R² on {name}"] = float(1 - (residual ** 2).sum() / total) if total > 0 else float("nan")
+        last = data.iloc[-1]
+        row.update({"M_q(K)": float(last["M"]), "log-odds change": float(last["log_odds_change"]),
+                    "value at 0": float(data.iloc[0]["value"]), "value at K": float(last["value"]),
+                    "bound (15b) holds": bool(last["log_odds_change"] >= last["M"] / 2)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def slope_summary(slopes: pd.DataFrame) -> dict[str, float]:
+    """The distribution of the per-prompt fits: median and quartiles of each slope, median R², the share of
+    prompts with a positive slope on M and the share where the bound (15b) holds at the last step."""
+    out = {"prompts": len(slopes)}
+    for name in ("M", "S"):
+        column = slopes[f"slope on {name}"].dropna()
+        out.update({f"slope_{name}_median": float(column.median()), f"slope_{name}_q1": float(column.quantile(0.25)),
+                    f"slope_{name}_q3": float(column.quantile(0.75)),
+                    f"r2_{name}_median": float(slopes[f"R² on {name}"].median())})
+    out.update(positive_share=float((slopes["slope on M"] > 0).mean()),
+               bound_share=float(slopes["bound (15b) holds"].mean()))
     return out
-
-
-def _interval(estimate: tuple[float, float, float]) -> str:
-    return "{:+.3f} [{:+.3f}, {:+.3f}]".format(*estimate)
-
-
-@dataclass(frozen=True)
-class RelationStudy:
-    """Accuracy against the cumulative gap, every run and reading: the shape tests and the
-    relabelling test, with the margins of the findings about them (each ≥ 0 when it holds).
-
-    Attributes:
-        shape: one row per (run, reading): Spearman, logistic fit, the two curvatures with their
-            95% intervals (as text), the verdict of :func:`relation_shape`, the R² of G on k.
-        curvatures: the accuracy curvature estimate of each row of ``shape``.
-        relabelling: one row per run: :func:`step_relabelling`.
-        pooled: :func:`pooled_fit_comparison`'s RMSE per column.
-        first_run: the label of the first run.
-    """
-
-    shape: pd.DataFrame
-    curvatures: list[float]
-    relabelling: pd.DataFrame
-    pooled: dict[str, float]
-    first_run: str
-
-    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The shape table and the coefficients of variation of the relabelling test (one row per run)."""
-        columns = ["run", "step_length_cv", "gap_estimate_cv", "gap_norm_cv", "alignment_cv"]
-        return self.shape, self.relabelling[columns]
-
-    def pooled_summary(self) -> str:
-        """The pooled logistic fit's RMSE per column, as one line."""
-        rmse = ", ".join(f"{name} {value:.4f}" for name, value in self.pooled.items())
-        return f"pooled logistic fit over all runs, RMSE in accuracy: {rmse}"
-
-    def report(self) -> str:
-        """The shape table, the coefficients of variation and the pooled RMSEs, as text."""
-        shape, variation = self.tables()
-        return "\n".join([format_table(shape, 250), "", format_table(variation, 250), self.pooled_summary()])
-
-    def headline(self) -> dict:
-        return dict(shape=self.shape.to_dict("records"), relabelling=self.relabelling.to_dict("records"),
-                    pooled_rmse=self.pooled)
-
-    def step_r2_margins(self) -> list[float]:
-        """Per reading, the smallest R² of G on k over the runs minus 0.95."""
-        return [self.relabelling[f"{r}_vs_step_r2"].min() - 0.95 for r in READINGS]
-
-    def step_length_margins(self) -> np.ndarray:
-        """Per run, 0.5 minus the coefficient of variation of η_k."""
-        return 0.5 - self.relabelling["step_length_cv"].to_numpy()
-
-    def spearman_margins(self, threshold: float = 0.0) -> np.ndarray:
-        """Per (run, reading), the rank correlation minus ``threshold`` (0: accuracy rises with G;
-        the recorded claim uses :data:`RECORDED_SPEARMAN`)."""
-        return self.shape["spearman"].to_numpy() - threshold
-
-    def pooled_margins(self) -> list[float]:
-        """Per reading, its pooled RMSE minus (1 − :data:`POOLED_IMPROVEMENT`) × the normalized step's
-        (< 0: the gap fits ≥ 10% better)."""
-        return [self.pooled[r] - (1 - POOLED_IMPROVEMENT) * self.pooled["normalized_step"] for r in READINGS]
-
-    def no_logistic_margins(self) -> list[float]:
-        """Per (run, reading), −1 where the verdict is "logistic", else 0."""
-        return [-1.0 if v == "logistic" else 0.0 for v in self.shape["shape"]]
-
-    def concave_margins(self) -> list[float]:
-        """Per (run, reading), minus the accuracy curvature estimate."""
-        return [-c for c in self.curvatures]
-
-    def glue_values(self, table: pd.DataFrame) -> dict[str, float | str]:
-        """The numbers the prose quotes from the study (``table`` is :func:`figure2_table`): the largest
-        coefficient of variation of η_k over the runs (``step_cv_max``), the smallest and largest of the
-        estimated gap's (``gap_cv_low``/``_high``), the smallest R² of G on k over runs and readings
-        (``r2_min``), the smallest rank correlation (``spearman_min``), the accuracy range of the table
-        (``accuracy_low``/``_high``) and the verdicts of the shape tests as text (``verdicts``)."""
-        r2 = self.relabelling[[f"{r}_vs_step_r2" for r in READINGS]].to_numpy()
-        accuracy = table["accuracy"].dropna()
-        return {"step_cv_max": float(self.relabelling["step_length_cv"].max()),
-                "gap_cv_low": float(self.relabelling["gap_estimate_cv"].min()),
-                "gap_cv_high": float(self.relabelling["gap_estimate_cv"].max()),
-                "r2_min": float(r2.min()), "spearman_min": float(self.shape["spearman"].min()),
-                "accuracy_low": float(accuracy.min()), "accuracy_high": float(accuracy.max()),
-                "verdicts": verdict_text(self.shape["shape"])}
-
-    def first_run_concave_margins(self) -> list[float]:
-        """Per reading of the first run, 0 where the verdict is "concave", else −1."""
-        first = self.shape[self.shape["run"] == self.first_run]
-        return [0.0 if v == "concave" else -1.0 for v in first["shape"]]
-
-
-def verdict_text(verdicts) -> str:
-    """How many (run, reading) pairs got each verdict of :func:`relation_shape`, most frequent first:
-    ``"2 concave and 2 linear within noise, of 4 run-and-reading pairs"``."""
-    counts = pd.Series(list(verdicts)).value_counts(sort=True)
-    parts = [f"{count} {verdict}" for verdict, count in counts.items()]
-    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"{listed}, of {int(counts.sum())} run-and-reading pairs"
-
-
-def relation_study(runs: list[grpo.GRPORun], table: pd.DataFrame) -> RelationStudy:
-    """The shape and relabelling tests of every run and reading; ``table`` is :func:`figure2_table`."""
-    rows, curvatures = [], []
-    for run in runs:
-        cumulative = run.cumulative()
-        relabel = step_relabelling(run)
-        for reading in READINGS:
-            fit = logistic_fit(cumulative[reading], cumulative["accuracy"])
-            shape = relation_shape(cumulative[reading], cumulative["accuracy"])
-            curvatures.append(shape["accuracy_curvature"][0])
-            rows.append({"run": run_label(run), "reading": reading,
-                         "spearman": stats.spearmanr(cumulative[reading], cumulative["accuracy"]).statistic,
-                         "logistic slope b": fit["slope"], "logistic R²": fit["r2"],
-                         "accuracy curvature [95%]": _interval(shape["accuracy_curvature"]),
-                         "log-odds curvature [95%]": _interval(shape["log_odds_curvature"]),
-                         "shape": shape["verdict"], "R² of G on k": relabel[f"{reading}_vs_step_r2"]})
-    relabelling = pd.DataFrame([{"run": run_label(run), **step_relabelling(run)} for run in runs])
-    return RelationStudy(pd.DataFrame(rows), curvatures, relabelling, pooled_fit_comparison(table),
-                         run_label(runs[0]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -591,6 +610,97 @@ def diagnostics_frames(runs: list[grpo.GRPORun]) -> tuple[pd.DataFrame, pd.DataF
     cosines = long.melt(id_vars=["step", "run"], value_vars=list(COSINE_NAMES), var_name="cosine with Δ").replace(
         {"cosine with Δ": COSINE_NAMES})
     return long, gaps, cosines
+
+
+# ----------------------------------------------------------------------------------------------
+# The recorded GPU run of the paper preset
+# ----------------------------------------------------------------------------------------------
+
+
+GPU_RECORD = Path("data") / "gpu" / "figure2"
+"""The folder of the recorded GPU run of the ``paper`` preset (``record.json`` and its figures), relative to the
+repository root; written by :func:`write_gpu_record` (``.ci/gpu-figure2``)."""
+
+GPU_COMMAND = "OUT=out bash .ci/gpu-figure2  # on a CUDA machine; then commit data/gpu/figure2/"
+"""How the record is made."""
+
+_RECORD_FIELDS = {"device": str, "date": str, "command": str, "preset": str, "seed": int, "run_seconds": float,
+                  "versions": dict, "parameters": dict, "headline": dict, "claims": list, "figures": list}
+
+
+def write_gpu_record(run_folder: str | Path, destination: str | Path, command: str, date: str) -> Path:
+    """The record of one execution of this chapter (``run_folder``: the output folder of ``rlvr-book run figure2``,
+    with its ``metrics.json`` and figure PNGs): device, date, versions, command, preset, seed, parameters,
+    run time, headline numbers and claims, and the figures copied beside ``record.json`` in ``destination``."""
+    import shutil
+
+    run_folder, destination = Path(run_folder), Path(destination)
+    metrics = json.loads((run_folder / "metrics.json").read_text(encoding="utf-8"))
+    destination.mkdir(parents=True, exist_ok=True)
+    figures = []
+    for figure in sorted(run_folder.rglob("*.png")):
+        if figure.name in figures:
+            raise ValueError(f"{run_folder}: two figures named {figure.name}")
+        shutil.copyfile(figure, destination / figure.name)
+        figures.append(figure.name)
+    record = {"device": str(metrics["device"]), "date": date, "command": command,
+              "preset": str(metrics["parameters"].get("preset", "")), "seed": int(metrics["seed"]),
+              "run_seconds": float(metrics["run_seconds"]), "versions": metrics["versions"],
+              "parameters": metrics["parameters"], "headline": metrics["headline"], "claims": metrics["claims"],
+              "figures": figures}
+    path = destination / "record.json"
+    path.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
+    return path
+
+
+def read_gpu_record(folder: str | Path | None = None, preset: str = "paper") -> dict | None:
+    """The recorded GPU run (default :data:`GPU_RECORD` under the repository root), checked whole, or None where
+    none is recorded. A ``ValueError`` names the first problem: a missing or mistyped field, a device that is not
+    a GPU, a preset other than ``preset`` or parameters that differ from that preset's (the record must be the
+    preset as the book defines it now), or a listed figure that is not in the folder."""
+    folder = project_root() / GPU_RECORD if folder is None else Path(folder)
+    path = folder / "record.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    for name, kind in _RECORD_FIELDS.items():
+        value = record.get(name) if isinstance(record, dict) else None
+        allowed = (int, float) if kind is float else kind  # a whole number of seconds is still a number
+        if not isinstance(value, allowed) or isinstance(value, bool):
+            raise ValueError(f"{path}: field '{name}' is missing or not of type {kind.__name__}")
+    if not record["device"].startswith("cuda"):
+        raise ValueError(f"{path}: device '{record['device']}' is not a GPU")
+    if record["preset"] != preset:
+        raise ValueError(f"{path}: preset '{record['preset']}', expected '{preset}'")
+    expected = PRESETS[preset]
+    different = sorted(name for name, value in expected.items() if record["parameters"].get(name) != value)
+    if different:
+        raise ValueError(f"{path}: parameters differ from the '{preset}' preset: {', '.join(different)}")
+    if not all(isinstance(name, str) for name in record["figures"]):
+        raise ValueError(f"{path}: field 'figures' is not a list of file names")
+    missing = [name for name in record["figures"] if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(f"{path}: figure files missing: {', '.join(missing)}")
+    return record
+
+
+def gpu_record_text(record: dict | None) -> str:
+    """One paragraph for the chapter: what the record is (device, date, run time, versions), or that there is none
+    yet and the command that makes it."""
+    if record is None:
+        return (f"No GPU run of the paper preset is recorded yet (no machine with a GPU was available when this "
+                f"chapter was written). To record one: {GPU_COMMAND}")
+    versions = ", ".join(f"{name} {version}" for name, version in sorted(record["versions"].items()))
+    return (f"Recorded on {record['device']} on {record['date']}: the paper preset at seed {record['seed']}, "
+            f"{record['run_seconds'] / 60:.1f} min ({versions}); command: {record['command']}")
+
+
+def gpu_record_table(record: dict) -> pd.DataFrame:
+    """The recorded GPU run's held-out comparison (its headline's ``clock_comparison``) as a table."""
+    return pd.DataFrame(record["headline"]["clock_comparison"])
 
 
 # ----------------------------------------------------------------------------------------------

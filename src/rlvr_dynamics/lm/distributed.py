@@ -173,7 +173,8 @@ def union_gap_check(trainer, checks: list[dict]):
                 model = trainer.model  # the module itself, not its DDP wrapper
                 params = [p for p in model.parameters() if p.requires_grad]
                 device = params[0].device
-                union = grpo.batch_gap(model, {k: v.to(device) for k, v in batch.items()}, w_plus - w_minus, params)
+                union = grpo.batch_gap(model, {k: v.to(device) for k, v in batch.items()}, w_plus - w_minus, params,
+                                       trainer.run_config.temperature)
                 check.update(gap_norm=float(union.norm()),
                              gap_relative_error=float((union - tracked_gap).norm() / union.norm()),
                              gap_spread_across_processes=_spread(tracked_gap))

@@ -198,15 +198,15 @@ def group_identity_sides(model, prompt_ids, prompt_mask, completion_ids, complet
     return left, right
 
 
-def batch_gap(model, batch, signed_weights: torch.Tensor, params) -> torch.Tensor:
+def batch_gap(model, batch, signed_weights: torch.Tensor, params, temperature: float = 1.0) -> torch.Tensor:
     """ḡ⁺ − ḡ⁻ = ∇ Σ_i (w⁺_i − w⁻_i) log π(o_i | q_i): the gap is the gradient of one signed, weighted sum
     of sequence log-probabilities (:func:`outcome_weights`), so one backward pass gives it — not one
     for ḡ⁺ and one for ḡ⁻. ``signed_weights`` (B,); returns the flat gap in float64.          # (P,)
 
     This is the stand-alone form (its own forward); the trainer takes the gap from TRL's forward
-    instead (:func:`gap_from_scores`)."""
+    instead (:func:`gap_from_scores`). ``temperature``: the policy's (TRL's loss scores at it)."""
     scores = sequence_log_probs(model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"],
-                                batch["completion_mask"])  # (B,)
+                                batch["completion_mask"], temperature)  # (B,)
     return gap_from_scores(scores, signed_weights, params)
 
 
@@ -514,7 +514,7 @@ def gap_tracking_trainer_class():
                                                        "completion_mask")}
                     correct = rewards[rows] > 0.5
                     s = sequence_log_probs(model, sub["prompt_ids"], sub["prompt_mask"], sub["completion_ids"],
-                                           sub["completion_mask"])
+                                           sub["completion_mask"], self.run_config.temperature)  # the trained π
                     objective = s[correct].mean() - s[~correct].mean()
                     per_prompt.append(_flat(torch.autograd.grad(objective, params, allow_unused=True), params))
                 per_prompt = torch.stack(per_prompt) if per_prompt else gap.new_zeros((0, gap.numel()))  # (Q_mixed, P)

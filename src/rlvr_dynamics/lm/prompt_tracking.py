@@ -53,10 +53,12 @@ def _eager_attention(model):
 
 
 def log_prob_derivatives(model, point: torch.Tensor, direction: torch.Tensor, prompt_ids, prompt_mask,
-                         completion_ids, completion_mask, batch_size: int = 512) -> torch.Tensor:
+                         completion_ids, completion_mask, batch_size: int = 512, temperature: float = 1.0
+                         ) -> torch.Tensor:
     """d/dε log π_{θ+εv}(o_i | q_i) at ε = 0, θ = ``point``, v = ``direction`` (both flat (P,), over the
     trainable parameters in ``model.named_parameters()`` order), for every row: ⟨v, ∇log π(o_i | q_i)⟩
-    by forward-mode automatic differentiation (``torch.func.jvp``), ``batch_size`` rows at a time.
+    by forward-mode automatic differentiation (``torch.func.jvp``), ``batch_size`` rows at a time; π is
+    the policy at ``temperature`` (the one sampled and trained).
     The model's own parameters are not changed.                                               # (B,)"""
     from torch.func import functional_call, jvp
 
@@ -70,7 +72,7 @@ def log_prob_derivatives(model, point: torch.Tensor, direction: torch.Tensor, pr
             def scores(parameters, rows=rows):
                 call = lambda **inputs: functional_call(model, parameters, (), inputs)  # noqa: E731
                 return sequence_log_probs(call, prompt_ids[rows], prompt_mask[rows], completion_ids[rows],
-                                          completion_mask[rows])
+                                          completion_mask[rows], temperature)
 
             derivatives.append(jvp(scores, (primals,), (tangents,))[1].double())
     return torch.cat(derivatives)
@@ -134,8 +136,8 @@ class PromptTracker:
         if self._batch is None:
             raise RuntimeError("inner_products needs the completions of a sample() at the same step")
         step, ids, mask, correct = self._batch
-        derivatives = log_prob_derivatives(self.model, point, update, self._prompt_ids, self._prompt_mask, ids,
-                                           mask).view(correct.shape)  # (Q, S)
+        derivatives = log_prob_derivatives(self.model, point, update, self._prompt_ids, self._prompt_mask, ids, mask,
+                                           temperature=self.temperature).view(correct.shape)  # (Q, S)
         inner = outcome_inner_products(derivatives, correct)
         length = float(update.norm())
         for record in self.records[-len(self.problems):]:

@@ -18,8 +18,10 @@ def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, L)
 
 
-def completion_token_log_probs(model, prompt_ids, prompt_mask, completion_ids, completion_mask) -> torch.Tensor:
-    """log π(o_t | q, o_<t) for every completion token, zero on padding.        # (B, L_o)
+def completion_token_log_probs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                               temperature: float = 1.0) -> torch.Tensor:
+    """log π(o_t | q, o_<t) for every completion token, zero on padding; π samples at ``temperature``
+    (softmax of logits / temperature, the policy TRL trains and samples).        # (B, L_o)
 
     Shapes: ``prompt_ids``/``prompt_mask`` (B, L_q), ``completion_ids``/``completion_mask`` (B, L_o).
     """
@@ -27,14 +29,16 @@ def completion_token_log_probs(model, prompt_ids, prompt_mask, completion_ids, c
     attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
     logits = model(input_ids=input_ids, attention_mask=attention_mask,
                    position_ids=positions_from_mask(attention_mask), use_cache=False).logits
-    completion_logits = logits[:, prompt_ids.shape[1] - 1:-1].float()  # the logits that predict o_t  (B, L_o, V)
+    completion_logits = logits[:, prompt_ids.shape[1] - 1:-1].float() / temperature  # predict o_t  (B, L_o, V)
     token_log_probs = torch.log_softmax(completion_logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
     return token_log_probs * completion_mask
 
 
-def sequence_log_probs(model, prompt_ids, prompt_mask, completion_ids, completion_mask) -> torch.Tensor:
+def sequence_log_probs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                       temperature: float = 1.0) -> torch.Tensor:
     """log π(o | q) = Σ_t log π(o_t | q, o_<t), the score whose gradient is ∇ log π in eq. (7). # (B,)"""
-    return completion_token_log_probs(model, prompt_ids, prompt_mask, completion_ids, completion_mask).sum(-1)
+    return completion_token_log_probs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                                      temperature).sum(-1)
 
 
 @torch.no_grad()
