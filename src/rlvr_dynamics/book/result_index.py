@@ -155,6 +155,15 @@ RESULTS: tuple[Result, ...] = (
     Result("Corollary 1 (form)", "Corollary 1", "accuracy logistic in the cumulative gap: the fit", "figure2",
            "f2-cumulative", "rlvr_dynamics.chapters.figure2.logistic_fit",
            "chapters/test_figure2.py::test_logistic_fit_recovers_known_parameters"),
+    Result("book", "Gap or clock", "held-out prediction of accuracy from the cumulative gap or from the clock",
+           "figure2", "", "rlvr_dynamics.chapters.figure2.heldout_fits",
+           "chapters/test_figure2.py::test_heldout_fits_pick_the_variable_accuracy_is_a_function_of"),
+    Result("Theorem 1(b), per prompt", "Theorem 1(b) per prompt", "one prompt's log-odds change against its own "
+           "M_q(k) on a language model", "figure2", "", "rlvr_dynamics.chapters.figure2.prompt_slopes",
+           "chapters/test_figure2.py::test_prompt_slopes_by_hand"),
+    Result("eq. (12), per prompt", "(12)", "η_k Δμ_q(k) = ⟨u_k, ḡ⁺_q − ḡ⁻_q⟩ of the applied update, by forward mode",
+           "figure2", "", "rlvr_dynamics.lm.prompt_tracking.outcome_inner_products",
+           "lm/test_prompt_tracking.py::test_prompt_tracker_records_successes_and_the_inner_products_autograd_gives"),
     # --- the companion paper (chapter two_stage)
     Result("Yao et al. Lemma 1", "Lemma 1", "the logit update of one sampled action", "two_stage", "ts-lemma1",
            "rlvr_dynamics.theory.logit_dynamics.logit_update",

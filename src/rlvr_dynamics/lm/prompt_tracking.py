@@ -79,7 +79,7 @@ def log_prob_derivatives(model, point: torch.Tensor, direction: torch.Tensor, pr
 
 
 def outcome_inner_products(derivatives: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
-    """Per prompt, ⟨v, ḡ⁺_q − ḡ⁻_q⟩: the mean of ``derivatives`` (Q, S) over the correct samples minus
+    """(12) per prompt, ⟨v, ḡ⁺_q − ḡ⁻_q⟩: the mean of ``derivatives`` (Q, S) over the correct samples minus
     the mean over the incorrect ones (``correct`` (Q, S) bool); NaN where a prompt lacks one outcome.  # (Q,)"""
     correct = correct.bool()
     n_plus, n_minus = correct.sum(-1), (~correct).sum(-1)
@@ -132,7 +132,7 @@ class PromptTracker:
             self.records.append({"step": step, "prompt": prompt, "successes": successes})
 
     def inner_products(self, point: torch.Tensor, update: torch.Tensor) -> None:
-        """η_k Δμ_q(k) = ⟨u_k, ḡ⁺_q − ḡ⁻_q⟩ at θ_k = ``point`` from the completions of the last :meth:`sample`."""
+        """η_k Δμ_q(k) = ⟨u_k, ḡ⁺_q − ḡ⁻_q⟩ at θ_k = ``point``, from the completions of the last :meth:`sample`."""
         if self._batch is None:
             raise RuntimeError("inner_products needs the completions of a sample() at the same step")
         step, ids, mask, correct = self._batch
