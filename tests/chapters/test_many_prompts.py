@@ -208,7 +208,6 @@ def test_lm_frames_table_and_margins_on_synthetic_runs():
     margins = mpc.lm_opposed_margins(prompts)
     assert margins[0] > 0 and margins[1] < 0  # every prompt aligned: no prompt opposed, the claim fails there
     assert mpc.lm_opposed_margins(pd.DataFrame()).min() < 0
-    assert mpc.lm_grpo_seeds(2, 3) == [6, 7, 8]
 
 
 def test_forward_algorithm_margins_and_descriptions(tiny):

@@ -397,11 +397,6 @@ def _lm_runs():
                 _lm_run("negative", [0.3, 0.3, 0.3], [0.5, 0.45, 0.42])]}
 
 
-def test_lm_grpo_seeds_are_disjoint_across_book_seeds():
-    assert ts.lm_grpo_seeds(0, 3) == [0, 1, 2] and ts.lm_grpo_seeds(2, 3) == [6, 7, 8]
-    assert len({s for seed in range(10) for s in ts.lm_grpo_seeds(seed, 3)}) == 30
-
-
 def test_run_lm_comparison_runs_every_seed_from_one_checkpoint(monkeypatch):
     calls = []
     monkeypatch.setattr(ts.experiment, "run_all", lambda config, folder, train, validation, seed, device:

@@ -488,11 +488,6 @@ def stagnation_frame(runs: dict[str, mp.PromptRun]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------
 
 
-def lm_grpo_seeds(seed: int, runs: int) -> list[int]:
-    """The GRPO seeds of the language-model comparison at the book's ``seed`` (disjoint across book seeds)."""
-    return [runs * seed + index for index in range(runs)]
-
-
 def lm_frames(runs: dict[int, list]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(validation points, per-prompt alignment points) of every LM run, with its variant and GRPO seed."""
     evals, steps = [], []

@@ -860,14 +860,6 @@ def r2_margins(r2: dict[str, float]) -> list[float]:
 # ----------------------------------------------------------------------------------------------
 
 
-def lm_grpo_seeds(seed: int, runs: int) -> list[int]:
-    """The GRPO seeds of the language-model comparison at the book's ``seed``: runs·seed + i, i < runs.
-
-    Disjoint across book seeds, and the first at seed 0 is 0. The warm-up (and the problems) stay
-    seeded by the book's seed, so every GRPO seed starts from the same cached checkpoint."""
-    return [runs * seed + index for index in range(runs)]
-
-
 def run_lm_comparison(config, folder, train, validation, grpo_seeds: Sequence[int], device) -> dict[int, list]:
     """GRPO and GRPO-N (the runs of ``config``) from the checkpoint in ``folder``, once per GRPO seed:
     :func:`rlvr_dynamics.lm.experiment.run_all` per seed (its worker processes). GRPO seed → runs."""
