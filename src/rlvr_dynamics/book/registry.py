@@ -81,7 +81,7 @@ _RERUN: dict[str, tuple[str, tuple[Variation, ...]]] = {
         (Variation({"optimizer": "sgd", "learning_rates": "0.1,0.3,1.0", "lr_schedules": "constant"},
                    "Three SGD runs at constant rates ten times apart: the update is the gradient in every run, so "
                    "only the step length differs, the setting in which the cumulative gap has its best chance."),
-         Variation({"temperature": 1.0, "warmup_target": 0.35},
+         Variation({"start_accuracy": 0.0, "temperature": 1.0, "warmup_target": 0.35},
                    "The warm-up's own operating point, sampled at temperature 1: a narrower accuracy range, the "
                    "setting of the chapter's first version."))),
     "two_stage": (

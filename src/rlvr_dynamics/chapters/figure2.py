@@ -20,6 +20,7 @@ module holds the chapter's checks and turns the runs' records into its numbers:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -62,17 +63,21 @@ class Figure2Config(experiment.LMExperimentConfig):
 
     min_gain: float = parameter("validation-accuracy gain the first run is compared with (recorded, never "
                                 "enforced)", "float", low=0.0, high=1.0)
+    start_accuracy: float = parameter("sampled accuracy of the warmed-up model at the start of GRPO: the sampling "
+                                      "temperature is set to reach it on training problems (0: use 'temperature')",
+                                      "float", low=0.0, high=0.95)
 
 
 _DESIGN = dict(
-    # The gap-or-clock design: a model warmed up to 0.85 sampled at temperature 2.5 (≈ 0.13 accuracy, greedy ≈ 0.95:
-    # GRPO has a wide range to climb in few steps), three runs whose step lengths evolve differently — AdamW with
-    # warm-up + cosine decay, AdamW at a 20× lower constant rate (a shorter horizon, so that k and k/K differ), SGD
-    # with warm-up + cosine (update ∥ gradient) — each at three GRPO seeds; Dr. GRPO's loss; prompts tracked in the
-    # SGD run.
-    warmup_target=0.85, temperature=2.5, loss_types="dr_grpo", scale_rewards="none", learning_rates="2e-3,1e-4,0.3",
-    optimizer="adamw,adamw,sgd", lr_schedules="cosine,constant,cosine", lr_warmup_steps=10, steps=120,
-    run_steps="120,80,100", grpo_seeds=3, tracked_prompts=32, tracked_samples=32, tracked_runs="3",
+    # The gap-or-clock design: a model warmed up to 0.85 and sampled at the temperature that brings its accuracy to
+    # 0.15 (≈ 2.5 at seed 0; greedy accuracy ≈ 0.95: GRPO has a wide range to climb in few steps), three runs whose
+    # step lengths evolve differently — AdamW with warm-up + cosine decay, AdamW at a 20× lower constant rate (a
+    # shorter horizon, so that k and k/K differ), SGD with warm-up + cosine (update ∥ gradient) — each at three GRPO
+    # seeds; Dr. GRPO's loss; prompts tracked in the SGD run.
+    warmup_target=0.85, temperature=1.0, start_accuracy=0.15, loss_types="dr_grpo", scale_rewards="none",
+    learning_rates="2e-3,1e-4,0.3", optimizer="adamw,adamw,sgd", lr_schedules="cosine,constant,cosine",
+    lr_warmup_steps=10, steps=120, run_steps="120,80,100", grpo_seeds=3, tracked_prompts=32, tracked_samples=32,
+    tracked_runs="3",
     per_prompt_every=20, eval_every=4, eval_problems=256, eval_samples=8, workers=2)
 
 PRESETS = {
@@ -143,6 +148,22 @@ def warmup_headline(warmup) -> dict:
 def warmup_margins(warmup, target: float) -> list[float]:
     """One margin: the warm-up's final sampled accuracy minus its target."""
     return [warmup.final_accuracy - target]
+
+
+def calibrate_temperature(config: Figure2Config, model, tokenizer, problems: list[lm_task.Problem],
+                          generator: torch.Generator, problems_used: int = 128, samples: int = 8
+                          ) -> tuple[Figure2Config, float]:
+    """``config`` with the sampling temperature at which the model's sampled accuracy on the first
+    ``problems_used`` of ``problems`` (training problems: the validation split stays unseen) is
+    ``config.start_accuracy`` (:func:`rlvr_dynamics.lm.scoring.temperature_for_accuracy`, rounded to 3 decimals), and
+    that accuracy; ``config`` unchanged and NaN when ``start_accuracy`` is 0. A longer warm-up leaves a sharper
+    model, so a fixed temperature would start every seed elsewhere; a fixed starting accuracy does not."""
+    if config.start_accuracy <= 0:
+        return config, float("nan")
+    temperature, accuracy = scoring.temperature_for_accuracy(
+        model, tokenizer, problems[:problems_used], config.start_accuracy, samples, config.max_completion_length,
+        generator)
+    return dataclasses.replace(config, temperature=round(temperature, 3)), accuracy
 
 
 # ----------------------------------------------------------------------------------------------
@@ -368,7 +389,7 @@ MIN_SPAN = 0.4
 """Accuracy range at least one run must cover."""
 
 SETUP_NUMBERS = {"0.1": MIN_GAIN, "95%": INTERVAL_LEVEL, "0.015": MAX_ACCURACY_SE, "0.4": MIN_SPAN,
-                 "0.85": _DESIGN["warmup_target"], "2.5": _DESIGN["temperature"]}
+                 "0.85": _DESIGN["warmup_target"], "0.15": _DESIGN["start_accuracy"]}
 """The decimals the prose types: constants of the set-up (every measured number is glued)."""
 
 

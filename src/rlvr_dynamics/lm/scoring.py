@@ -139,3 +139,34 @@ def accuracy_standard_error(values: torch.Tensor, samples_per_problem: int) -> f
         return float("nan")
     values = values.double()
     return float((values * (1 - values) / (samples_per_problem - 1)).sum().sqrt() / values.numel())
+
+
+def temperature_for_accuracy(model, tokenizer, problems: list[Problem], target: float, samples_per_problem: int,
+                             max_new_tokens: int, generator: torch.Generator, low: float = 1.0, high: float = 8.0,
+                             iterations: int = 10) -> tuple[float, float]:
+    """The sampling temperature at which the model's sampled accuracy on ``problems`` is ``target``: bisection on
+    [``low``, ``high``] (accuracy falls as the temperature rises and flattens the distribution), ``iterations``
+    halvings, each point ``samples_per_problem`` draws per problem from ``generator``. Returns
+    ``(temperature, its sampled accuracy)``; a ``ValueError`` when ``target`` is not between the accuracies at
+    the two ends (the model is then too weak, or too sure, for the target)."""
+    def accuracy(temperature: float) -> float:
+        return float(sampled_accuracy(model, tokenizer, problems, samples_per_problem, max_new_tokens, generator,
+                                      temperature=temperature).mean())
+
+    if not 0 < target < 1:
+        raise ValueError(f"target accuracy {target}: must lie strictly between 0 and 1")
+    at_low, at_high = accuracy(low), accuracy(high)
+    if not at_high <= target <= at_low:
+        raise ValueError(f"target accuracy {target} is not between the sampled accuracy {at_low:.3f} at temperature "
+                         f"{low:g} and {at_high:.3f} at {high:g}")
+    best = (low, at_low) if abs(at_low - target) <= abs(at_high - target) else (high, at_high)
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        value = accuracy(middle)
+        if abs(value - target) < abs(best[1] - target):
+            best = (middle, value)
+        if value > target:
+            low = middle
+        else:
+            high = middle
+    return best
