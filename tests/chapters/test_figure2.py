@@ -801,3 +801,21 @@ def test_gpu_record_figures_must_be_file_names(tmp_path):
     path.write_text(json.dumps(dict(record, figures=[5])), encoding="utf-8")
     with pytest.raises(ValueError, match="field 'figures' is not a list of file names$"):
         figure2.read_gpu_record(destination)
+
+
+def test_calibrate_temperature_sets_the_temperature_of_the_start_accuracy(monkeypatch):
+    config = figure2.Figure2Config(**figure2.PRESETS["ci"])
+    seen = {}
+
+    def bisect(model, tokenizer, problems, target, samples, max_new_tokens, generator):
+        seen.update(problems=len(problems), target=target, samples=samples, max_new_tokens=max_new_tokens)
+        return 2.41567, 0.149
+
+    monkeypatch.setattr(figure2.scoring, "temperature_for_accuracy", bisect)
+    calibrated, accuracy = figure2.calibrate_temperature(config, None, None, list(range(500)), None)
+    assert calibrated.temperature == 2.416 and accuracy == 0.149 and calibrated.start_accuracy == 0.15
+    assert seen == {"problems": 128, "target": 0.15, "samples": 8, "max_new_tokens": config.max_completion_length}
+    assert dataclasses.replace(calibrated, temperature=config.temperature) == config  # nothing else changes
+    off = dataclasses.replace(config, start_accuracy=0.0)
+    same, nothing = figure2.calibrate_temperature(off, None, None, [], None)
+    assert same is off and np.isnan(nothing)

@@ -93,3 +93,40 @@ def test_accuracy_standard_error_is_largest_at_one_half_and_bounds_the_paper_pre
     estimates = torch.tensor([scoring.accuracy_standard_error(row, 8) for row in draws[:200]])
     spread = float(draws.mean(-1).std())
     assert float(estimates.mean()) == pytest.approx(spread, rel=0.05)
+
+
+def test_temperature_for_accuracy_bisects_to_the_target(monkeypatch):
+    # A model whose sampled accuracy is 1/T: the bisection must land on T = 1/target.
+    calls = []
+
+    def accuracy(model, tokenizer, problems, samples, max_new_tokens, generator, temperature=1.0):
+        calls.append(temperature)
+        return torch.full((len(problems),), 1 / temperature, dtype=torch.float64)
+
+    monkeypatch.setattr(scoring, "sampled_accuracy", accuracy)
+    temperature, value = scoring.temperature_for_accuracy(None, None, [None] * 4, 0.25, 8, 8, None)
+    assert temperature == pytest.approx(4, abs=8 / 2 ** 10) and value == pytest.approx(1 / temperature)
+    assert calls[:2] == [1.0, 8.0] and len(calls) == 12  # both ends, then ten halvings
+    assert scoring.temperature_for_accuracy(None, None, [None], 0.125, 8, 8, None) == (8.0, 0.125)  # an end wins
+    for target, message in ((0.05, "not between"), (1.0, "strictly between"), (0.0, "strictly between")):
+        with pytest.raises(ValueError, match=message):
+            scoring.temperature_for_accuracy(None, None, [None], target, 8, 8, None)
+
+
+def test_log_probs_are_the_policy_at_its_temperature(sample_batch, tiny_model, tokenizer):
+    # The trained policy is softmax(logits / T) (TRL's loss divides by the temperature): so are the scores.
+    encoded, ids, mask = sample_batch(tiny_model, tokenizer, ["1+2=", "34+5="])
+    with torch.no_grad():
+        plain = scoring.completion_token_log_probs(tiny_model, encoded["input_ids"], encoded["attention_mask"], ids,
+                                                   mask)
+        hot = scoring.completion_token_log_probs(tiny_model, encoded["input_ids"], encoded["attention_mask"], ids,
+                                                 mask, temperature=2.0)
+        full_ids = torch.cat([encoded["input_ids"], ids], 1)
+        full_mask = torch.cat([encoded["attention_mask"], mask], 1)
+        logits = tiny_model(input_ids=full_ids, attention_mask=full_mask,
+                            position_ids=scoring.positions_from_mask(full_mask)).logits[:, -ids.shape[1] - 1:-1]
+    expected = torch.log_softmax(logits / 2.0, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1) * mask
+    torch.testing.assert_close(hot, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(hot, plain)
+    total = scoring.sequence_log_probs(tiny_model, encoded["input_ids"], encoded["attention_mask"], ids, mask, 2.0)
+    torch.testing.assert_close(total, hot.sum(-1))
