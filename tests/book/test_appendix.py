@@ -34,7 +34,7 @@ def resolved_from_command(command):
 @pytest.mark.parametrize("name, overrides", [
     ("gradient_gap", {}),
     ("figure1", {"step_size": 1.0, "fallback": "nearest", "arms": 5}),
-    ("figure2", {"learning_rates": "1e-4,3e-4", "loss_types": "dr_grpo,grpo", "temperature": 0.7}),
+    ("figure2", {"learning_rates": "1e-4,3e-4,0.1", "loss_types": "dr_grpo,grpo,dr_grpo", "temperature": 0.7}),
     ("two_stage", {"reward_model": "bernoulli", "initial_optimal_grid": "0.01,0.05"}),
     ("token_theory", {"preset": "paper", "verifier": "contains"}),
 ])

@@ -819,3 +819,10 @@ def test_calibrate_temperature_sets_the_temperature_of_the_start_accuracy(monkey
     off = dataclasses.replace(config, start_accuracy=0.0)
     same, nothing = figure2.calibrate_temperature(off, None, None, [], None)
     assert same is off and np.isnan(nothing)
+
+
+def test_gpu_record_figure_is_the_recorded_figure2(tmp_path):
+    assert figure2.gpu_record_figure({"figures": ["figure2.png"]}, tmp_path) == tmp_path / "figure2.png"
+    assert figure2.gpu_record_figure({"figures": ["figure2.png"]}).parent == project_root() / figure2.GPU_RECORD
+    with pytest.raises(ValueError, match="no figure2.png"):
+        figure2.gpu_record_figure({"figures": ["figure2_diagnostics.png"]}, tmp_path)

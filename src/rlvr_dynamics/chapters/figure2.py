@@ -719,6 +719,14 @@ def gpu_record_text(record: dict | None) -> str:
             f"{record['run_seconds'] / 60:.1f} min ({versions}); command: {record['command']}")
 
 
+def gpu_record_figure(record: dict, folder: str | Path | None = None) -> Path:
+    """The recorded run's Figure 2 (``figure2.png`` beside ``record.json``; default folder :data:`GPU_RECORD` under
+    the repository root). A ``ValueError`` when the record lists no such figure."""
+    if "figure2.png" not in record["figures"]:
+        raise ValueError("the GPU record lists no figure2.png")
+    return (project_root() / GPU_RECORD if folder is None else Path(folder)) / "figure2.png"
+
+
 def gpu_record_table(record: dict) -> pd.DataFrame:
     """The recorded GPU run's held-out comparison (its headline's ``clock_comparison``) as a table."""
     return pd.DataFrame(record["headline"]["clock_comparison"])
