@@ -19,6 +19,7 @@ NOT_A_MODULE = {
     "test_gpu_check.py": "the script .ci/gpu-check (make gpu-check)",
     "book/test_built_book.py": "the built HTML book, after make book",
     "book/test_figure_cells.py": "a contract of the notebooks' figure cells (notebooks/*.md), no module of its own",
+    "lm/test_multi_gpu_configs.py": "the multi-GPU config files data/multi-gpu/*.yaml against TRL and accelerate",
 }
 
 

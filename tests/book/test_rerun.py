@@ -39,8 +39,8 @@ def test_run_command_is_read_back_by_the_cli():
     settings, config = resolved(command)
     assert (settings.seed, settings.device, config.step_size, config.fallback) == (3, "cpu", 1.0, "nearest")
     assert rerun.run_command("two_stage", "paper") == ".venv/bin/rlvr-book run two_stage --preset paper"
-    assert resolved(rerun.run_command("figure2", parameters={"learning_rates": "1e-4,3e-4"}))[1].learning_rates == (
-        "1e-4,3e-4")
+    assert resolved(rerun.run_command("figure2", parameters={"learning_rates": "1e-4,3e-4,0.1"}))[1].learning_rates == (
+        "1e-4,3e-4,0.1")
 
 
 @pytest.mark.parametrize("name", list(NOTEBOOKS))
