@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy import special, stats
+from scipy import special
 
-from rlvr_dynamics.chapters import figure2
+from rlvr_dynamics.chapters import figure2, statistics
 from rlvr_dynamics.files import project_root
 from rlvr_dynamics.lm import grpo
 from rlvr_dynamics.lm import model as lm_model
@@ -433,16 +433,6 @@ def test_heldout_constant_predicts_the_mean_of_the_other_runs():
                                             "grpo / group / lr 0.003"]
 
 
-def test_t_interval_by_hand():
-    mean, low, high = figure2.t_interval([1.0, 2.0, 3.0])
-    half = stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)  # standard deviation 1
-    assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
-    narrower = figure2.t_interval([1.0, 2.0, 3.0], 0.5)
-    assert low < narrower[1] < mean < narrower[2] < high
-    one = figure2.t_interval([5.0])
-    assert one[0] == 5.0 and math.isnan(one[1]) and math.isnan(one[2])
-
-
 def _heldout(rows):
     """A held-out frame by hand: (seed, held-out run) → {clock: rmse}."""
     return pd.DataFrame([{"grpo_seed": seed, "held_out": run, "clock": clock, "rmse": rmse}
@@ -461,10 +451,10 @@ def test_clock_comparison_by_hand():
     gap, step = comparison.iloc[0], comparison.iloc[1]
     # per seed, averaged over held-out runs: gap 0.15 and 0.1, step 0.2 and 0.3
     assert gap["held-out RMSE"] == pytest.approx(0.125) and step["held-out RMSE"] == pytest.approx(0.25)
-    assert (gap["RMSE low"], gap["RMSE high"]) == pytest.approx(figure2.t_interval([0.15, 0.1])[1:])
+    assert (gap["RMSE low"], gap["RMSE high"]) == pytest.approx(statistics.mean_interval([0.15, 0.1])[1:])
     # "minus gap's" = RMSE(step) − RMSE(gap), paired by seed: 0.05 and 0.2 (> 0: the gap predicts better)
     assert step["minus gap's"] == pytest.approx(0.125)
-    assert (step["difference low"], step["difference high"]) == pytest.approx(figure2.t_interval([0.05, 0.2])[1:])
+    assert (step["difference low"], step["difference high"]) == pytest.approx(statistics.mean_interval([0.05, 0.2])[1:])
     assert (gap["minus gap's"], gap["difference low"], gap["difference high"]) == (0, 0, 0)
     assert step["gap better in"] == "3 of 4" and gap["gap better in"] == "0 of 4"  # (0, B): step 0.1 < 0.2
 
@@ -482,7 +472,7 @@ def test_best_clock_and_gap_better_margins_by_hand_and_on_a_counter_example():
 def test_comparison_glue_by_hand():
     comparison = figure2.clock_comparison(_heldout(HELDOUT))
     glued = figure2.comparison_glue(comparison)
-    low, high = figure2.t_interval([0.05, 0.2])[1:]
+    low, high = statistics.mean_interval([0.05, 0.2])[1:]
     assert glued == {"best_clock": "cumulative gap (b)", "rmse_measured": pytest.approx(0.125),
                      "rmse_step": pytest.approx(0.25), "minus_step": pytest.approx(0.125),
                      "minus_step_low": pytest.approx(low), "minus_step_high": pytest.approx(high),

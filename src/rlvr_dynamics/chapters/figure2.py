@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
+from rlvr_dynamics.chapters import statistics
 from rlvr_dynamics.config import parameter
 from rlvr_dynamics.files import project_root
 from rlvr_dynamics.lm import experiment, grpo, scoring
@@ -431,16 +431,6 @@ def heldout_fits(table: pd.DataFrame, clocks=tuple(CLOCKS)) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def t_interval(values, level: float = INTERVAL_LEVEL) -> tuple[float, float, float]:
-    """Mean of ``values`` and its ``level`` Student-t interval (NaN bounds for fewer than 2 values)."""
-    values = np.asarray(values, float)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return mean, mean - half, mean + half
-
-
 def clock_comparison(heldout: pd.DataFrame, reference: str = GAP_CLOCK) -> pd.DataFrame:
     """Per variable: the held-out RMSE averaged over runs, then its mean over GRPO seeds with a 95% t-interval
     over the seeds (each seed an independent replicate of the whole design); the paired difference RMSE(x) −
@@ -450,8 +440,8 @@ def clock_comparison(heldout: pd.DataFrame, reference: str = GAP_CLOCK) -> pd.Da
     pairs = heldout.pivot_table(index=["grpo_seed", "held_out"], columns="clock", values="rmse")
     rows = []
     for clock in per_seed.index:
-        mean, low, high = t_interval(per_seed.loc[clock])
-        difference = t_interval(per_seed.loc[clock] - per_seed.loc[reference])
+        mean, low, high = statistics.mean_interval(per_seed.loc[clock], INTERVAL_LEVEL)
+        difference = statistics.mean_interval(per_seed.loc[clock] - per_seed.loc[reference], INTERVAL_LEVEL)
         rows.append({"variable": clock, "held-out RMSE": mean, "RMSE low": low, "RMSE high": high,
                      "minus gap's": difference[0], "difference low": difference[1], "difference high": difference[2],
                      "gap better in": f"{int((pairs[clock] > pairs[reference]).sum())} of {len(pairs)}"})
@@ -526,12 +516,14 @@ def comparison_glue(comparison: pd.DataFrame) -> dict[str, float | str]:
     ``minus_v_high``) and the pairs where the gap is better (``gap_better_v``); and the best variable's name
     (``best_clock``)."""
     values: dict[str, float | str] = {"best_clock": CLOCKS[best_clock(comparison)]}
-    for row in comparison.itertuples(index=False):
-        name = row.variable
-        values[f"rmse_{name}"] = float(row[1])
+    for row in comparison.to_dict("records"):
+        name = row["variable"]
+        values[f"rmse_{name}"] = float(row["held-out RMSE"])
         if name != GAP_CLOCK:
-            values.update({f"minus_{name}": float(row[4]), f"minus_{name}_low": float(row[5]),
-                           f"minus_{name}_high": float(row[6]), f"gap_better_{name}": str(row[7])})
+            values.update({f"minus_{name}": float(row["minus gap's"]),
+                           f"minus_{name}_low": float(row["difference low"]),
+                           f"minus_{name}_high": float(row["difference high"]),
+                           f"gap_better_{name}": str(row["gap better in"])})
     return values
 
 
