@@ -8,6 +8,7 @@ import torch
 
 from rlvr_dynamics.engines import bandit
 from rlvr_dynamics.engines import multi_prompt as mp
+from rlvr_dynamics.engines.records import VOCABULARY, Record
 from rlvr_dynamics.theory import many_prompts, markov
 from rlvr_dynamics.theory.policies import TokenPolicy
 
@@ -190,3 +191,213 @@ def test_grpo_stays_finite_where_success_saturates(chain):
     assert torch.isfinite(run.alignment).all() and run.log_odds[-1].max() > 30  # saturated: J > 1 − 1e-13
     state = mp.prompt_state(chain, run.final_theta, grpo=True)
     assert torch.isfinite(state.grpo_updates).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampled training: GRPO, GRPO-N, GRPO-P, GSPO, GSPO-N
+# ----------------------------------------------------------------------------------------------
+
+
+def _perturbed(family, scale=0.5, seed=0):
+    """The family from θ₀ + N(0, scale²) noise: first tokens far from uniform, so the tests see real policies."""
+    noise = torch.randn(family.theta0.shape, generator=torch.Generator().manual_seed(seed), dtype=D)
+    return dataclasses.replace(family, theta0=family.theta0 + scale * noise)
+
+
+def _enumerated_groups(family, q):
+    """Every response of prompt q as a SampledGroups (the same R responses in every run), and their lengths."""
+    policy = TokenPolicy(family.vocab_size, int(family.max_lengths[q]), position_bias=False)
+    tokens, lengths = policy.enumerate_responses()
+    runs = family.theta0.shape[0]
+    mask = torch.arange(tokens.shape[-1]) < lengths.unsqueeze(-1)  # |o| counts the EOS
+    shape = (runs, 1) + tuple(tokens.shape)
+    return mp.SampledGroups(torch.tensor([q]), tokens.expand(shape), mask.expand(shape),
+                            torch.zeros(shape[:-1], dtype=D)), lengths
+
+
+def test_sequence_log_probs_sum_to_the_forward_algorithm(chain):
+    family = _perturbed(chain)
+    exact = mp.exact_outcomes(family, family.theta0)
+    for q in range(chain.n_prompts):
+        groups, lengths = _enumerated_groups(family, q)
+        assert torch.equal(groups.lengths[0, 0], lengths)
+        sequence = mp.response_token_log_probs(family, family.theta0, groups).sum(-1)[:, 0]  # (B, R): log π(o)
+        for run in range(2):
+            log_prob, reward, _ = _enumerated(family, family.theta0[run], run, q)  # TokenPolicy: independent
+            assert torch.allclose(sequence[run], log_prob, atol=1e-12)
+            assert torch.allclose(torch.logsumexp(sequence[run], -1), torch.zeros((), dtype=D), atol=1e-12)
+            success = torch.logsumexp(torch.where(reward > 0, sequence[run], -torch.inf), -1)
+            assert torch.allclose(success, exact.log_success[run, q], atol=1e-12)
+
+
+def test_sampled_responses_are_well_formed_and_succeed_at_the_exact_rate(chain):
+    family, group = _perturbed(chain), 4000
+    groups = mp.sample_responses(family, family.theta0, group, torch.Generator().manual_seed(0))
+    assert groups.tokens.shape == (2, 5, group, 4) and groups.rewards.shape == (2, 5, group)
+    ends = groups.lengths - 1  # the EOS is the last token of the mask, and the only EOS in it
+    assert (groups.tokens.gather(-1, ends.unsqueeze(-1)) == 0).all()
+    assert ((groups.tokens == 0) == (~groups.mask | (torch.arange(4) == ends.unsqueeze(-1)))).all()
+    assert (groups.lengths <= chain.max_lengths.view(1, -1, 1)).all()
+    last = groups.tokens.gather(-1, (ends - 1).clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    assert torch.equal(groups.rewards, (last == family.answers.unsqueeze(-1)).to(D))
+    # 10 cells of 4000 draws: the frequency lies within 4.5 binomial standard errors of the exact J_q
+    value = mp.exact_outcomes(family, family.theta0).log_success.exp()
+    error = (groups.rewards.mean(-1) - value).abs() / (value * (1 - value) / group).sqrt()
+    assert error.max() < 4.5 and value.min() < 0.3 < value.max()
+    again = mp.sample_responses(family, family.theta0, group, torch.Generator().manual_seed(0))
+    assert torch.equal(again.tokens, groups.tokens)
+
+
+def test_one_sampled_step_on_the_bandit_by_hand(bandit_family):
+    """G = 2, one success and one failure: r̄ = ½, s = √½ (unbiased), A = ±½/(√½ + 10⁻⁴). A response is
+    (arm, EOS) with |o| = 2 and log π(EOS) = 0 (forced), so the objective is ½ Σ_i A_i · ½ log π(a_i) and
+    Δθ = α ¼ Σ_i A_i x ⊗ (e_{a_i} − π); GRPO-N keeps the failure's term only, GRPO-P the success's."""
+    family = _perturbed(bandit_family)
+    only = torch.tensor([False, False, True, False, False, False])  # prompt 2 trains, the others are held out
+    seed = next(s for s in range(200) if (mp.sample_responses(
+        family, family.theta0, 2, torch.Generator().manual_seed(s), only).rewards.sum(-1) == 1).all())
+    groups = mp.sample_responses(family, family.theta0, 2, torch.Generator().manual_seed(seed), only)
+    x = family.features[:, 2]  # (B, d)
+    bias = torch.tensor([mp.EMPTY_LOGIT, 0, 0, 0, 0], dtype=D)
+    policy = torch.softmax(torch.einsum("bd,bdv->bv", x, family.split(family.theta0)[0]) + bias, -1)  # (B, V)
+    advantage = 0.5 / (0.5 ** 0.5 + 1e-4)
+    terms = {}
+    for sign, name in [(1.0, "success"), (0.0, "failure")]:
+        arm = groups.tokens[:, 0, :, 0][groups.rewards[:, 0] == sign]  # (B,) the arm of that response
+        score = torch.nn.functional.one_hot(arm, 5).to(D) - policy  # e_a − π
+        terms[name] = (2 * sign - 1) * advantage / 4 * torch.einsum("bd,bv->bdv", x, score).flatten(1)
+    for variant, expected in [("grpo", terms["success"] + terms["failure"]), ("grpo_n", terms["failure"]),
+                              ("grpo_p", terms["success"])]:
+        run = mp.train_sampled(family, variant, 0.5, 1, torch.Generator().manual_seed(seed), group_size=2,
+                               train_prompts=only)
+        assert torch.allclose(run.final_theta - family.theta0, 0.5 * expected, atol=1e-12)
+        assert run.updating_fraction.tolist() == [[1.0, 1.0] if variant == "grpo" else [0.5, 0.5]]
+        assert run.clipped_fraction.tolist() == [[0.0, 0.0]]  # on-policy: every ratio is 1
+        assert run.log_success.shape == (2, 2, 6)  # held-out prompts are recorded too
+        assert torch.equal(run.log_success[-1], mp.exact_outcomes(family, run.final_theta).log_success)
+
+
+def test_on_policy_gspo_steps_as_grpo_and_not_with_two_inner_steps(chain):
+    """(BD4): at θ = θ_old every ratio is 1, so one inner step of GSPO is GRPO's step (and GSPO-N GRPO-N's);
+    the second inner step is off-policy, where the ratios (and GSPO's narrow clip range) differ."""
+    family = _perturbed(chain)
+
+    def final(variant, inner_steps):
+        return mp.train_sampled(family, variant, 2.0, 1, torch.Generator().manual_seed(3), group_size=6,
+                                inner_steps=inner_steps).final_theta
+
+    for token, sequence in [("grpo", "gspo"), ("grpo_n", "gspo_n")]:
+        moved = final(token, 1) - family.theta0
+        assert moved.abs().max() > 1e-2 and torch.allclose(final(sequence, 1) - family.theta0, moved, atol=1e-12)
+        assert (final(sequence, 2) - final(token, 2)).abs().max() > 1e-3
+    # runs of one batch sample the same responses whatever their variants: a mixed batch is its rows
+    mixed = final(["grpo", "gspo_n"], 2)
+    assert torch.equal(mixed[0], final("grpo", 2)[0]) and torch.equal(mixed[1], final("gspo_n", 2)[1])
+
+
+def test_the_applied_gradient_equals_autograd_through_enumerated_sequences(chain):
+    """The engine's step against an independent objective built from TokenPolicy's sequence log-probs:
+    on-policy GRPO, (1/QG) Σ A_i log π(o_i)/|o_i|; two inner steps of GSPO, (1/QG) Σ min(s_i A_i, clip(s_i) A_i)
+    with s_i = exp((log π_θ(o_i) − log π_old(o_i))/|o_i|) (BD3)."""
+    family, group, alpha, clip = _perturbed(chain), 4, 1.5, (0.005, 0.008)
+    groups = mp.sample_responses(family, family.theta0, group, torch.Generator().manual_seed(1))
+    rewards = groups.rewards
+    advantages = (rewards - rewards.mean(-1, keepdim=True)) / (rewards.std(-1, correction=1, keepdim=True) + 1e-4)
+    enumerations = [TokenPolicy(4, int(t), position_bias=False).enumerate_responses()[0] for t in chain.max_lengths]
+
+    def sequence_log_probs(theta, run):  # (Q, G): log π_θ(o) looked up in the enumeration of each prompt
+        rows = []
+        for q in range(chain.n_prompts):
+            log_prob, _, _ = _enumerated(family, theta, run, q)
+            length = int(chain.max_lengths[q])
+            found = (groups.tokens[run, q, :, None, :length] == enumerations[q][None]).all(-1)  # (G, R)
+            assert (found.sum(-1) == 1).all()
+            rows.append(log_prob[found.int().argmax(-1)])
+        return torch.stack(rows)
+
+    lengths = groups.lengths.to(D)
+    grpo = mp.train_sampled(family, "grpo", alpha, 1, torch.Generator().manual_seed(1), group_size=group)
+    gspo = mp.train_sampled(family, "gspo", alpha, 1, torch.Generator().manual_seed(1), group_size=group,
+                            inner_steps=2, sequence_epsilon=clip)
+    assert gspo.clipped_fraction.min() > 0  # the clip binds on some responses of the second inner step
+    for run in range(2):
+        point = family.theta0[run].clone().requires_grad_(True)
+        objective = (advantages[run] * sequence_log_probs(point, run) / lengths[run]).mean()
+        (gradient,) = torch.autograd.grad(objective, point)
+        assert torch.allclose(grpo.final_theta[run], family.theta0[run] + alpha * gradient, atol=1e-12)
+        old, theta = sequence_log_probs(family.theta0[run], run).detach(), family.theta0[run]
+        for _ in range(2):
+            point = theta.clone().requires_grad_(True)
+            ratio = ((sequence_log_probs(point, run) - old) / lengths[run]).exp()
+            objective = torch.minimum(ratio * advantages[run],
+                                      ratio.clamp(1 - clip[0], 1 + clip[1]) * advantages[run]).mean()
+            theta = theta + alpha * torch.autograd.grad(objective, point)[0]
+        assert torch.allclose(gspo.final_theta[run], theta, atol=1e-12)
+
+
+@pytest.mark.parametrize("sequence", [False, True], ids=["token", "sequence"])
+def test_clipped_tokens_carry_no_gradient(chain, sequence):
+    """Off-policy (θ = θ_old + noise), detaching the clipped tokens' log-probs leaves the gradient as it was;
+    detaching the unclipped ones changes it."""
+    family = _perturbed(chain)
+    groups = mp.sample_responses(family, family.theta0, 6, torch.Generator().manual_seed(2))
+    advantages = mp.filtered_group_advantages(groups.rewards, ["grpo", "grpo"])
+    old = mp.response_token_log_probs(family, family.theta0, groups)
+    point = (family.theta0 + 0.2 * torch.randn(family.theta0.shape, generator=torch.Generator().manual_seed(5),
+                                               dtype=D)).requires_grad_(True)
+    new = mp.response_token_log_probs(family, point, groups)
+    levels = torch.tensor([sequence, sequence])
+
+    def gradient(log_probs):
+        objective, clipped = mp.sampled_objective(log_probs, old, groups.mask, advantages, levels, (0.1, 0.1),
+                                                  (0.01, 0.01))
+        return torch.autograd.grad(objective.sum(), point, retain_graph=True)[0], clipped
+
+    full, clipped = gradient(new)
+    updating = groups.mask & (advantages != 0).unsqueeze(-1)
+    assert clipped.any() and (clipped & updating).sum() < updating.sum()  # some clipped, some not
+    assert torch.allclose(gradient(torch.where(clipped, new.detach(), new))[0], full, atol=1e-14)
+    assert not torch.allclose(gradient(torch.where(updating & ~clipped, new.detach(), new))[0], full)
+
+
+def test_a_large_step_clips_gspo_on_its_second_inner_step(chain):
+    run = mp.train_sampled(_perturbed(chain), ["gspo", "grpo"], 5.0, 3, torch.Generator().manual_seed(0),
+                           group_size=6, inner_steps=2)
+    assert (run.clipped_fraction[:, 0] > 0).all() and (run.clipped_fraction <= 1).all()
+    once = mp.train_sampled(_perturbed(chain), "gspo", 5.0, 3, torch.Generator().manual_seed(0), group_size=6)
+    assert (once.clipped_fraction == 0).all()  # on-policy: nothing to clip
+
+
+def test_sampled_training_records_and_is_deterministic(chain):
+    arguments = dict(family=_perturbed(chain), variants=["gspo_n", "grpo_p"], step_size=torch.tensor([1.0, 2.0]),
+                     steps=7, group_size=4, inner_steps=2, record_every=3,
+                     train_prompts=torch.tensor([True, True, False, True, True]))
+    run = mp.train_sampled(generator=torch.Generator().manual_seed(4), **arguments)
+    again = mp.train_sampled(generator=torch.Generator().manual_seed(4), **arguments)
+    for field in dataclasses.fields(run):
+        assert torch.equal(getattr(run, field.name), getattr(again, field.name)), field.name
+    assert run.recorded_steps.tolist() == [0, 3, 6, 7] and run.log_success.shape == run.log_failure.shape == (4, 2, 5)
+    assert run.clipped_fraction.shape == run.updating_fraction.shape == (7, 2) and run.step_size.tolist() == [1, 2]
+    assert torch.allclose(torch.logaddexp(run.log_success, run.log_failure), torch.zeros((), dtype=D), atol=1e-12)
+    final = mp.exact_outcomes(arguments["family"], run.final_theta)
+    assert torch.equal(run.log_failure[-1], final.log_failure)
+    assert issubclass(mp.SampledRun, Record) and mp.SampledRun.__dataclass_params__.frozen
+    assert {field.name for field in dataclasses.fields(mp.SampledRun)} <= set(VOCABULARY)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(variants="ppo"), "variant = 'ppo' is unknown: allowed 'grpo', 'grpo_n', 'grpo_p', 'gspo', 'gspo_n'"),
+    (dict(variants=["grpo"] * 3), "variants: 3 values for 2 runs"),
+    (dict(inner_steps=0), "inner_steps = 0"), (dict(inner_steps=1.5), "inner_steps = 1.5"),
+    (dict(group_size=1), "group_size = 1"), (dict(steps=0), "steps = 0"), (dict(record_every=0), "record_every = 0"),
+    (dict(step_size=-1.0), "must be positive and finite"), (dict(step_size=float("inf")), "positive and finite"),
+    (dict(epsilon=(1.0, 0.2)), "epsilon = \\(1.0, 0.2\\) needs"), (dict(epsilon=(0.2, -0.1)), "needs 0 ≤ ε_low"),
+    (dict(sequence_epsilon=(3e-4,)), "sequence_epsilon = \\(0.0003,\\) must be a pair"),
+    (dict(train_prompts=torch.ones(4, dtype=torch.bool)), "train_prompts must be a \\(5,\\) bool tensor"),
+    (dict(train_prompts=torch.ones(5)), "train_prompts must be"),
+    (dict(train_prompts=torch.zeros(5, dtype=torch.bool)), "selecting at least one prompt"),
+])
+def test_train_sampled_rejects_bad_settings(chain, change, message):
+    arguments = dict(variants="grpo", step_size=1.0, steps=2, generator=torch.Generator()) | change
+    with pytest.raises(ValueError, match=message):
+        mp.train_sampled(chain, **arguments)

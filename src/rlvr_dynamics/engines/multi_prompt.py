@@ -21,6 +21,14 @@ rows, so the copies' gradients are the per-prompt gradients — and the ψ₁ no
 **Update** (:func:`train`): θ ← θ + α u_k, u_k a combination of the per-prompt updates of the prompts
 selected at step k (:data:`UPDATE_RULES`, :data:`PROMPT_SELECTIONS`); exact expectations, no sampling
 noise, so runs differ only by their problem.
+
+**Sampled training** (:func:`train_sampled`): each step draws a group of G responses per training prompt
+from θ_old (:func:`sample_responses`), forms TRL's group advantages A_i = (r_i − r̄)/(s + 10⁻⁴) (s the
+unbiased group std; rollouts a variant filters out still count in r̄ and s) and φ(A) per
+:data:`SAMPLED_VARIANTS`, then takes μ plain gradient-ascent steps on the clipped objective of
+:func:`rlvr_dynamics.theory.boundary.clipped_objective` with ratios against θ_old — token-level (GRPO) or
+sequence-level (GSPO, BD3); with μ = 1 both are on-policy and take the same step (BD4). Every prompt's
+exact J_q, held-out prompts included, is recorded in log space along the way.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import torch
 
 from rlvr_dynamics.engines import bandit
 from rlvr_dynamics.engines.records import Record
-from rlvr_dynamics.theory import DTYPE, many_prompts, markov
+from rlvr_dynamics.theory import DTYPE, boundary, estimators, many_prompts, markov
 
 FAMILY_KINDS = ("bandit", "chain")
 """``"bandit"`` (one-token responses: Section 5.1's contextual bandit) or ``"chain"`` (lengths up to T_q)."""
@@ -52,6 +60,18 @@ UPDATE_RULES = ("grpo", "dr_grpo", "safe_step", "pcgrad")
 PROMPT_SELECTIONS = ("all", "uniform", "band")
 """Which prompts update at step k: ``"all"``; ``"uniform"`` — m at random; ``"band"`` — m at random among
 those with J_q in the band (Section 5.1's curriculum), topped up at random from the others when fewer."""
+SAMPLED_VARIANTS = ("grpo", "grpo_n", "grpo_p", "gspo", "gspo_n")
+"""The sampled update of :func:`train_sampled`: its importance ratio and its advantage filter φ.
+
+- ``"grpo"``: token-level ratio, every advantage (Shao et al. 2024; TRL's default);
+- ``"grpo_n"``: token-level, negative advantages only, φ(A) = min(A, 0) (GRPO-N, Yao et al.);
+- ``"grpo_p"``: token-level, positive advantages only, φ(A) = max(A, 0);
+- ``"gspo"``: sequence-level ratio (BD3), every advantage (Zheng et al. 2025, GSPO);
+- ``"gspo_n"``: sequence-level, negative advantages only.
+
+The filter acts after the advantages are formed, so a filtered rollout still counts in the group's mean
+and std and in the group size G that the objective averages over (as TRL's runner in
+:mod:`rlvr_dynamics.lm.grpo` clamps its advantages)."""
 EMPTY_LOGIT = -30.0  # EOS as the first token: an empty response has probability ≈ 1e-13
 UNREACHABLE = markov.UNREACHABLE
 
@@ -392,3 +412,268 @@ def train(family: PromptFamily, rule: str, step_sizes: torch.Tensor | float, ste
         changes.append(state.log_odds - previous)
     return PromptRun(torch.tensor(recorded), torch.stack(values), torch.stack(log_odds), torch.stack(alignments),
                      torch.stack(changes), torch.stack(lengths), alpha, torch.stack(chosen), theta)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampled training: GRPO, GRPO-N, GRPO-P, GSPO, GSPO-N
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SampledGroups:
+    """G sampled responses to each of Q' prompts, B runs.
+
+    Attributes:
+        prompts: (Q',) long, the family's index of each sampled prompt.
+        tokens: (B, Q', G, T) long, T = max T_q of the sampled prompts; 0 (EOS) after the response's end.
+        mask: (B, Q', G, T) bool, the response's tokens *including its EOS* (as a language model's completion
+            includes EOS): |o| = ``mask.sum(-1)`` ≥ 1 is the length ℓ of :func:`final_token_outcomes` and
+            the length that GRPO and GSPO divide by. A forced EOS (at position T_q) is a token of
+            probability 1: its log-probability is 0 and its token ratio always 1.
+        rewards: (B, Q', G) float, the final-token verifier: 1 iff the last token before EOS is a_q (an
+            empty response, EOS first, is wrong).
+    """
+
+    prompts: torch.Tensor
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    rewards: torch.Tensor
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.mask.sum(-1)  # (B, Q', G): |o| with its EOS
+
+
+def _start_log_probs(family: PromptFamily, start_table: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+    """log π(first token | x_q) of the given prompts.   (B, d, V), (Q',) → (B, Q', V)"""
+    bias = torch.zeros(family.vocab_size, dtype=start_table.dtype, device=start_table.device)
+    bias[0] = EMPTY_LOGIT
+    return torch.log_softmax(torch.einsum("bqd,bdv->bqv", family.features[:, prompts], start_table) + bias, -1)
+
+
+def _prompt_indices(family: PromptFamily, prompts: torch.Tensor | None) -> torch.Tensor:
+    """(Q,) bool mask or None (every prompt) → (Q',) long indices."""
+    q = family.n_prompts
+    if prompts is None:
+        return torch.arange(q, device=family.max_lengths.device)
+    if not (isinstance(prompts, torch.Tensor) and prompts.dtype == torch.bool and prompts.shape == (q,)):
+        shape = tuple(prompts.shape) if isinstance(prompts, torch.Tensor) else type(prompts).__name__
+        raise ValueError(f"the prompt mask must be a ({q},) bool tensor, got {shape}")
+    if not bool(prompts.any()):
+        raise ValueError("the prompt mask selects no prompt")
+    return prompts.to(family.max_lengths.device).nonzero().squeeze(-1)
+
+
+def sample_responses(family: PromptFamily, theta: torch.Tensor, group_size: int, generator: torch.Generator,
+                     prompts: torch.Tensor | None = None) -> SampledGroups:
+    """Draw G responses per prompt from π_θ, position by position, every run at once.   θ (B, D)
+
+    ``prompts``: an optional (Q,) bool mask of the prompts to sample (default all). Each position draws
+    one Gumbel-max sample per response from uniforms of ``generator`` (drawn on the generator's device and
+    moved to θ's), so the same generator state gives the same responses; position T_q forces EOS."""
+    if not (isinstance(group_size, int) and group_size >= 1):
+        raise ValueError(f"group_size = {group_size!r} must be an integer ≥ 1")
+    index = _prompt_indices(family, prompts)
+    theta = theta.detach()
+    start_table, table = family.split(theta)
+    runs, v, device = theta.shape[0], family.vocab_size, theta.device
+    lengths = family.max_lengths[index]  # (Q',)
+    longest = int(lengths.max())
+    log_start = _start_log_probs(family, start_table, index).unsqueeze(2)  # (B, Q', 1, V)
+    log_table = None if table is None else torch.log_softmax(table, -1)  # (B, V − 1, V)
+    shape = (runs, index.numel(), group_size)
+    run_axis = torch.arange(runs, device=device).view(runs, 1, 1)
+    tokens = torch.zeros(*shape, longest, dtype=torch.long, device=device)
+    mask = torch.zeros(*shape, longest, dtype=torch.bool, device=device)
+    alive = torch.ones(shape, dtype=torch.bool, device=device)
+    previous = torch.zeros(shape, dtype=torch.long, device=device)  # the last token so far (0: none yet)
+    last = torch.zeros(shape, dtype=torch.long, device=device)  # the last token before the response's EOS
+    for position in range(longest):
+        forced = (lengths == position + 1).view(1, -1, 1)  # (1, Q', 1): this position is the prompt's T
+        # position 0: the start logits; later ones the rows W[o_{t−1}] (a response that has ended reads row 1
+        # and is masked; without W every later position is forced)
+        later = position > 0 and log_table is not None
+        log_next = log_table[run_axis, (previous - 1).clamp_min(0)] if later else log_start.expand(*shape, v)
+        uniform = torch.rand(*shape, v, generator=generator, dtype=theta.dtype, device=generator.device).to(device)
+        drawn = (log_next - torch.log(-torch.log(uniform))).argmax(-1)  # Gumbel-max: a draw from π(· | o_{<t})
+        token = torch.where(forced | ~alive, 0, drawn)
+        tokens[..., position] = token
+        mask[..., position] = alive
+        ending = alive & (token == 0)
+        last = torch.where(ending, previous, last)
+        alive = alive & (token != 0)
+        previous = token
+    answers = family.answers[:, index].unsqueeze(-1)  # (B, Q', 1): a_q ≥ 1, so an empty response is wrong
+    return SampledGroups(index, tokens, mask, (last == answers).to(theta.dtype))
+
+
+def response_token_log_probs(family: PromptFamily, theta: torch.Tensor, groups: SampledGroups) -> torch.Tensor:
+    """log π_θ of every sampled token, 0 outside the mask and at a forced EOS (probability 1),
+    differentiable in θ.   θ (B, D) → (B, Q', G, T)
+
+    Σ_t of a response is log π_θ(o), the probability :func:`final_token_outcomes` sums."""
+    start_table, table = family.split(theta)
+    tokens, mask = groups.tokens, groups.mask
+    runs, prompts, group, longest = tokens.shape
+    lengths = family.max_lengths[groups.prompts]  # (Q',)
+    first = _start_log_probs(family, start_table, groups.prompts).unsqueeze(2).expand(-1, -1, group, -1)
+    parts = [first.gather(-1, tokens[..., :1])]  # (B, Q', G, 1)
+    if longest > 1:
+        if table is None:
+            parts.append(torch.zeros(runs, prompts, group, longest - 1, dtype=theta.dtype, device=theta.device))
+        else:
+            v = family.vocab_size
+            log_table = torch.log_softmax(table, -1).flatten(-2)  # (B, (V − 1)V)
+            index = (tokens[..., :-1] - 1).clamp_min(0) * v + tokens[..., 1:]  # row o_{t−1}, column o_t
+            parts.append(log_table.gather(-1, index.flatten(1)).view(runs, prompts, group, longest - 1))
+    log_probs = torch.cat(parts, dim=-1)
+    positions = torch.arange(longest, device=tokens.device)
+    forced = (positions + 1 == lengths.unsqueeze(-1)).view(1, prompts, 1, longest)  # (1, Q', 1, T)
+    return torch.where(mask & ~forced, log_probs, 0.0)
+
+
+def filtered_group_advantages(rewards: torch.Tensor, variants: list[str]) -> torch.Tensor:
+    """φ(A_i) of each group: A_i = (r_i − r̄)/(s + 10⁻⁴) (TRL, :func:`rlvr_dynamics.theory.estimators.group_advantages`),
+    then each run's filter (:data:`SAMPLED_VARIANTS`).   (B, ..., G), B variants → (B, ..., G)"""
+    advantages = estimators.group_advantages(rewards, "grpo")
+    shape = (len(variants),) + (1,) * (rewards.ndim - 1)
+    negative = torch.tensor([v in ("grpo", "grpo_n", "gspo", "gspo_n") for v in variants], device=rewards.device)
+    positive = torch.tensor([v in ("grpo", "grpo_p", "gspo") for v in variants], device=rewards.device)
+    keep = ((advantages < 0) & negative.view(shape)) | ((advantages > 0) & positive.view(shape))
+    return torch.where(keep, advantages, 0.0)
+
+
+def sampled_objective(new_log_probs: torch.Tensor, old_log_probs: torch.Tensor, mask: torch.Tensor,
+                      advantages: torch.Tensor, sequence_level: torch.Tensor, epsilon: tuple[float, float],
+                      sequence_epsilon: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each run's clipped objective, the mean over its prompts and responses of
+    :func:`~rlvr_dynamics.theory.boundary.clipped_objective` — token-level with ``epsilon`` or, where
+    ``sequence_level``, sequence-level (BD3) with ``sequence_epsilon`` — and where the clip binds.
+    (B, Q, G, T) ×3, (B, Q, G), (B,) bool → (B,) differentiable, (B, Q, G, T) bool
+
+    A token is clipped where its ratio ρ leaves the range on the side that stops its gradient:
+    ρ > 1 + ε_high with A > 0, or ρ < 1 − ε_low with A < 0."""
+    runs = new_log_probs.shape[0]
+    objective = new_log_probs.new_zeros(runs)
+    clipped = torch.zeros_like(mask)
+    for level, (low, high), chosen in (("token", epsilon, ~sequence_level), ("sequence", sequence_epsilon,
+                                                                              sequence_level)):
+        index = chosen.nonzero().squeeze(-1)
+        if index.numel() == 0:
+            continue
+        new, old, where, advantage = new_log_probs[index], old_log_probs[index], mask[index], advantages[index]
+        per_response = boundary.clipped_objective(new, old, where, advantage, level, low, high)  # (b, Q, G)
+        objective = objective.index_add(0, index, per_response.flatten(1).mean(-1))
+        with torch.no_grad():
+            ratio = boundary.log_importance_ratios(new, old, where, level).exp()
+            sign = advantage.unsqueeze(-1)
+            bound = ((ratio > 1 + high) & (sign > 0)) | ((ratio < 1 - low) & (sign < 0))
+            clipped[index] = bound & where
+    return objective, clipped
+
+
+@dataclass(frozen=True)
+class SampledRun(Record):
+    """What :func:`train_sampled` records. S recorded steps, K steps, B runs, Q prompts (held-out ones too).
+
+    log_success, log_failure: (S, B, Q) log J_q and log(1 − J_q), exact, at the recorded steps
+    (recorded_steps (S,)). clipped_fraction: (K, B) the share of the updating responses' tokens (those with
+    φ(A) ≠ 0) whose ratio was clipped on step k's last inner step (0 when none updates).
+    updating_fraction: (K, B) the share of step k's sampled responses with φ(A) ≠ 0. step_size: (B,) α.
+    final_theta: (B, D).
+    """
+
+    recorded_steps: torch.Tensor
+    log_success: torch.Tensor
+    log_failure: torch.Tensor
+    clipped_fraction: torch.Tensor
+    updating_fraction: torch.Tensor
+    step_size: torch.Tensor
+    final_theta: torch.Tensor
+
+
+def exact_outcomes(family: PromptFamily, theta: torch.Tensor) -> markov.Outcomes:
+    """Every prompt's exact length law by outcome at θ (B, D), no gradient.   → Outcomes of (B, Q, T)"""
+    with torch.no_grad():
+        start_table, table = family.split(theta)
+        bias = torch.zeros(family.vocab_size, dtype=theta.dtype, device=theta.device)
+        bias[0] = EMPTY_LOGIT
+        start = torch.einsum("bqd,bdv->bqv", family.features, start_table) + bias
+        rows = None if table is None else table.unsqueeze(1).expand(-1, family.n_prompts, -1, -1)
+        return final_token_outcomes(start, rows, family.answers, family.max_lengths)
+
+
+def _check_clip_range(name: str, value) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} = {value!r} must be a pair (ε_low, ε_high)") from None
+    if not (0 <= low < 1 and 0 <= high < math.inf):
+        raise ValueError(f"{name} = {value!r} needs 0 ≤ ε_low < 1 and 0 ≤ ε_high < ∞")
+    return low, high
+
+
+def train_sampled(family: PromptFamily, variants, step_size: torch.Tensor | float, steps: int,
+                  generator: torch.Generator, group_size: int = 8, inner_steps: int = 1,
+                  epsilon: tuple[float, float] = (0.2, 0.2), sequence_epsilon: tuple[float, float] = (3e-4, 4e-4),
+                  record_every: int = 1, train_prompts: torch.Tensor | None = None) -> SampledRun:
+    """Run B = len(θ₀) sampled trainings at once (module docstring, *Sampled training*).
+
+    ``variants``: one of :data:`SAMPLED_VARIANTS` per run, or one for every run. ``step_size``: α, a number
+    or (B,). Each step samples G = ``group_size`` responses per training prompt from θ_old, then takes
+    ``inner_steps`` μ steps θ ← θ + α ∇_θ [mean over training prompts and responses of the clipped objective]
+    with ratios against θ_old: token-level with ``epsilon`` (grpo*), sequence-level with ``sequence_epsilon``
+    (gspo*; GSPO's paper and TRL use (3e-4, 4e-4)). ``train_prompts``: an optional (Q,) bool mask of the
+    prompts that train (default all); every prompt's exact J_q is recorded at every ``record_every``-th
+    step and at the end. All randomness comes from ``generator``."""
+    theta = family.theta0.clone()
+    runs = theta.shape[0]
+    variants = [variants] * runs if isinstance(variants, str) else list(variants)
+    if len(variants) != runs:
+        raise ValueError(f"variants: {len(variants)} values for {runs} runs")
+    for variant in variants:
+        _check_choice("variant", variant, SAMPLED_VARIANTS)
+    if not (isinstance(steps, int) and steps >= 1 and isinstance(record_every, int) and record_every >= 1):
+        raise ValueError(f"steps = {steps!r} and record_every = {record_every!r} must be integers ≥ 1")
+    if not (isinstance(group_size, int) and group_size >= 2):
+        raise ValueError(f"group_size = {group_size!r} must be an integer ≥ 2 (the group mean is the baseline)")
+    if not (isinstance(inner_steps, int) and inner_steps >= 1):
+        raise ValueError(f"inner_steps = {inner_steps!r} must be an integer ≥ 1")
+    epsilon = _check_clip_range("epsilon", epsilon)
+    sequence_epsilon = _check_clip_range("sequence_epsilon", sequence_epsilon)
+    if train_prompts is not None and not (isinstance(train_prompts, torch.Tensor) and train_prompts.dtype == torch.bool
+                                          and train_prompts.shape == (family.n_prompts,) and bool(train_prompts.any())):
+        shape = tuple(train_prompts.shape) if isinstance(train_prompts, torch.Tensor) else type(train_prompts).__name__
+        raise ValueError(f"train_prompts must be a ({family.n_prompts},) bool tensor selecting at least one prompt, "
+                         f"got {shape}")
+    alpha = torch.as_tensor(step_size, dtype=theta.dtype, device=theta.device).expand(runs).clone()
+    if not bool(((alpha > 0) & torch.isfinite(alpha)).all()):
+        raise ValueError(f"step sizes {alpha.tolist()} must be positive and finite")
+    sequence_level = torch.tensor([v.startswith("gspo") for v in variants], device=theta.device)
+    recorded, successes, failures, clipped_fractions, updating_fractions = [], [], [], [], []
+    for k in range(steps + 1):
+        if k % record_every == 0 or k == steps:
+            outcomes = exact_outcomes(family, theta)
+            successes.append(outcomes.log_success)
+            failures.append(outcomes.log_failure)
+            recorded.append(k)
+        if k == steps:
+            break
+        groups = sample_responses(family, theta, group_size, generator, train_prompts)
+        advantages = filtered_group_advantages(groups.rewards, variants)  # (B, Q', G)
+        with torch.no_grad():
+            old_log_probs = response_token_log_probs(family, theta, groups)
+        for _ in range(inner_steps):
+            point = theta.detach().requires_grad_(True)
+            with torch.enable_grad():
+                new_log_probs = response_token_log_probs(family, point, groups)
+                objective, clipped = sampled_objective(new_log_probs, old_log_probs, groups.mask, advantages,
+                                                       sequence_level, epsilon, sequence_epsilon)
+                (gradient,) = torch.autograd.grad(objective.sum(), point)
+            theta = theta + alpha.unsqueeze(-1) * gradient
+        updating = advantages != 0  # (B, Q', G)
+        active = groups.mask & updating.unsqueeze(-1)  # (B, Q', G, T)
+        clipped_fractions.append((clipped & active).flatten(1).sum(-1).to(theta.dtype)
+                                 / active.flatten(1).sum(-1).clamp_min(1))
+        updating_fractions.append(updating.flatten(1).to(theta.dtype).mean(-1))
+    return SampledRun(torch.tensor(recorded), torch.stack(successes), torch.stack(failures),
+                      torch.stack(clipped_fractions), torch.stack(updating_fractions), alpha, theta)

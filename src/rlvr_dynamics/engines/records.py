@@ -15,6 +15,7 @@ VOCABULARY: dict[str, str] = {
     "recorded_steps": "the step k of each recorded point (S,)",
     "value": "J(θ_k), the success probability",
     "log_odds": "log J/(1 − J), computed in log space",
+    "log_success": "log J, computed in log space",
     "log_failure": "log(1 − J), computed in log space",
     "log_odds_change": "f(θ_{k+1}) − f(θ_k), the one-step change of the log-odds",
     # the update θ_{k+1} = θ_k + η_k w_k (3)
@@ -42,6 +43,9 @@ VOCABULARY: dict[str, str] = {
     "final_theta": "the parameters after the last step",
     # many prompts sharing θ
     "selected": "the prompts that updated at step k (K, B, Q)",
+    # sampled group updates (GRPO, GSPO and their sign filters)
+    "clipped_fraction": "the share of the updating responses' tokens whose ratio was clipped (K, B)",
+    "updating_fraction": "the share of the sampled responses with a nonzero filtered advantage (K, B)",
     # the two-stage softmax bandit
     "class_mass": "the probability of each action class (optimal, high, low) (S, B, 3)",
     "entropy": "the Shannon entropy of the policy, in nats",
