@@ -50,6 +50,15 @@ def _config(**change):
     (dict(tracked_prompts=501, tracked_runs="1"),
      "parameter 'tracked_prompts' = 501 is out of range: allowed tracked_prompts ≤ validation_size = 500"),
     (dict(tracked_prompts=8, tracked_samples=1, tracked_runs="1"), r"run 1: tracked_prompts = 8, tracked_samples = 1"),
+    (dict(importance_sampling_levels="token,episode"),
+     "parameter 'importance_sampling_levels' = 'token,episode': 'episode' is unknown: allowed 'token', 'sequence'"),
+    (dict(importance_sampling_levels="token,sequence,token"),
+     "parameter 'loss_types' has 2 values for 3 runs"),
+    (dict(num_iterations=2, tracked_prompts=8, tracked_runs="1"),
+     r"run 1: num_iterations = 2 re-uses each batch.*tracked_prompts 0 \(got 8\)"),
+    (dict(epsilon=1.0), "run 1: epsilon = 1.0"),
+    (dict(pass_problems=501),
+     "parameter 'pass_problems' = 501 is out of range: allowed pass_problems ≤ validation_size = 500"),
 ])
 def test_experiment_config_rejects_bad_settings(change, message):
     with pytest.raises(ValueError, match=message):
@@ -124,6 +133,27 @@ def test_run_configs_give_each_run_its_optimizer_schedule_length_and_tracking():
                    dict(tracked_prompts=0, tracked_runs="9")):
         config = _config(**change)
         assert config.tracked_run_numbers() == [] and [r.tracked_prompts for r in config.run_configs()] == [0, 0]
+
+
+def test_run_configs_carry_the_ratio_settings_and_the_pass_counts():
+    """The defaults keep the earlier runs (token ratio, one update per batch, measured tracking, no pass counts);
+    a comma list gives each run its level (GRPO, GSPO, GSPO-N); num_iterations > 1 turns the tracking off;
+    epsilon_high 0 is TRL's None (the same as epsilon); sequence-level runs take the sequence clip range."""
+    default = _config().run_configs()
+    assert all((r.importance_sampling_level, r.num_iterations, r.epsilon, r.epsilon_high, r.tracking,
+                r.pass_problems) == ("token", 1, 0.2, None, "measured", 0) for r in default)
+    config = _config(loss_types="grpo", scale_rewards="group", importance_sampling_levels="token,sequence,sequence",
+                     advantage_filters="all,all,negative", num_iterations=2, epsilon=0.1, epsilon_high=0.3,
+                     sequence_epsilon=3e-4, sequence_epsilon_high=0.0, pass_problems=32, pass_samples=256)
+    config.check()
+    runs = config.run_configs()
+    assert [(r.importance_sampling_level, r.advantage_filter) for r in runs] == [
+        ("token", "all"), ("sequence", "all"), ("sequence", "negative")]
+    assert all((r.num_iterations, r.tracking, r.pass_problems, r.pass_samples) == (2, "off", 32, 256) for r in runs)
+    assert [(r.epsilon, r.epsilon_high) for r in runs] == [(0.1, 0.3), (3e-4, None), (3e-4, None)]
+    labels = [experiment.run_label(SimpleNamespace(config=r)) for r in runs]
+    assert labels == ["grpo / group / lr 0.0003", "grpo / group / lr 0.0003 / GSPO",
+                      "grpo / group / lr 0.0003 / GSPO / negative only"]
 
 
 def test_grpo_seed_list_is_disjoint_across_book_seeds():

@@ -79,6 +79,16 @@ def test_group_direction_identity(sample_batch, tiny_model, tokenizer, scale):
     (dict(tracked_prompts=-1), "tracked_prompts = -1, tracked_samples = 32: need tracked_prompts ≥ 0"),
     (dict(tracked_prompts=2, tracked_samples=1), "tracked_prompts = 2, tracked_samples = 1: .* tracked_samples ≥ 2"),
     (dict(tracked_prompts=2, tracking="estimate"), "tracked_prompts needs tracking 'measured'.*got 'estimate'"),
+    (dict(importance_sampling_level="episode"),
+     "importance_sampling_level 'episode' is unknown: allowed 'token', 'sequence'"),
+    (dict(num_iterations=0), "num_iterations = 0: must be ≥ 1"),
+    (dict(num_iterations=2), "num_iterations = 2 re-uses .* tracking 'off' \\(got 'measured'\\) and tracked_prompts 0"),
+    (dict(num_iterations=2, tracking="off", tracked_prompts=2), "tracking 'off' .* tracked_prompts 0 \\(got 2\\)"),
+    (dict(epsilon=0.0), "epsilon = 0.0: .* needs 0 < epsilon < 1"),
+    (dict(epsilon=1.0), "epsilon = 1.0: .* needs 0 < epsilon < 1"),
+    (dict(epsilon_high=0.0), "epsilon_high = 0.0: must be > 0"),
+    (dict(pass_problems=-1), "pass_problems = -1, pass_samples = 256: need pass_problems ≥ 0"),
+    (dict(pass_problems=4, pass_samples=0), "pass_problems = 4, pass_samples = 0: .* pass_samples ≥ 1"),
 ])
 def test_run_config_rejects_bad_settings(change, message):
     with pytest.raises(ValueError, match=message):
@@ -87,6 +97,10 @@ def test_run_config_rejects_bad_settings(change, message):
 
 def test_untracked_runs_accept_any_tracked_samples():
     replace(grpo.GRPORunConfig(), tracked_prompts=0, tracked_samples=1).check()  # no prompts: samples unused
+    replace(grpo.GRPORunConfig(), pass_problems=0, pass_samples=0).check()  # no pass counts: samples unused
+    replace(grpo.GRPORunConfig(), num_iterations=4, tracking="off", importance_sampling_level="sequence",
+            epsilon=3e-4, epsilon_high=4e-4).check()  # GSPO's own clip range
+    assert grpo.IMPORTANCE_LEVELS == ("token", "sequence")
     replace(grpo.GRPORunConfig(), tracked_prompts=4, tracked_samples=2, lr_schedule="cosine").check()
 
 
@@ -312,3 +326,103 @@ def test_safe_step_weighting_rescales_each_groups_advantages(warm_folder, arithm
     assert (row["advantage_min"], row["advantage_max"]) != (plain.steps.iloc[0]["advantage_min"],
                                                             plain.steps.iloc[0]["advantage_max"])
     assert "prompt_weight_min" not in plain.steps
+
+
+def _parameters_after(folder, arithmetic, **change):
+    """The flat parameters after a short untracked run, and the maximum advantage of every loss computation (the
+    batch each optimizer step trains on). Plain SGD at a large rate: the update is the gradient (AdamW's g/√v would
+    magnify float rounding in near-zero gradient entries), and a re-used batch's ratios move far from 1."""
+    train, validation = arithmetic
+    config = replace(grpo.GRPORunConfig(steps=2, completions_per_step=32, num_generations=4, max_completion_length=4,
+                                        optimizer="sgd", learning_rate=0.5, tracking="off", eval_every=2,
+                                        eval_problems=4, eval_samples=1), **change)
+    model, tokenizer = lm_model.load_model(folder)
+    advantage_max = []
+
+    def configure(trainer):
+        compute_loss = trainer.compute_loss
+
+        def recording(model, inputs, *args, **kwargs):
+            advantage_max.append(float(inputs["advantages"].max()))
+            return compute_loss(model, inputs, *args, **kwargs)
+
+        trainer.compute_loss = recording
+
+    run = grpo.run_grpo(model, tokenizer, train, validation, config, seed=5, configure=configure)
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]), run, advantage_max
+
+
+def test_gspo_is_grpo_on_policy_and_differs_on_a_reused_batch(warm_folder, arithmetic):
+    """BD4: with one update per batch GSPO's sequence ratio and GRPO's token ratios (loss "grpo") are both 1 and
+    give the same gradient, hence the same parameters after 2 steps (float32 rounding only); with each batch
+    trained on twice (num_iterations 2) the second update sees ratios ≠ 1, and the two differ. max_steps counts
+    optimizer steps either way; with μ = 2 the two steps share one batch (one reward, one generation)."""
+    grpo_1, grpo_run, _ = _parameters_after(warm_folder, arithmetic)
+    gspo_1, gspo_run, _ = _parameters_after(warm_folder, arithmetic, importance_sampling_level="sequence")
+    assert grpo_run.steps["step"].tolist() == [1, 2] and gspo_run.steps["reward"].tolist() == \
+        grpo_run.steps["reward"].tolist()
+    torch.testing.assert_close(gspo_1, grpo_1, rtol=0, atol=1e-6)  # measured: 1.2e-7
+    grpo_2, grpo_run2, _ = _parameters_after(warm_folder, arithmetic, num_iterations=2)
+    gspo_2, gspo_run2, _ = _parameters_after(warm_folder, arithmetic, num_iterations=2,
+                                             importance_sampling_level="sequence")
+    assert grpo_run2.steps["step"].tolist() == [1, 2]
+    assert grpo_run2.steps["reward"].nunique() == 1  # the second step re-uses the first step's batch
+    assert grpo_run2.steps["reward"].iloc[0] == grpo_run.steps["reward"].iloc[0]  # the same first batch
+    assert float((gspo_2 - grpo_2).abs().max()) > 1e-4  # measured: 7.6e-3
+    assert float((grpo_2 - grpo_1).abs().max()) > 1e-4  # a re-used batch is not a fresh one
+
+
+def test_gspo_n_keeps_only_negative_advantages_on_every_reuse(warm_folder, arithmetic):
+    """GSPO-N = sequence ratio + advantage filter "negative": the filter is applied at generation, so every
+    optimizer step on the re-used batch trains on non-positive advantages only."""
+    _, run, advantage_max = _parameters_after(warm_folder, arithmetic, steps=4, num_iterations=2,
+                                              importance_sampling_level="sequence", advantage_filter="negative")
+    assert len(advantage_max) == 4 and max(advantage_max) <= 0
+    assert run.steps["reward"].iloc[0] == run.steps["reward"].iloc[1]
+    assert run.steps["reward"].iloc[2] == run.steps["reward"].iloc[3]
+    assert run.meta["config"]["importance_sampling_level"] == "sequence"
+
+
+def test_the_trainer_passes_the_ratio_settings_to_trl(tokenizer, arithmetic, tmp_path):
+    train, validation = arithmetic
+    config = grpo.GRPORunConfig(steps=6, completions_per_step=16, num_generations=4, max_completion_length=4,
+                                tracking="off", num_iterations=3, importance_sampling_level="sequence",
+                                epsilon=3e-4, epsilon_high=4e-4)
+    model = lm_model.build_model("ci", tokenizer, seed=0)
+    trainer = grpo.build_trainer(model, tokenizer, train, validation, config, 0, "cpu", str(tmp_path))
+    args = trainer.args
+    assert (args.num_iterations, args.importance_sampling_level, args.epsilon, args.epsilon_high) == (
+        3, "sequence", 3e-4, 4e-4)
+    assert (args.max_steps, args.gradient_accumulation_steps, args.steps_per_generation) == (6, 1, 1)
+    assert (trainer.epsilon_low, trainer.epsilon_high) == (3e-4, 4e-4)
+    on_policy = replace(config, num_iterations=1, tracking="measured", epsilon_high=None)
+    plain = grpo.build_trainer(model, tokenizer, train, validation, on_policy, 0, "cpu", str(tmp_path))
+    assert (plain.args.num_iterations, plain.epsilon_low, plain.epsilon_high) == (1, 3e-4, 3e-4)
+    with pytest.raises(ValueError, match="pass_problems = 17: the validation split has only 16 problems"):
+        grpo.build_trainer(model, tokenizer, train, validation, replace(config, pass_problems=17), 0, "cpu",
+                           str(tmp_path))
+
+
+def test_pass_counts_are_recorded_at_every_evaluation_and_change_nothing_else(warm_folder, arithmetic):
+    """pass_problems 3 × pass_samples 8 at steps 0, 1 and 2 (every evaluation point, the last included): counts in
+    [0, 8]; the same rewards, accuracies and final parameters as a run without them (their own generator)."""
+    plain, plain_run, _ = _parameters_after(warm_folder, arithmetic, eval_every=1)
+    counted, run, _ = _parameters_after(warm_folder, arithmetic, eval_every=1, pass_problems=3, pass_samples=8)
+    assert run.evals["step"].tolist() == [0, 1, 2]
+    counts = run.evals["correct_counts"].tolist()
+    assert all(len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 8 for v in c) for c in counts)
+    pd.testing.assert_frame_equal(run.evals.drop(columns="correct_counts"), plain_run.evals)
+    assert run.steps["reward"].tolist() == plain_run.steps["reward"].tolist() and torch.equal(counted, plain)
+    assert "correct_counts" not in plain_run.evals
+
+
+def test_correct_counts_agree_with_sampled_accuracy_within_binomial_error(warm_folder, arithmetic):
+    """On a warmed-up model (0 < J_q < 1): the counts of 64 samples from one generator against Ĵ_q of 256 samples
+    from another, within 4 standard errors of the difference."""
+    model, tokenizer = lm_model.load_model(warm_folder)
+    validation, samples = arithmetic[1][:4], 64
+    counts = scoring.correct_counts(model, tokenizer, validation, samples, 1.0, torch.Generator().manual_seed(1), 4)
+    reference = scoring.sampled_accuracy(model, tokenizer, validation, 256, 4, torch.Generator().manual_seed(2))
+    assert reference.min() < 1 and reference.max() > 0  # not a degenerate check
+    error = (reference * (1 - reference) * (1 / samples + 1 / 256)).sqrt()
+    assert ((counts.double() / samples - reference).abs() <= 4 * error + 1e-9).all()

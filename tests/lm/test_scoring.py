@@ -69,6 +69,31 @@ def test_sampled_entropy_is_the_mean_token_entropy(tiny_model, tokenizer):
     assert (entropy > 0).all() and (entropy <= math.log(258) + 1e-9).all()
 
 
+def test_correct_counts_are_the_sampled_accuracys_draws(tiny_model, tokenizer):
+    """c_q / S is sampled_accuracy's Ĵ_q from the same generator (the same sampler and draws); a fixed generator
+    gives the same counts. (Within binomial error on a warmed-up model: tests/lm/test_grpo.py.)"""
+    problems = lm_task.generate_problems("arithmetic", 4, seed=1, digits=1)
+    counts = scoring.correct_counts(tiny_model, tokenizer, problems, 6, 1.0, torch.Generator().manual_seed(0), 3)
+    assert counts.dtype == torch.long and counts.shape == (4,) and ((counts >= 0) & (counts <= 6)).all()
+    accuracy = scoring.sampled_accuracy(tiny_model, tokenizer, problems, 6, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(counts.double() / 6, accuracy)
+    assert torch.equal(counts, scoring.correct_counts(tiny_model, tokenizer, problems, 6, 1.0,
+                                                      torch.Generator().manual_seed(0), 3))
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(samples=0), "samples_per_problem = 0: must be ≥ 1"),
+    (dict(problems=[]), "problems is empty"),
+    (dict(batch_size=0), "batch_size = 0: must be ≥ 1"),
+])
+def test_correct_counts_rejects_bad_inputs(tiny_model, tokenizer, change, message):
+    arguments = dict(problems=lm_task.generate_problems("arithmetic", 2, seed=1, digits=1), samples=2, batch_size=8)
+    arguments.update(change)
+    with pytest.raises(ValueError, match=message):
+        scoring.correct_counts(tiny_model, tokenizer, arguments["problems"], arguments["samples"], 1.0,
+                               torch.Generator(), 3, batch_size=arguments["batch_size"])
+
+
 def test_accuracy_standard_error_by_hand():
     # Ĵ = 1/2 and 1/4 from S = 4 draws each: within-problem variances Ĵ(1 − Ĵ)/(S − 1) = 0.25/3 and 0.1875/3;
     # the mean of Q = 2 problems has their sum over Q².

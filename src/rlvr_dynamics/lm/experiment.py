@@ -62,6 +62,18 @@ class LMExperimentConfig:
                                   "(to 0 at the run's last step); one or a comma list", "str")
     lr_warmup_steps: int = parameter("linear learning-rate warm-up steps of every run", "int", low=0,
                                      high=1_000_000)
+    importance_sampling_levels: str = parameter("importance ratio of each run: 'token' (GRPO) or 'sequence' (GSPO); "
+                                                "one or a comma list", "str")
+    num_iterations: int = parameter("optimizer steps on each generated batch, every run (1: on-policy; > 1 turns the "
+                                    "gap tracking off)", "int", low=1, high=64)
+    epsilon: float = parameter("clip range of the token-level ratio, [1 − epsilon, 1 + epsilon_high] (acts only when "
+                               "num_iterations > 1)", "float", low=1e-6, high=0.99)
+    epsilon_high: float = parameter("upper clip range of the token-level ratio (0: the same as epsilon)", "float",
+                                    low=0.0, high=10.0)
+    sequence_epsilon: float = parameter("clip range of the sequence-level (GSPO) ratio, [1 − sequence_epsilon, 1 + "
+                                        "sequence_epsilon_high] (GSPO's paper: 3e-4)", "float", low=1e-6, high=0.99)
+    sequence_epsilon_high: float = parameter("upper clip range of the sequence-level ratio (GSPO's paper: 4e-4; 0: the "
+                                             "same as sequence_epsilon)", "float", low=0.0, high=10.0)
     steps: int = parameter("GRPO steps of each run", "int", low=1, high=1_000_000)
     run_steps: str = parameter("steps of each run, comma list ('' : every run takes 'steps')", "str")
     grpo_seeds: int = parameter("GRPO seeds: every run is repeated from the same checkpoint with this many seeds",
@@ -81,6 +93,9 @@ class LMExperimentConfig:
     eval_every: int = parameter("steps between validation-accuracy checks", "int", low=1, high=1_000_000)
     eval_problems: int = parameter("validation problems in each check", "int", low=1, high=1_000_000)
     eval_samples: int = parameter("sampled completions per validation problem", "int", low=1, high=1024)
+    pass_problems: int = parameter("validation problems whose correct counts (for pass@k) are recorded at every "
+                                   "check (0: none)", "int", low=0, high=1_000_000)
+    pass_samples: int = parameter("sampled completions per pass@k problem", "int", low=1, high=65_536)
     workers: int = parameter("GRPO runs executed at once in separate processes (CPU threads are split)", "int",
                              low=1, high=64)
 
@@ -88,6 +103,9 @@ class LMExperimentConfig:
         if self.validation_size >= self.problems:
             raise ValueError(f"parameter 'validation_size' = {self.validation_size} is out of range: allowed "
                              f"validation_size < problems = {self.problems}")
+        if self.pass_problems > self.validation_size:
+            raise ValueError(f"parameter 'pass_problems' = {self.pass_problems} is out of range: allowed "
+                             f"pass_problems ≤ validation_size = {self.validation_size}")
         if self.eval_problems > self.validation_size:
             raise ValueError(f"parameter 'eval_problems' = {self.eval_problems} is out of range: allowed "
                              f"eval_problems ≤ validation_size = {self.validation_size}")
@@ -112,6 +130,13 @@ class LMExperimentConfig:
             _check_dataset_size(self, len(problems))
         self.run_configs()  # validates the lists and every run's GRPO settings
 
+    def _clip_range(self, level: str) -> dict[str, float | None]:
+        """The clip range of a run with importance-sampling ``level``: (epsilon, epsilon_high) at token level,
+        (sequence_epsilon, sequence_epsilon_high) at sequence level (an upper value of 0 means the lower one)."""
+        low, high = ((self.epsilon, self.epsilon_high) if level == "token"
+                     else (self.sequence_epsilon, self.sequence_epsilon_high))
+        return {"epsilon": low, "epsilon_high": high or None}
+
     def run_configs(self) -> list[grpo.GRPORunConfig]:
         """One :class:`GRPORunConfig` per run (lists of length 1 are broadcast)."""
         loss_types = split_list("loss_types", self.loss_types, str, grpo.LOSS_TYPES)
@@ -121,10 +146,11 @@ class LMExperimentConfig:
         weightings = split_list("prompt_weightings", self.prompt_weightings, str, grpo.PROMPT_WEIGHTINGS)
         optimizers = split_list("optimizer", self.optimizer, str, tuple(grpo.OPTIMIZERS))
         schedules = split_list("lr_schedules", self.lr_schedules, str, tuple(grpo.LR_SCHEDULES))
+        levels = split_list("importance_sampling_levels", self.importance_sampling_levels, str, grpo.IMPORTANCE_LEVELS)
         lengths = split_list("run_steps", self.run_steps, int) if self.run_steps else [self.steps]
         lists = (("loss_types", loss_types), ("scale_rewards", scales), ("learning_rates", rates),
                  ("advantage_filters", filters), ("prompt_weightings", weightings), ("optimizer", optimizers),
-                 ("lr_schedules", schedules), ("run_steps", lengths))
+                 ("lr_schedules", schedules), ("importance_sampling_levels", levels), ("run_steps", lengths))
         runs = max(len(values) for _, values in lists)
         for name, values in lists:
             if len(values) not in (1, runs):
@@ -149,11 +175,14 @@ class LMExperimentConfig:
                 steps=pick(lengths), completions_per_step=self.completions_per_step,
                 num_generations=self.num_generations, max_completion_length=self.max_completion_length,
                 temperature=self.temperature, optimizer=pick(optimizers), lr_schedule=pick(schedules),
-                lr_warmup_steps=self.lr_warmup_steps, tracking="measured",
+                lr_warmup_steps=self.lr_warmup_steps, importance_sampling_level=pick(levels),
+                num_iterations=self.num_iterations, **self._clip_range(pick(levels)),
+                tracking="measured" if self.num_iterations == 1 else "off",  # the tracking assumes one update a batch
                 tracked_prompts=self.tracked_prompts if index + 1 in tracked else 0,
                 tracked_samples=self.tracked_samples,
                 per_prompt_every=self.per_prompt_every, eval_every=self.eval_every,
-                eval_problems=self.eval_problems, eval_samples=self.eval_samples)
+                eval_problems=self.eval_problems, eval_samples=self.eval_samples,
+                pass_problems=self.pass_problems, pass_samples=self.pass_samples)
             try:
                 config.check()
             except ValueError as error:
@@ -184,9 +213,12 @@ _CI = dict(task="arithmetic", digits=2, problems=4500, validation_size=500, data
            model_preset="ci", warmup_target=0.35, warmup_max_steps=3000, warmup_batch_size=256,
            warmup_learning_rate=3e-3, loss_types="grpo,dr_grpo", scale_rewards="group,none", learning_rates="3e-4",
            advantage_filters="all", prompt_weightings="none", optimizer="adamw", lr_schedules="constant",
-           lr_warmup_steps=0, steps=250, run_steps="", grpo_seeds=1, tracked_prompts=0, tracked_samples=32,
+           lr_warmup_steps=0, importance_sampling_levels="token", num_iterations=1, epsilon=0.2, epsilon_high=0.0,
+           sequence_epsilon=3e-4, sequence_epsilon_high=4e-4,
+           steps=250, run_steps="", grpo_seeds=1, tracked_prompts=0, tracked_samples=32,
            tracked_runs="", completions_per_step=256, num_generations=8, max_completion_length=8,
-           temperature=1.0, per_prompt_every=10, eval_every=25, eval_problems=256, eval_samples=4, workers=2)
+           temperature=1.0, per_prompt_every=10, eval_every=25, eval_problems=256, eval_samples=4, pass_problems=0,
+           pass_samples=256, workers=2)
 
 
 PRESETS = {
@@ -420,4 +452,5 @@ def run_label(run: grpo.GRPORun) -> str:
     label = label if c.optimizer == "adamw" else f"{label} / {c.optimizer}"
     label = label if c.lr_schedule == "constant" else f"{label} / {c.lr_schedule}"
     label = label if c.prompt_weighting == "none" else f"{label} / {c.prompt_weighting} weights"
+    label = label if c.importance_sampling_level == "token" else f"{label} / GSPO"
     return label if c.advantage_filter == "all" else f"{label} / {c.advantage_filter} only"

@@ -32,8 +32,14 @@ import pandas as pd
 import torch
 
 from rlvr_dynamics.lm.prompt_tracking import PromptTracker
-from rlvr_dynamics.lm.scoring import accuracy_standard_error, sampled_accuracy_and_entropy, sequence_log_probs
+from rlvr_dynamics.lm.scoring import (
+    accuracy_standard_error,
+    correct_counts,
+    sampled_accuracy_and_entropy,
+    sequence_log_probs,
+)
 from rlvr_dynamics.lm.task import Problem, correctness_reward, reward_dataset
+from rlvr_dynamics.theory.boundary import IMPORTANCE_LEVELS
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 """TRL's token aggregations (``GRPOConfig.loss_type``): ``"grpo"`` — per-sequence mean
@@ -66,7 +72,28 @@ TRACKING = ("off", "estimate", "measured")
 
 @dataclass(frozen=True)
 class GRPORunConfig:
-    """One GRPO run (TRL ``GRPOConfig`` plus the tracking settings)."""
+    """One GRPO run (TRL ``GRPOConfig`` plus the tracking settings).
+
+    **A step** is one optimizer update (``steps`` of them; TRL's ``max_steps``). With ``num_iterations`` = μ = 1
+    (the default) every step generates its own batch of ``completions_per_step`` completions: on-policy, the
+    importance ratio is 1 and the clip range ``epsilon``/``epsilon_high`` never acts. With μ > 1 a batch is
+    generated every μ steps and trained on for μ consecutive steps (TRL's ``num_iterations`` with
+    ``steps_per_generation = 1``, no gradient accumulation; the log-probabilities of the sampling policy θ_old
+    are computed once at generation), so the ratio π_θ/π_θ_old moves away from 1 and is clipped to
+    [1 − ε, 1 + ε_high] — per token (``importance_sampling_level="token"``, GRPO/PPO) or per response
+    (``"sequence"``, GSPO, Zheng et al. 2025: the geometric-mean ratio, :mod:`rlvr_dynamics.theory.boundary`).
+    On-policy GSPO's update is GRPO's with ``loss_type="grpo"`` (BD4; tested). A run of K steps then draws
+    ⌈K/μ⌉ batches; the advantages (filtered by ``advantage_filter``, weighted by ``prompt_weighting``) are
+    fixed at generation and so apply on every re-use. GSPO-N: ``importance_sampling_level="sequence"`` with
+    ``advantage_filter="negative"``. The gap tracking assumes one update per generated batch: μ > 1 needs
+    ``tracking="off"`` and ``tracked_prompts=0``.
+
+    ``pass_problems`` > 0: at every evaluation point (step 0, every ``eval_every`` steps and the last) the first
+    ``pass_problems`` validation problems get ``pass_samples`` completions each, and the evaluation record gains
+    ``correct_counts`` (their numbers of correct completions, :func:`~rlvr_dynamics.lm.scoring.correct_counts`;
+    pass@k from them with :func:`rlvr_dynamics.theory.boundary.pass_at_k_unbiased`). They are drawn from a
+    generator of their own, so they change neither training nor the accuracy readings.
+    """
 
     loss_type: str = "grpo"
     scale_rewards: str = "group"
@@ -89,13 +116,20 @@ class GRPORunConfig:
     eval_every: int = 20
     eval_problems: int = 256
     eval_samples: int = 4
+    importance_sampling_level: str = "token"  # the ratio's level: "token" (GRPO) or "sequence" (GSPO)
+    num_iterations: int = 1  # μ: optimizer steps on each generated batch (1: on-policy, every step generates)
+    epsilon: float = 0.2  # clip range of the ratio: [1 − epsilon, 1 + epsilon_high] (inactive when μ = 1)
+    epsilon_high: float | None = None  # None: epsilon
+    pass_problems: int = 0  # correct counts for pass@k: the first this many validation problems (0: off)
+    pass_samples: int = 256  # completions of each of them at every evaluation point
 
     def check(self) -> None:
         """Raise a ``ValueError`` naming the first bad field."""
         for name, allowed in (("loss_type", LOSS_TYPES), ("scale_rewards", SCALE_REWARDS),
                               ("optimizer", tuple(OPTIMIZERS)), ("tracking", TRACKING),
                               ("advantage_filter", ADVANTAGE_FILTERS), ("prompt_weighting", PROMPT_WEIGHTINGS),
-                              ("lr_schedule", tuple(LR_SCHEDULES))):
+                              ("lr_schedule", tuple(LR_SCHEDULES)),
+                              ("importance_sampling_level", IMPORTANCE_LEVELS)):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} '{value}' is unknown: allowed {', '.join(repr(a) for a in allowed)}")
@@ -108,11 +142,26 @@ class GRPORunConfig:
         if self.completions_per_step % self.num_generations:
             raise ValueError(f"num_generations = {self.num_generations} does not divide completions_per_step = "
                              f"{self.completions_per_step}: every prompt needs a whole group")
+        if self.num_iterations < 1:
+            raise ValueError(f"num_iterations = {self.num_iterations}: must be ≥ 1 (optimizer steps per generated "
+                             "batch)")
+        if self.num_iterations > 1 and (self.tracking != "off" or self.tracked_prompts):
+            raise ValueError(f"num_iterations = {self.num_iterations} re-uses each batch, but the gap tracking assumes "
+                             f"one update per batch: set tracking 'off' (got '{self.tracking}') and tracked_prompts 0 "
+                             f"(got {self.tracked_prompts})")
         if self.tracked_prompts < 0 or (self.tracked_prompts and self.tracked_samples < 2):
             raise ValueError(f"tracked_prompts = {self.tracked_prompts}, tracked_samples = {self.tracked_samples}: "
                              "need tracked_prompts ≥ 0 and, to track, tracked_samples ≥ 2")
         if self.tracked_prompts and self.tracking != "measured":
             raise ValueError(f"tracked_prompts needs tracking 'measured' (the applied update), got '{self.tracking}'")
+        if not 0 < self.epsilon < 1:
+            raise ValueError(f"epsilon = {self.epsilon}: the clip range [1 − epsilon, 1 + epsilon_high] needs "
+                             "0 < epsilon < 1")
+        if self.epsilon_high is not None and not self.epsilon_high > 0:
+            raise ValueError(f"epsilon_high = {self.epsilon_high}: must be > 0 (None: the same as epsilon)")
+        if self.pass_problems < 0 or (self.pass_problems and self.pass_samples < 1):
+            raise ValueError(f"pass_problems = {self.pass_problems}, pass_samples = {self.pass_samples}: need "
+                             "pass_problems ≥ 0 and, to count, pass_samples ≥ 1")
         if self.lr_warmup_steps < 0:
             raise ValueError(f"lr_warmup_steps = {self.lr_warmup_steps}: must be ≥ 0")
         for name in ("steps", "max_completion_length", "per_prompt_every", "eval_every", "eval_problems",
@@ -376,6 +425,12 @@ def gap_tracking_trainer_class():
                 self.prompt_tracker = PromptTracker(
                     self.model, self.processing_class, validation[:run_config.tracked_prompts],
                     run_config.tracked_samples, run_config.max_completion_length, run_config.temperature, generator)
+            if run_config.pass_problems > len(validation):
+                raise ValueError(f"pass_problems = {run_config.pass_problems}: the validation split has only "
+                                 f"{len(validation)} problems")
+            # the pass counts' own generator: turning them on changes neither training nor the accuracy readings
+            self.pass_generator = torch.Generator(device=self.model.device).manual_seed(
+                eval_generator.initial_seed() + 2)
             self.add_callback(_StepEnd(self))
 
         @property
@@ -425,9 +480,15 @@ def gap_tracking_trainer_class():
             accuracy, entropy = sampled_accuracy_and_entropy(
                 self.model, self.processing_class, self.validation[:config.eval_problems], config.eval_samples,
                 config.max_completion_length, self.eval_generator, temperature=config.temperature)
-            self.eval_records.append({"step": step, "accuracy": float(accuracy.mean()),
-                                      "accuracy_se": accuracy_standard_error(accuracy, config.eval_samples),
-                                      "entropy": float(entropy.mean())})
+            record = {"step": step, "accuracy": float(accuracy.mean()),
+                      "accuracy_se": accuracy_standard_error(accuracy, config.eval_samples),
+                      "entropy": float(entropy.mean())}
+            if config.pass_problems:
+                counts = correct_counts(self.model, self.processing_class, self.validation[:config.pass_problems],
+                                        config.pass_samples, config.temperature, self.pass_generator,
+                                        config.max_completion_length)
+                record["correct_counts"] = counts.tolist()
+            self.eval_records.append(record)
 
         def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
             logps, entropies, aux_loss = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
@@ -633,8 +694,11 @@ def _trl_deprecations_silenced():
 def build_trainer(model, tokenizer, train: list[Problem], validation: list[Problem], config: GRPORunConfig, seed: int,
                   device: str, output_dir: str, progress: bool = False):
     """The gap-tracking ``GRPOTrainer`` for one run (not yet trained): TRL's ``GRPOConfig`` from ``config``,
-    no KL term, no clipping, every completion scored once (``num_iterations = 1``); ``progress``: TRL's progress
-    bar. Under a launcher of N processes (:func:`world_size`) each generates completions_per_step / N."""
+    no KL term, no gradient clipping unless ``max_grad_norm`` > 0; one optimizer step per TRL step (no gradient
+    accumulation, ``steps_per_generation = 1``), a batch generated every ``num_iterations`` steps and trained on
+    that many times (1: every completion scored once, the ratio is 1 and its clip range inactive); the ratio at
+    ``importance_sampling_level`` (GRPO or GSPO). ``progress``: TRL's progress bar. Under a launcher of N
+    processes (:func:`world_size`) each generates completions_per_step / N."""
     from trl import GRPOConfig
 
     config.check()
@@ -646,7 +710,9 @@ def build_trainer(model, tokenizer, train: list[Problem], validation: list[Probl
             max_grad_norm=config.max_grad_norm,
             per_device_train_batch_size=per_process_batch_size(config.completions_per_step, config.num_generations,
                                                                world_size()),
-            gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1,
+            gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=config.num_iterations,
+            importance_sampling_level=config.importance_sampling_level, epsilon=config.epsilon,
+            epsilon_high=config.epsilon_high,
             num_generations=config.num_generations, max_completion_length=config.max_completion_length,
             temperature=config.temperature, top_p=1.0, top_k=0, beta=0.0, loss_type=config.loss_type,
             scale_rewards=config.scale_rewards, bf16=False, fp16=False, gradient_checkpointing=False,

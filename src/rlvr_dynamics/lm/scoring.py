@@ -105,29 +105,59 @@ def sampled_accuracy_and_entropy(model, tokenizer, problems: list[Problem], samp
                                  temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`sampled_accuracy` and, from the same samples, the policy's mean per-token entropy
     along its own completions (nats; the diversity measure of Yao et al.'s Figure 2).  # (Q,), (Q,)"""
+    rewards, entropies = _sampled_rewards(model, tokenizer, problems, samples_per_problem, max_new_tokens, generator,
+                                          batch_size, temperature, with_entropy=True)
+    return rewards.mean(-1), entropies.mean(-1)
+
+
+def correct_counts(model, tokenizer, problems: list[Problem], samples: int, temperature: float,
+                   generator: torch.Generator, max_completion_length: int, batch_size: int = 512) -> torch.Tensor:
+    """The number c_q of correct completions among ``samples`` drawn for each problem at ``temperature``.  # (Q,) long
+
+    The samples and their verification are :func:`sampled_accuracy`'s (the same sampler, the same draws from
+    ``generator`` for the same ``batch_size``: c_q / samples is its Ĵ_q), without the entropies. pass@k for
+    k ≤ samples: :func:`rlvr_dynamics.theory.boundary.pass_at_k_unbiased` (c_q, samples, ks)."""
+    if not problems:
+        raise ValueError("problems is empty: nothing to count")
+    rewards, _ = _sampled_rewards(model, tokenizer, problems, samples, max_completion_length, generator, batch_size,
+                                  temperature, with_entropy=False)
+    return rewards.sum(-1).round().long()
+
+
+def _sampled_rewards(model, tokenizer, problems: list[Problem], samples_per_problem: int, max_new_tokens: int,
+                     generator: torch.Generator, batch_size: int, temperature: float, with_entropy: bool
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The reward (1 correct, 0 not) of ``samples_per_problem`` completions of every problem, sampled in batches
+    of ``batch_size`` rows, and with ``with_entropy`` each one's mean per-token entropy.   # (Q, S), (Q, S) or None"""
     if samples_per_problem < 1:
         raise ValueError(f"samples_per_problem = {samples_per_problem}: must be ≥ 1")
+    if batch_size < 1:
+        raise ValueError(f"batch_size = {batch_size}: must be ≥ 1")
     device = next(model.parameters()).device
     prompts = [p.prompt for p in problems for _ in range(samples_per_problem)]
     answers = [str(p.answer) for p in problems for _ in range(samples_per_problem)]
     was_training = model.training
     model.eval()
     rewards, entropies = [], []
-    for start in range(0, len(prompts), batch_size):
-        encoded = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(device)
-        completion_ids, completion_mask, entropy = sample_completions(
-            model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens,
-            tokenizer.eos_token_id, tokenizer.pad_token_id, generator, temperature, with_entropy=True)
-        entropies.append(entropy.sum(-1) / completion_mask.sum(-1).clamp(min=1))
-        texts = tokenizer.batch_decode(
-            completion_ids * completion_mask + tokenizer.pad_token_id * (1 - completion_mask),
-            skip_special_tokens=True)
-        rewards += correctness_reward(texts, answers[start:start + batch_size])
-    model.train(was_training)
+    try:
+        for start in range(0, len(prompts), batch_size):
+            encoded = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+                                add_special_tokens=False).to(device)
+            sampled = sample_completions(
+                model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens,
+                tokenizer.eos_token_id, tokenizer.pad_token_id, generator, temperature, with_entropy=with_entropy)
+            completion_ids, completion_mask = sampled[0], sampled[1]
+            if with_entropy:
+                entropies.append(sampled[2].sum(-1) / completion_mask.sum(-1).clamp(min=1))
+            texts = tokenizer.batch_decode(
+                completion_ids * completion_mask + tokenizer.pad_token_id * (1 - completion_mask),
+                skip_special_tokens=True)
+            rewards += correctness_reward(texts, answers[start:start + batch_size])
+    finally:
+        model.train(was_training)
     shape = (len(problems), samples_per_problem)
-    return (torch.tensor(rewards, dtype=torch.float64).view(shape).mean(-1),
-            torch.cat(entropies).double().view(shape).mean(-1))
+    return (torch.tensor(rewards, dtype=torch.float64).view(shape),
+            torch.cat(entropies).double().view(shape) if with_entropy else None)
 
 
 def accuracy_standard_error(values: torch.Tensor, samples_per_problem: int) -> float:
