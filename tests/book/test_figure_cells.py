@@ -62,7 +62,7 @@ def test_the_book_numbers_every_figure_once():
     for spec in NOTEBOOKS.values():
         notebook = jupytext.read(project_root() / spec.source)
         names += [c.metadata["mystnb"]["figure"]["name"] for c in notebook.cells if "chapter.show(" in c.source]
-    assert len(names) == len(set(names)) == 26
+    assert len(names) == len(set(names)) == 29
 
 
 def test_the_check_catches_a_figure_a_reader_cannot_use():

@@ -100,7 +100,8 @@ def test_lost_outputs_or_changed_code_re_execute(project):
     edit(root / "src" / "rlvr_dynamics" / "engines" / "token_training.py")  # imported by the token-level chapter only
     assert build(executed, builds)[0] == ["token_theory"]
     edit(root / "src" / "rlvr_dynamics" / "engines" / "bandit.py")  # imported by four chapters' modules
-    assert sorted(build(executed, builds)[0]) == ["figure1", "many_prompts", "performance", "trajectory_theory"]
+    assert sorted(build(executed, builds)[0]) == ["boundary", "figure1", "many_prompts", "performance",
+                                                  "trajectory_theory"]
     edit(root / "src" / "rlvr_dynamics" / "chapters" / "figure2.py")  # one chapter: another's cache holds
     assert build(executed, builds)[0] == ["figure2"]
     edit(root / "src" / "rlvr_dynamics" / "book" / "results.py")  # imported by every notebook's chapter context

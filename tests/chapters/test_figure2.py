@@ -750,25 +750,13 @@ def test_the_committed_gpu_record_matches_the_paper_preset():
 # ----------------------------------------------------------------------------------------------
 
 
-def _record(seeds=(0, 1, 2)):
-    return {"seeds": list(seeds), "claims": [
-        {"claim": "gain ≥ 0.1", "enforced": False, "held": 2, "of": 3, "worst_margin": -0.06},
+def test_enforced_summary_and_the_record_path(tmp_path):
+    record = {"seeds": [0, 1, 2], "claims": [
         {"claim": "rises", "enforced": True, "held": 3, "of": 3, "worst_margin": 0.04},
         {"claim": "fact", "enforced": True, "held": 2, "of": 3, "worst_margin": None}]}
-
-
-def test_seed_glue_and_enforced_summary_by_hand(tmp_path):
-    record = _record()
-    assert figure2.seed_glue(record, "gain", "gain ≥ 0.1", 0.1) == {
-        "gain_held": "held at 2 of its 3 seeds (0–2)", "gain_worst": "0.040"}  # −0.06 + 0.1: the smallest gain
-    assert figure2.seed_glue(record, "x", "rises") == {"x_held": "held at 3 of its 3 seeds (0–2)", "x_worst": "0.040"}
-    assert figure2.seed_glue(record, "f", "fact")["f_worst"] == "not known (a seed's run stopped)"
-    missing = {"y_held": "is not recorded yet", "y_worst": "not recorded yet"}
-    assert figure2.seed_glue(record, "y", "not a claim") == missing and figure2.seed_glue(None, "y", "rises") == missing
-    assert figure2.seed_glue(_record((0, 3, 4)), "x", "rises")["x_held"] == "held at 3 of its 3 seeds (0, 3, 4)"
     # "fact" failed at a seed: not counted as holding everywhere
     assert figure2.enforced_summary(record) == "1 of its 2 enforced claims holding at every one of its 3 seeds (0–2)"
-    record["claims"][2]["held"] = 3
+    record["claims"][1]["held"] = 3
     assert figure2.enforced_summary(record) == "all 2 of its enforced claims holding at every one of its 3 seeds (0–2)"
     assert figure2.enforced_summary(None) == "no robustness record yet"
     path = tmp_path / "figure2.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -49,3 +50,28 @@ def test_intervals():
     assert rate == 0 and low == pytest.approx(0, abs=1e-15) and 0.05 < high < 0.06
     with pytest.raises(ValueError):
         statistics.wilson_interval(0, 0)
+
+
+def _record(seeds=(0, 1, 2)):
+    return {"seeds": list(seeds), "claims": [
+        {"claim": "gain ≥ 0.1", "enforced": False, "held": 2, "of": 3, "worst_margin": -0.06},
+        {"claim": "rises", "enforced": True, "held": 3, "of": 3, "worst_margin": 0.04},
+        {"claim": "fact", "enforced": True, "held": 2, "of": 3, "worst_margin": None}]}
+
+
+def test_seed_glue_by_hand(tmp_path):
+    record = _record()
+    assert statistics.seed_glue(record, "gain", "gain ≥ 0.1", 0.1) == {
+        "gain_held": "held at 2 of its 3 seeds (0–2)", "gain_worst": "0.040"}  # −0.06 + 0.1: the smallest gain
+    assert statistics.seed_glue(record, "x", "rises") == {"x_held": "held at 3 of its 3 seeds (0–2)",
+                                                           "x_worst": "0.040"}
+    assert statistics.seed_glue(record, "f", "fact")["f_worst"] == "not known (a seed's run stopped)"
+    missing = {"y_held": "is not recorded yet", "y_worst": "not recorded yet"}
+    assert statistics.seed_glue(record, "y", "not a claim") == missing
+    assert statistics.seed_glue(None, "y", "rises") == missing
+    assert statistics.seed_glue(_record((0, 3, 4)), "x", "rises")["x_held"] == "held at 3 of its 3 seeds (0, 3, 4)"
+    assert statistics.seed_range([2, 0, 1]) == "0–2" and statistics.seed_range([5]) == "5"
+    path = tmp_path / "x.json"
+    assert statistics.load_seed_record(path) is None
+    path.write_text(json.dumps(record), encoding="utf-8")
+    assert statistics.load_seed_record(path) == record

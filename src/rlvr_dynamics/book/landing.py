@@ -84,6 +84,10 @@ FINDINGS: tuple[Finding, ...] = (
     Finding(False, "Figure 2's cumulative gap as the variable accuracy follows: across optimizers and learning "
             "rates the step count predicts held-out runs better than the cumulative gap.", "figure2", "f2-sec-clock",
             "the step count predicts held-out runs better than the cumulative gap (b) (mean over GRPO seeds)"),
+    Finding(False, "Yao et al.'s negative-only updates as the way to keep the reasoning boundary: on many prompts "
+            "GRPO-N and GSPO-N shrink pass@k at large k the most, and positive-only GRPO-P keeps it better.",
+            "boundary", "bd-sec-exact",
+            "GRPO-P ends with a larger pass@k at the largest k than GRPO-N (mean over the problems)"),
     Finding(False, "Yao et al.'s \"largely unchanged\" better action during exploitation: below a threshold it "
             "loses more than half its mass first.", "two_stage", "ts-sec-two-stage",
             "At the smallest π_O(0) the better action loses more than half its mass during exploitation "

@@ -47,7 +47,10 @@ PAPER_RESULTS: Mapping[str, frozenset[str]] = {
     "corollary": frozenset({"1"}),
 }
 COMPANION = "Yao et al."
-COMPANION_RESULTS: Mapping[str, frozenset[str]] = {"lemma": frozenset({"1"}), "theorem": frozenset({"1"})}
+# The companion paper's summary lists Lemma 1, Theorem 1, Proposition 1 (statement not in the summary) and Remarks 1–4.
+COMPANION_RESULTS: Mapping[str, frozenset[str]] = {"lemma": frozenset({"1"}), "theorem": frozenset({"1"}),
+                                                   "proposition": frozenset({"1"}),
+                                                   "remark": frozenset({"1", "2", "3", "4"})}
 KINDS = ("axiom", "theorem", "lemma", "algorithm", "definition", "remark", "conjecture", "corollary", "criterion",
          "example", "property", "observation", "proposition", "assumption", "notation")
 BOOK_TAG = re.compile(r"[A-Z]{2}\d+")

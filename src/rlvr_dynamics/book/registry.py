@@ -29,6 +29,7 @@ _CHAPTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "two_stage": ("Two-stage dynamics and negative-only gradients (GRPO-N)", "TwoStageConfig", ("ci",)),
     "many_prompts": ("Many prompts: conflicting gaps, stalls and prompt-adaptive updates", "ManyPromptsConfig",
                      ("ci",)),
+    "boundary": ("The capability boundary: pass@k, GSPO and GSPO-N", "BoundaryConfig", ("ci",)),
     "performance": ("Appendix: performance", "PerformanceConfig", ("ci",)),
 }
 
@@ -102,6 +103,16 @@ _RERUN: dict[str, tuple[str, tuple[Variation, ...]]] = {
          Variation({"prompts_per_step": 1, "band_low": 0.1, "band_high": 0.9},
                    "One prompt per step, as in Figure 1's REINFORCE, for the band and uniform selections: the "
                    "curriculum then decides every step."))),
+    "boundary": (
+        "32 problems per variant, runs of 3 000 sampled steps, and 400 language-model steps per variant with 64 hard "
+        "problems × 512 samples for pass@k at three GRPO seeds. A CPU is enough for the exact model; the language "
+        "model prefers a GPU.",
+        (Variation({"answer_rule": "random"},
+                   "Answers independent of the prompt features: no parameter solves every prompt, so the prompts "
+                   "compete; compare how far each variant's pass@k at large k falls below the base model's."),
+         Variation({"inner_steps": 1},
+                   "One update per sampled batch: GSPO's update is then GRPO's (Proposition B13) and GSPO-N's is "
+                   "GRPO-N's; compare their curves with the page's."))),
     "performance": (
         "The page reads the committed benchmark records: both presets show the same page; GPU records appear "
         "when `make gpu-check` runs on a CUDA machine.",

@@ -210,6 +210,22 @@ RESULTS: tuple[Result, ...] = (
            "engines/test_multi_prompt.py::test_project_conflicts_by_hand"),
     Result("book", "The ``\"safe_step\"`` weight", "the safe-step rule as a TRL loss weighting", "many_prompts", "",
            "rlvr_dynamics.lm.grpo.safe_step_weights", "lm/test_grpo.py::test_safe_step_weights_by_hand"),
+    # --- beyond the paper: the capability boundary (chapter boundary)
+    Result("book, (BD1)", "(BD1)", "pass@k = 1 − (1 − J)^k from log(1 − J)", "boundary", "bd-pass",
+           "rlvr_dynamics.theory.boundary.pass_at_k",
+           "theory/test_boundary.py::test_pass_at_k_is_one_minus_the_chance_that_every_sample_fails"),
+    Result("book, (BD2)", "(BD2)", "the unbiased pass@k estimator of Chen et al. (2021)", "boundary", "bd-estimator",
+           "rlvr_dynamics.theory.boundary.pass_at_k_unbiased",
+           "theory/test_boundary.py::test_unbiased_estimator_has_the_exact_pass_at_k_as_its_mean"),
+    Result("book, (BD3)", "(BD3)", "GSPO's sequence-level importance ratio (Zheng et al. 2025)", "boundary", "bd-gspo",
+           "rlvr_dynamics.theory.boundary.log_importance_ratios",
+           "theory/test_boundary.py::test_sequence_ratio_is_the_geometric_mean_of_the_token_ratios"),
+    Result("book, Proposition B13", "(BD4)", "on-policy, GSPO's update is GRPO's", "boundary", "bd-identity",
+           "rlvr_dynamics.chapters.boundary.on_policy_identity",
+           "theory/test_boundary.py::test_on_policy_gspo_and_grpo_have_the_same_gradient_BD4"),
+    Result("book", "sampled trainings", "sampled GRPO, GRPO-N, GRPO-P, GSPO and GSPO-N on many prompts with exact J_q",
+           "boundary", "", "rlvr_dynamics.engines.multi_prompt.train_sampled",
+           "engines/test_multi_prompt.py::test_the_applied_gradient_equals_autograd_through_enumerated_sequences"),
 )
 
 

@@ -31,6 +31,7 @@ import torch
 from scipy import optimize, special
 
 from rlvr_dynamics.chapters import statistics
+from rlvr_dynamics.chapters.statistics import seed_glue  # noqa: F401 (the notebook's prose: one home, statistics)
 from rlvr_dynamics.config import parameter
 from rlvr_dynamics.files import project_root
 from rlvr_dynamics.lm import experiment, grpo, scoring
@@ -732,32 +733,7 @@ def gpu_record_table(record: dict) -> pd.DataFrame:
 def load_seed_record(path: str | Path | None = None) -> dict | None:
     """The committed robustness record (default :data:`ROBUSTNESS_RECORD` under the repository root),
     or None where there is none yet."""
-    path = project_root() / ROBUSTNESS_RECORD if path is None else Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-
-
-def _seed_range(seeds: list[int]) -> str:
-    seeds = sorted(seeds)
-    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}–{seeds[-1]}"
-    return ", ".join(map(str, seeds))
-
-
-def seed_glue(record: dict | None, name: str, claim: str, offset: float = 0.0) -> dict[str, str]:
-    """What ``record`` (:func:`load_seed_record`) says of ``claim``, as two texts for the prose:
-    ``NAME_held`` ("held at 8 of its 10 seeds (0–9)") and ``NAME_worst``, the worst margin over the
-    seeds plus ``offset`` (the claim's threshold, so that it reads as the smallest value), to three
-    decimals. Where the record (or the claim in it, or a seed's margin) is missing, the texts say so."""
-    entry = next((c for c in (record or {}).get("claims", []) if c["claim"] == claim), None)
-    if entry is None:
-        return {f"{name}_held": "is not recorded yet", f"{name}_worst": "not recorded yet"}
-    held = f"held at {entry['held']} of its {entry['of']} seeds ({_seed_range(record['seeds'])})"
-    worst = entry.get("worst_margin")
-    return {f"{name}_held": held,
-            f"{name}_worst": "not known (a seed's run stopped)" if worst is None else f"{worst + offset:.3f}"}
+    return statistics.load_seed_record(project_root() / ROBUSTNESS_RECORD if path is None else Path(path))
 
 
 def enforced_summary(record: dict | None) -> str:
@@ -768,4 +744,4 @@ def enforced_summary(record: dict | None) -> str:
     every = sum(c["held"] == c["of"] for c in enforced)
     count = f"all {every} of its" if every == len(enforced) else f"{every} of its {len(enforced)}"
     return (f"{count} enforced claims holding at every one of its {len(record['seeds'])} seeds "
-            f"({_seed_range(record['seeds'])})")
+            f"({statistics.seed_range(record['seeds'])})")

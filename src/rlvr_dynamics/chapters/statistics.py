@@ -1,5 +1,5 @@
-"""Statistics the chapters share: log-log slopes with intervals over seeds, and intervals for
-medians (censored), means and success rates."""
+"""Statistics the chapters share: log-log slopes with intervals over seeds, intervals for medians
+(censored), means and success rates, and what the committed robustness records (claims at seeds 0–9) say."""
 
 from __future__ import annotations
 
@@ -58,3 +58,37 @@ def wilson_interval(successes: int, trials: int, level: float = 0.95) -> tuple[f
     centre = (rate + z**2 / (2 * trials)) / (1 + z**2 / trials)
     half = z * math.sqrt(rate * (1 - rate) / trials + z**2 / (4 * trials**2)) / (1 + z**2 / trials)
     return rate, centre - half, centre + half
+
+
+def load_seed_record(path) -> dict | None:
+    """A committed robustness record (``data/robustness/NAME.json``: a chapter's claims at seeds 0–9), or None where
+    there is none yet."""
+    import json
+    from pathlib import Path
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def seed_range(seeds: list[int]) -> str:
+    """Seeds as text: "0–9" for a run of consecutive seeds, else a comma list."""
+    seeds = sorted(seeds)
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def seed_glue(record: dict | None, name: str, claim: str, offset: float = 0.0) -> dict[str, str]:
+    """What ``record`` (:func:`load_seed_record`) says of ``claim``, as two texts for the prose:
+    ``NAME_held`` ("held at 8 of its 10 seeds (0–9)") and ``NAME_worst``, the worst margin over the
+    seeds plus ``offset`` (the claim's threshold, so that it reads as the smallest value), to three
+    decimals. Where the record (or the claim in it, or a seed's margin) is missing, the texts say so."""
+    entry = next((c for c in (record or {}).get("claims", []) if c["claim"] == claim), None)
+    if entry is None:
+        return {f"{name}_held": "is not recorded yet", f"{name}_worst": "not recorded yet"}
+    held = f"held at {entry['held']} of its {entry['of']} seeds ({seed_range(record['seeds'])})"
+    worst = entry.get("worst_margin")
+    return {f"{name}_held": held,
+            f"{name}_worst": "not known (a seed's run stopped)" if worst is None else f"{worst + offset:.3f}"}

@@ -9,7 +9,7 @@ else of the package).
 - :mod:`~rlvr_dynamics.theory.bounds`          every bound: Lemma 1, Theorems 1–4, Corollary 1, (18a), (20)–(22)
 - :mod:`~rlvr_dynamics.theory.logit_dynamics`  the companion paper's Lemma 1 and time scales (two-stage dynamics)
 - :mod:`~rlvr_dynamics.theory.many_prompts`    Lemma 1 and Theorem 1 per prompt under one shared update (B10–B12)
-- :mod:`~rlvr_dynamics.theory.boundary`        pass@k exactly and from samples (BD1, BD2), GSPO's sequence ratio (BD3, BD4)
+- :mod:`~rlvr_dynamics.theory.boundary`        pass@k (BD1, BD2), GSPO's sequence-level ratio (BD3, BD4)
 """
 
 import torch
