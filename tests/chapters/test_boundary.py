@@ -6,6 +6,7 @@ counter-example."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from types import SimpleNamespace
 
@@ -541,7 +542,11 @@ def test_drawing_functions_draw_every_series(tiny):
     import matplotlib.pyplot as plt
 
     frame = bd.pass_frame(_pass_run(tiny), tiny)
-    assert set(bd.variant_palette()) == {"base model"} | set(bd.VARIANT_NAMES.values())
+    style = bd.variant_style()
+    assert set(style["palette"]) == set(style["dashes"]) == {"base model"} | set(bd.VARIANT_NAMES.values())
+    # colour by the advantages that update, dashes for the sequence-level ratio
+    assert style["palette"]["GSPO-N"] == style["palette"]["GRPO-N"] != style["palette"]["GRPO-P"]
+    assert style["dashes"]["GSPO"] == (4, 2) and style["dashes"]["GRPO"] == ""
     figure, axes = plt.subplots(1, 7)
     try:
         bd.draw_curves(axes[:2], frame)
@@ -554,3 +559,62 @@ def test_drawing_functions_draw_every_series(tiny):
         assert axes[5].get_ylabel() == "mean token entropy (nats)" and len(axes[5].get_lines()) >= 5
     finally:
         plt.close(figure)
+
+
+# ----------------------------------------------------------------------------------------------
+# The recorded long run
+# ----------------------------------------------------------------------------------------------
+
+
+def _long_run_folder(tmp_path, tiny, real, parameters=None):
+    """A run folder whose metrics.json has the long run's parameters and a headline like the chapter's."""
+    _, run, frame = real
+    gains, crossovers = bd.final_gains(frame), bd.crossover_ks(frame)
+    timing, fates = bd.timing_table(frame, tiny), bd.prompt_fates(run, tiny)
+    exact = bd.exact_glue(gains, crossovers, timing, fates, frame, tiny, bd.clip_share(run, tiny))
+    evals, _ = bd.lm_frames(_lm_runs(), [1, 2, 4], 4)
+    # metrics.json keys are texts: the chapter's writer turns the table's (column, statistic) pairs into str(pair)
+    changes = [{str(key): value for key, value in row.items()}
+               for row in bd.lm_entropy_changes(evals).reset_index().to_dict(orient="records")]
+    metrics = {"device": "cpu", "seed": 0, "run_seconds": 600.0, "versions": {"torch": "x"},
+               "parameters": bd.PRESETS["ci"] | bd.LONG_RUN if parameters is None else parameters,
+               "headline": {"exact": exact, "lm": {"changes": changes, "gains": []}}}
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps(metrics, default=float), encoding="utf-8")
+    return folder
+
+
+def test_long_record_round_trip_table_and_glue(tmp_path, tiny, real):
+    path = bd.write_long_record(_long_run_folder(tmp_path, tiny, real), tmp_path / "rec" / "long.json",
+                                bd.long_run_command("out"), "2026-11-30")
+    record = bd.read_long_record(path)
+    assert record["command"] == ("rlvr-book run boundary -p steps 3000 -p seeds 32 -p lm_steps 400 "
+                                 "-p lm_eval_every 50 --output out")
+    assert record["date"] == "2026-11-30" and record["run_seconds"] == 600.0
+    table = bd.long_record_table(record)
+    assert list(table.index) == list(bd.VARIANT_NAMES.values())
+    assert table.loc["GRPO", "LM entropy change"] == "-0.100"  # the fake LM runs: entropy 0.5, 0.3, 0.4
+    glue = bd.long_record_glue(record)
+    assert glue["long_steps"] == bd.LONG_RUN["steps"] and glue["long_minutes"] == 10.0
+    assert glue["long_rebound"] == pytest.approx(0.1) and set(glue) >= {f"long_passk_{v}" for v in bd.VARIANTS}
+
+
+def test_read_long_record_rejects_missing_stale_or_broken_records(tmp_path, tiny, real):
+    with pytest.raises(ValueError, match="no recorded long run"):
+        bd.read_long_record(tmp_path / "none.json")
+    stale = bd.PRESETS["ci"] | bd.LONG_RUN | {"steps": 10}
+    path = bd.write_long_record(_long_run_folder(tmp_path, tiny, real, stale), tmp_path / "stale.json", "c", "d")
+    with pytest.raises(ValueError, match="differ from the 'ci' preset with LONG_RUN: steps"):
+        bd.read_long_record(path)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{", encoding="utf-8")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        bd.read_long_record(broken)
+    record = json.loads(path.read_text(encoding="utf-8"))
+    del record["device"]
+    broken.write_text(json.dumps(record), encoding="utf-8")
+    with pytest.raises(ValueError, match="field 'device'"):
+        bd.read_long_record(broken)
+    assert bd.LONG_RECORD.as_posix() == "data/boundary/long-run.json"
+    assert bd.ROBUSTNESS_RECORD.as_posix() == "data/robustness/boundary.json"

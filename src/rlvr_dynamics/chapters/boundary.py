@@ -441,12 +441,17 @@ def exact_glue(gains: pd.DataFrame, crossovers: pd.DataFrame, timing: pd.DataFra
 # ----------------------------------------------------------------------------------------------
 
 
-def variant_palette() -> dict[str, tuple]:
-    """One colour per variant and black for the base model."""
+def variant_style() -> dict[str, dict]:
+    """seaborn's ``palette`` and ``dashes`` for the variants: the colour says which advantages update (all: blue,
+    negative only: orange, positive only: green; the base model black), the line the ratio's level (token: solid,
+    sequence, GSPO: dashed)."""
     import seaborn as sns
 
-    colours = sns.color_palette("colorblind", len(VARIANTS))
-    return {"base model": (0.0, 0.0, 0.0)} | {VARIANT_NAMES[v]: colours[i] for i, v in enumerate(VARIANTS)}
+    blue, orange, green = (sns.color_palette("colorblind")[i] for i in (0, 1, 2))
+    palette = {"base model": (0.0, 0.0, 0.0), "GRPO": blue, "GRPO-N": orange, "GRPO-P": green, "GSPO": blue,
+               "GSPO-N": orange}
+    dashes = {name: (4, 2) if name.startswith("GSPO") else "" for name in palette}
+    return {"palette": palette, "dashes": dashes, "hue": "variant", "style": "variant"}
 
 
 def draw_curves(axes, frame: pd.DataFrame) -> None:
@@ -454,13 +459,14 @@ def draw_curves(axes, frame: pd.DataFrame) -> None:
     95% band), and pass@k − base against k with the zero line (below it: the boundary shrank)."""
     import seaborn as sns
 
-    palette = variant_palette()
+    style = variant_style()
     final = frame[frame.step == frame.step.max()]
     base = frame[(frame.step == 0) & (frame.variant == "GRPO")].assign(variant="base model")
     curves = pd.concat([base, final], ignore_index=True)
-    sns.lineplot(curves, x="k", y="pass", hue="variant", palette=palette, errorbar=("ci", 95), ax=axes[0])
+    sns.lineplot(curves, x="k", y="pass", **style, errorbar=("ci", 95), ax=axes[0])
+    axes[0].legend(loc="lower right", fontsize="small")
     gains = against_base(frame)
-    sns.lineplot(gains[gains.step == gains.step.max()], x="k", y="gain", hue="variant", palette=palette,
+    sns.lineplot(gains[gains.step == gains.step.max()], x="k", y="gain", **style,
                  errorbar=("ci", 95), ax=axes[1], legend=False)
     axes[1].axhline(0.0, color="black", linewidth=0.8)
     for ax in axes:
@@ -474,9 +480,9 @@ def draw_trajectories(axes, frame: pd.DataFrame, largest_k: int) -> None:
     problems, 95% band)."""
     import seaborn as sns
 
-    palette = variant_palette()
+    style = variant_style()
     for ax, k in zip(axes, (1, largest_k), strict=True):
-        sns.lineplot(boundary_trajectories(frame, k), x="step", y="gain", hue="variant", palette=palette,
+        sns.lineplot(boundary_trajectories(frame, k), x="step", y="gain", **style,
                      errorbar=("ci", 95), ax=ax, legend=ax is axes[0])
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set(ylabel=f"pass@{k} − base model")
@@ -597,36 +603,47 @@ def draw_lm(axes, evals: pd.DataFrame, passes: pd.DataFrame) -> None:
     sampled accuracy over the steps (mean over the GRPO seeds, band from the smallest to the largest value)."""
     import seaborn as sns
 
-    palette = variant_palette()
+    style = variant_style()
     base = passes[(passes.step == 0) & (passes.variant == "GRPO")].assign(variant="base model")
     final = passes[passes.step == passes.step.max()]
-    sns.lineplot(pd.concat([base, final], ignore_index=True), x="k", y="pass", hue="variant", palette=palette,
+    sns.lineplot(pd.concat([base, final], ignore_index=True), x="k", y="pass", **style,
                  errorbar=("pi", 100), ax=axes[0])
     axes[0].set_xscale("log", base=2)
     axes[0].set(ylabel="pass@k (mean over problems)")
     for ax, y, label in ((axes[1], "entropy", "mean token entropy (nats)"),
                          (axes[2], "accuracy", "sampled validation accuracy")):
-        sns.lineplot(evals, x="step", y=y, hue="variant", palette=palette, errorbar=("pi", 100), marker="o", ax=ax,
+        sns.lineplot(evals, x="step", y=y, **style, errorbar=("pi", 100), marker="o", ax=ax,
                      legend=False)
         ax.set(ylabel=label)
 
 
 # ----------------------------------------------------------------------------------------------
-# The recorded run of the `paper` preset (longer runs; the chapter shows it beside its own)
+# The recorded long run (the `ci` preset with longer training; the chapter shows it beside its own)
 # ----------------------------------------------------------------------------------------------
 
-PAPER_RECORD = Path("data") / "boundary" / "paper-preset.json"
-"""The record of one execution of this chapter at the ``paper`` preset (relative to the repository root), written
-by :func:`write_paper_record`: ``rlvr-book run boundary --preset paper --output DIR`` and then
-``python -m rlvr_dynamics.chapters.boundary DIR`` (see the chapter)."""
+LONG_RUN = {"steps": 3000, "seeds": 32, "lm_steps": 400, "lm_eval_every": 50}
+"""What the recorded long run changes in the ``ci`` preset: three times the exact model's steps on 32 problems, ten
+times the language model's steps (on CPU; the ``paper`` preset's language model is the Figure-2 chapter's 25 M-
+parameter model, for a GPU)."""
 
-_PAPER_FIELDS = {"device": str, "date": str, "command": str, "seed": int, "run_seconds": float, "versions": dict,
-                 "parameters": dict, "headline": dict}
+LONG_RECORD = Path("data") / "boundary" / "long-run.json"
+"""The record of the long run (relative to the repository root), written by :func:`write_long_record`:
+``rlvr-book run boundary -p steps 3000 -p seeds 32 -p lm_steps 400 -p lm_eval_every 50 --output DIR``, then
+``python -m rlvr_dynamics.chapters.boundary DIR``."""
+
+_LONG_FIELDS = {"device": str, "date": str, "command": str, "seed": int, "run_seconds": float, "versions": dict,
+                "parameters": dict, "headline": dict}
 
 
-def write_paper_record(run_folder: str | Path, destination: str | Path, command: str, date: str) -> Path:
-    """The record of one execution (``run_folder``: the output folder of ``rlvr-book run boundary --preset paper``,
-    with its ``metrics.json``): device, date, versions, command, seed, parameters, run time and headline."""
+def long_run_command(folder: str | Path) -> str:
+    """The command that makes the long run into ``folder``."""
+    overrides = " ".join(f"-p {name} {value}" for name, value in LONG_RUN.items())
+    return f"rlvr-book run boundary {overrides} --output {folder}"
+
+
+def write_long_record(run_folder: str | Path, destination: str | Path, command: str, date: str) -> Path:
+    """The record of one execution (``run_folder``: the output folder of :func:`long_run_command`, with its
+    ``metrics.json``): device, date, versions, command, seed, parameters, run time and headline."""
     metrics = json.loads((Path(run_folder) / "metrics.json").read_text(encoding="utf-8"))
     record = {"device": str(metrics["device"]), "date": date, "command": command, "seed": int(metrics["seed"]),
               "run_seconds": float(metrics["run_seconds"]), "versions": metrics["versions"],
@@ -637,37 +654,39 @@ def write_paper_record(run_folder: str | Path, destination: str | Path, command:
     return destination
 
 
-def read_paper_record(path: str | Path | None = None) -> dict:
-    """The recorded ``paper``-preset run (default :data:`PAPER_RECORD` under the repository root), checked whole: a
-    ``ValueError`` names a missing file, a missing or mistyped field, or parameters that differ from the ``paper``
-    preset as the chapter defines it now (a stale record)."""
-    path = project_root() / PAPER_RECORD if path is None else Path(path)
+def read_long_record(path: str | Path | None = None) -> dict:
+    """The recorded long run (default :data:`LONG_RECORD` under the repository root), checked whole: a
+    ``ValueError`` names a missing file, a missing or mistyped field, or parameters that differ from the ``ci``
+    preset with :data:`LONG_RUN` as the chapter defines them now (a stale record)."""
+    path = project_root() / LONG_RECORD if path is None else Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no recorded paper-preset run (see boundary.PAPER_RECORD for the command)")
+        raise ValueError(f"{path}: no recorded long run (see boundary.LONG_RECORD for the command)")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
-    for name, kind in _PAPER_FIELDS.items():
+    for name, kind in _LONG_FIELDS.items():
         value = record.get(name) if isinstance(record, dict) else None
         allowed = (int, float) if kind is float else kind
         if not isinstance(value, allowed) or isinstance(value, bool):
             raise ValueError(f"{path}: field '{name}' is missing or not of type {kind.__name__}")
-    different = sorted(name for name, value in PRESETS["paper"].items() if record["parameters"].get(name) != value)
+    expected = PRESETS["ci"] | LONG_RUN
+    different = sorted(name for name, value in expected.items() if record["parameters"].get(name) != value)
     if different:
-        raise ValueError(f"{path}: parameters differ from the 'paper' preset: {', '.join(different)}")
+        raise ValueError(f"{path}: parameters differ from the 'ci' preset with LONG_RUN: {', '.join(different)}")
     if not {"exact", "lm"} <= set(record["headline"]):
         raise ValueError(f"{path}: the headline lacks 'exact' or 'lm'")
     return record
 
 
-def paper_record_table(record: dict) -> pd.DataFrame:
+def long_record_table(record: dict) -> pd.DataFrame:
     """The recorded run per variant: the exact model's pass@1 and pass@(largest k) gains over the base (mean [95%
     interval] over its problems), and the language model's accuracy gain, entropy change and entropy rise from its
     lowest point (mean over its GRPO seeds), as texts to 3 decimals."""
     exact, changes = record["headline"]["exact"], pd.DataFrame(record["headline"]["lm"]["changes"])
     changes = changes.set_index(changes.columns[0])
     largest = exact["largest_k"]
+
     def cell(name: str) -> str:
         return "{:.3f} [{:.3f}, {:.3f}]".format(exact[name], exact[f"{name}_low"], exact[f"{name}_high"])
 
@@ -681,27 +700,26 @@ def paper_record_table(record: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-def paper_record_glue(record: dict) -> dict:
-    """The recorded run's numbers for the prose: ``paper_steps``, ``paper_problems``, ``paper_lm_steps``,
-    ``paper_lm_seeds``, ``paper_lm_problems``, ``paper_lm_samples``, ``paper_minutes``, ``paper_device``,
-    ``paper_passk_{variant}`` and ``paper_rebound`` (the largest mean rise of an LM variant's entropy from its
+def long_record_glue(record: dict) -> dict:
+    """The recorded run's numbers for the prose: ``long_steps``, ``long_problems``, ``long_lm_steps``,
+    ``long_lm_seeds``, ``long_lm_problems``, ``long_lm_samples``, ``long_minutes``, ``long_device``,
+    ``long_passk_{variant}`` and ``long_rebound`` (the largest mean rise of an LM variant's entropy from its
     lowest point)."""
     exact, changes = record["headline"]["exact"], pd.DataFrame(record["headline"]["lm"]["changes"])
     parameters = record["parameters"]
-    values = {"paper_steps": parameters["steps"], "paper_problems": parameters["seeds"],
-              "paper_lm_steps": parameters["lm_steps"], "paper_lm_seeds": parameters["lm_seeds"],
-              "paper_lm_problems": parameters["lm_pass_problems"], "paper_lm_samples": parameters["lm_pass_samples"],
-              "paper_minutes": record["run_seconds"] / 60,
-              "paper_device": record["device"], "paper_rebound": float(changes[str(("rebound", "mean"))].max())}
-    values.update({f"paper_passk_{key}": exact[f"passk_{key}"] for key in VARIANT_NAMES})
+    values = {"long_steps": parameters["steps"], "long_problems": parameters["seeds"],
+              "long_lm_steps": parameters["lm_steps"], "long_lm_seeds": parameters["lm_seeds"],
+              "long_lm_problems": parameters["lm_pass_problems"], "long_lm_samples": parameters["lm_pass_samples"],
+              "long_minutes": record["run_seconds"] / 60,
+              "long_device": record["device"], "long_rebound": float(changes[str(("rebound", "mean"))].max())}
+    values.update({f"long_passk_{key}": exact[f"passk_{key}"] for key in VARIANT_NAMES})
     return values
 
 
-if __name__ == "__main__":  # python -m rlvr_dynamics.chapters.boundary RUN_FOLDER: record a paper-preset run
+if __name__ == "__main__":  # python -m rlvr_dynamics.chapters.boundary RUN_FOLDER: record the long run
     import datetime
     import sys
 
     folder = sys.argv[1]
-    print(write_paper_record(folder, project_root() / PAPER_RECORD,
-                             f"rlvr-book run boundary --preset paper --output {folder}",
-                             datetime.date.today().isoformat()))
+    print(write_long_record(folder, project_root() / LONG_RECORD, long_run_command(folder),
+                            datetime.date.today().isoformat()))
