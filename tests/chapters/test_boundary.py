@@ -572,16 +572,18 @@ def _long_run_folder(tmp_path, tiny, real, parameters=None):
     gains, crossovers = bd.final_gains(frame), bd.crossover_ks(frame)
     timing, fates = bd.timing_table(frame, tiny), bd.prompt_fates(run, tiny)
     exact = bd.exact_glue(gains, crossovers, timing, fates, frame, tiny, bd.clip_share(run, tiny))
-    evals, _ = bd.lm_frames(_lm_runs(), [1, 2, 4], 4)
+    evals, passes = bd.lm_frames(_lm_runs(), [1, 2, 4], 4)
+    gains = bd.lm_gains(passes).reset_index().to_dict(orient="records")
     # metrics.json keys are texts: the chapter's writer turns the table's (column, statistic) pairs into str(pair)
     changes = [{str(key): value for key, value in row.items()}
                for row in bd.lm_entropy_changes(evals).reset_index().to_dict(orient="records")]
     metrics = {"device": "cpu", "seed": 0, "run_seconds": 600.0, "versions": {"torch": "x"},
                "parameters": bd.PRESETS["ci"] | bd.LONG_RUN if parameters is None else parameters,
-               "headline": {"exact": exact, "lm": {"changes": changes, "gains": []}}}
+               "headline": {"exact": exact, "lm": {"changes": changes, "gains": gains}}}
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "metrics.json").write_text(json.dumps(metrics, default=float), encoding="utf-8")
+    (folder / "boundary_lm.png").write_bytes(b"png")
     return folder
 
 
@@ -589,6 +591,10 @@ def test_long_record_round_trip_table_and_glue(tmp_path, tiny, real):
     path = bd.write_long_record(_long_run_folder(tmp_path, tiny, real), tmp_path / "rec" / "long.json",
                                 bd.long_run_command("out"), "2026-11-30")
     record = bd.read_long_record(path)
+    assert bd.long_record_figure(path).read_bytes() == b"png"  # copied beside the record
+    bd.long_record_figure(path).unlink()
+    with pytest.raises(ValueError, match="figure is missing"):
+        bd.long_record_figure(path)
     assert record["command"] == ("rlvr-book run boundary -p steps 3000 -p seeds 32 -p lm_steps 400 "
                                  "-p lm_eval_every 50 --output out")
     assert record["date"] == "2026-11-30" and record["run_seconds"] == 600.0
@@ -598,6 +604,9 @@ def test_long_record_round_trip_table_and_glue(tmp_path, tiny, real):
     glue = bd.long_record_glue(record)
     assert glue["long_steps"] == bd.LONG_RUN["steps"] and glue["long_minutes"] == 10.0
     assert glue["long_rebound"] == pytest.approx(0.1) and set(glue) >= {f"long_passk_{v}" for v in bd.VARIANTS}
+    # the fake LM runs' gains (see test_lm_gains_entropy_changes_and_their_margins): GRPO +1/4 at k = 1, +1/2 at 4
+    assert glue["long_lm_largest_k"] == 4 and glue["long_lm_pass1_grpo"] == pytest.approx(0.25)
+    assert glue["long_lm_passk_grpo"] == pytest.approx(0.5) and glue["long_lm_entropy_grpo"] == pytest.approx(-0.1)
 
 
 def test_read_long_record_rejects_missing_stale_or_broken_records(tmp_path, tiny, real):

@@ -631,6 +631,9 @@ LONG_RECORD = Path("data") / "boundary" / "long-run.json"
 ``rlvr-book run boundary -p steps 3000 -p seeds 32 -p lm_steps 400 -p lm_eval_every 50 --output DIR``, then
 ``python -m rlvr_dynamics.chapters.boundary DIR``."""
 
+LONG_FIGURE = "long-run-lm.png"
+"""The long run's language-model figure, copied beside the record (its ``boundary_lm.png``)."""
+
 _LONG_FIELDS = {"device": str, "date": str, "command": str, "seed": int, "run_seconds": float, "versions": dict,
                 "parameters": dict, "headline": dict}
 
@@ -643,15 +646,28 @@ def long_run_command(folder: str | Path) -> str:
 
 def write_long_record(run_folder: str | Path, destination: str | Path, command: str, date: str) -> Path:
     """The record of one execution (``run_folder``: the output folder of :func:`long_run_command`, with its
-    ``metrics.json``): device, date, versions, command, seed, parameters, run time and headline."""
+    ``metrics.json`` and ``boundary_lm.png``): device, date, versions, command, seed, parameters, run time and
+    headline, and the language-model figure copied beside it as :data:`LONG_FIGURE`."""
+    import shutil
+
     metrics = json.loads((Path(run_folder) / "metrics.json").read_text(encoding="utf-8"))
     record = {"device": str(metrics["device"]), "date": date, "command": command, "seed": int(metrics["seed"]),
               "run_seconds": float(metrics["run_seconds"]), "versions": metrics["versions"],
               "parameters": metrics["parameters"], "headline": metrics["headline"]}
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(run_folder) / "boundary_lm.png", destination.parent / LONG_FIGURE)
     destination.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
     return destination
+
+
+def long_record_figure(path: str | Path | None = None) -> Path:
+    """The long run's language-model figure beside its record (default :data:`LONG_RECORD`); a ``ValueError`` when
+    it is missing."""
+    figure = (project_root() / LONG_RECORD if path is None else Path(path)).parent / LONG_FIGURE
+    if not figure.is_file():
+        raise ValueError(f"{figure}: the long run's figure is missing (write_long_record copies it)")
+    return figure
 
 
 def read_long_record(path: str | Path | None = None) -> dict:
@@ -703,8 +719,11 @@ def long_record_table(record: dict) -> pd.DataFrame:
 def long_record_glue(record: dict) -> dict:
     """The recorded run's numbers for the prose: ``long_steps``, ``long_problems``, ``long_lm_steps``,
     ``long_lm_seeds``, ``long_lm_problems``, ``long_lm_samples``, ``long_minutes``, ``long_device``,
-    ``long_passk_{variant}`` and ``long_rebound`` (the largest mean rise of an LM variant's entropy from its
-    lowest point)."""
+    ``long_passk_{variant}``, ``long_below_{variant}`` and ``long_recovered_{variant}`` (problems below the base
+    at the largest k at the end; problems back at the base after a dip), ``long_rebound`` (the largest mean rise
+    of an LM variant's entropy from its lowest point), and per variant the language model's mean pass@1 and
+    pass@(largest k) gains on the hard problems and entropy change: ``long_lm_pass1_{variant}``,
+    ``long_lm_passk_{variant}``, ``long_lm_entropy_{variant}``, with ``long_lm_largest_k``."""
     exact, changes = record["headline"]["exact"], pd.DataFrame(record["headline"]["lm"]["changes"])
     parameters = record["parameters"]
     values = {"long_steps": parameters["steps"], "long_problems": parameters["seeds"],
@@ -712,7 +731,17 @@ def long_record_glue(record: dict) -> dict:
               "long_lm_problems": parameters["lm_pass_problems"], "long_lm_samples": parameters["lm_pass_samples"],
               "long_minutes": record["run_seconds"] / 60,
               "long_device": record["device"], "long_rebound": float(changes[str(("rebound", "mean"))].max())}
-    values.update({f"long_passk_{key}": exact[f"passk_{key}"] for key in VARIANT_NAMES})
+    for key in VARIANT_NAMES:
+        values.update({f"long_passk_{key}": exact[f"passk_{key}"], f"long_below_{key}": exact[f"below_{key}"],
+                       f"long_recovered_{key}": exact[f"recovered_{key}"]})
+    gains = pd.DataFrame(record["headline"]["lm"]["gains"]).set_index(["variant", "k"])["mean"]
+    largest = int(gains.index.get_level_values("k").max())
+    changes = changes.set_index(changes.columns[0])
+    values["long_lm_largest_k"] = largest
+    for key, name in VARIANT_NAMES.items():
+        values.update({f"long_lm_pass1_{key}": float(gains[(name, 1)]),
+                       f"long_lm_passk_{key}": float(gains[(name, largest)]),
+                       f"long_lm_entropy_{key}": float(changes.loc[name, str(("entropy_change", "mean"))])})
     return values
 
 
