@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not built_book and not determinism and not reference" tests
+	$(BIN)/python -m pytest --durations=10 -m "not built_book and not determinism and not reference" tests
 
 notebooks: $(STAMP)
 	$(BIN)/rlvr-book execute-all --jobs $(JOBS)
@@ -48,7 +48,7 @@ notebooks: $(STAMP)
 nbval: notebooks
 	$(BIN)/python -m rlvr_dynamics.book.determinism record build/outputs build/determinism/first-run.json
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadscope \
-		--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg build/executed/*.ipynb
+		--durations=10 --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg build/executed/*.ipynb
 	$(BIN)/python -m pytest -m "determinism or reference" tests
 
 # Every chapter once more at another seed than the book's (claims must hold for any seed); the full

@@ -1,5 +1,5 @@
 """Every figure of the book is numbered, captioned, described and collapsible: the notebook cell that
-shows it (``chapter.show``) carries myst-nb's figure metadata (a ``fig-`` name that numbers it, a caption
+shows it (``chapter.show``, or ``Image`` for a figure committed with a recorded run) carries myst-nb's figure metadata (a ``fig-`` name that numbers it, a caption
 citing the paper), an alt text of its own and the ``hide-input`` tag, and shows one figure."""
 
 from __future__ import annotations
@@ -19,13 +19,17 @@ PAPER_REFERENCE = re.compile(r"\(\d+[ab]?\)|eq\. \d+|Figure \d|Theorem \d|Lemma 
 
 
 def figure_cell_problems(notebook: nbformat.NotebookNode) -> list[str]:
-    """What a reader would miss about each figure of ``notebook``: per cell that calls ``chapter.show``,
+    """What a reader would miss about each figure of ``notebook``: per cell that calls ``chapter.show`` or
+    displays a recorded ``Image``,
     a missing or duplicate ``fig-`` name, a caption shorter than 120 characters or citing no equation,
     figure, theorem, lemma or section, an alt text shorter than 80 characters or equal to the caption,
     no ``hide-input`` tag, or more than one figure in the cell."""
     problems, names = [], set()
     for cell in notebook.cells:
-        shows = re.findall(r"chapter\.show\([^,]+,\s*\"([\w-]+)\"", cell.source) if cell.cell_type == "code" else []
+        if cell.cell_type != "code":
+            continue
+        shows = re.findall(r"chapter\.show\([^,]+,\s*\"([\w-]+)\"", cell.source)
+        shows += [f"recorded image {image}" for image in re.findall(r"\bImage\(([^,)]+)", cell.source)]
         if not shows:
             continue
         figure = shows[0]
@@ -61,8 +65,9 @@ def test_the_book_numbers_every_figure_once():
     names = []
     for spec in NOTEBOOKS.values():
         notebook = jupytext.read(project_root() / spec.source)
-        names += [c.metadata["mystnb"]["figure"]["name"] for c in notebook.cells if "chapter.show(" in c.source]
-    assert len(names) == len(set(names)) == 29
+        names += [c.metadata["mystnb"]["figure"]["name"] for c in notebook.cells
+                  if "chapter.show(" in c.source or "Image(" in c.source]
+    assert len(names) == len(set(names)) == 31
 
 
 def test_the_check_catches_a_figure_a_reader_cannot_use():
@@ -85,3 +90,7 @@ def test_the_check_catches_a_figure_a_reader_cannot_use():
         "c: 2 figures in one cell (one caption each)", "c: figure name fig-a used twice",
         "c: the caption cites no equation, figure, theorem, lemma or section",
         "c: alt text of 130 characters (< 80) or equal to the caption"]
+    # a committed image shown without a caption is caught as well (the long run's figure once was)
+    notebook.cells = [nbformat.v4.new_code_cell('display(Image(filename=path, width=720))')]
+    assert figure_cell_problems(notebook)[0] == "recorded image filename=path: no figure name 'fig-…' (the figure " \
+                                                "is not numbered)"

@@ -495,6 +495,12 @@ def test_lm_gains_entropy_changes_and_their_margins():
     # accuracy gains 0.1 and 0.2 over the seeds: mean 0.15, half-width 12.706 · (0.1/√2)/√2 = 12.706 · 0.05
     assert changes.loc["GRPO", "accuracy_gain"].tolist() == pytest.approx(
         [0.15, 0.15 - T_975_1 * 0.05, 0.15 + T_975_1 * 0.05], rel=1e-9)
+    # the table the page shows: one "mean [low, high]" text per quantity
+    cells = bd.change_cells(changes)
+    assert list(cells.columns) == list(bd.CHANGE_COLUMNS.values()) and list(cells.index) == list(changes.index)
+    assert cells.loc["GRPO-N", "entropy change (nats)"] == "-0.200 [-0.200, -0.200]"
+    assert cells.loc["GRPO", "accuracy gain"] == "0.150 [{:.3f}, {:.3f}]".format(0.15 - T_975_1 * 0.05,
+                                                                            0.15 + T_975_1 * 0.05)
     # no turn: 0.01 − 0.1 < 0 where the entropy rebounds (fails), 0.01 − 0 where it does not
     margins = bd.no_turn_margins(changes)
     assert margins == pytest.approx([-0.09, 0.01, -0.09, -0.09, -0.09], abs=1e-12)

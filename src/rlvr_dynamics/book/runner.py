@@ -31,6 +31,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -334,9 +335,10 @@ def execute_all(preset: str = "ci", force: bool = False, names: list[str] | None
         if interrupt.requested():
             raise KeyboardInterrupt  # Ctrl-C: start no further kernel
         log(f"[execute]  {spec.name} (preset {preset}): {reason} ...")
+        started = time.perf_counter()
         execute_notebook(spec, parameters, target, root)
         record_result(spec, parameters, key, target, root)
-        log(f"[done]     {spec.name}: {target}")
+        log(f"[done]     {spec.name} in {time.perf_counter() - started:.0f} s: {target}")  # CI logs show the time
 
     rank = {name: i for i, name in enumerate(EXECUTION_ORDER)}
     pending.sort(key=lambda job: rank.get(job[0].name, len(rank)))

@@ -568,6 +568,18 @@ def lm_entropy_changes(evals: pd.DataFrame) -> pd.DataFrame:
                       ("accuracy_gain", "entropy_change", "rebound")}, axis=1)
 
 
+CHANGE_COLUMNS = {"accuracy_gain": "accuracy gain", "entropy_change": "entropy change (nats)",
+                  "rebound": "entropy rise from its low (nats)"}
+
+
+def change_cells(changes: pd.DataFrame) -> pd.DataFrame:
+    """:func:`lm_entropy_changes` as texts "mean [low, high]" to 3 decimals: variants as rows, one column per
+    quantity (:data:`CHANGE_COLUMNS`), so that the table fits the page's column."""
+    cells = {label: {variant: "{:.3f} [{:.3f}, {:.3f}]".format(*changes.loc[variant, column])
+                     for variant in changes.index} for column, label in CHANGE_COLUMNS.items()}
+    return pd.DataFrame(cells)
+
+
 def lm_glue(gains: pd.DataFrame, changes: pd.DataFrame, config: BoundaryConfig, lm_config) -> dict:
     """The numbers the prose quotes: ``lm_pass1_{variant}``, ``lm_passk_{variant}`` (gains at k = 1 and the
     largest k, with ``_low``, ``_high``), ``lm_entropy_{variant}`` (entropy change), ``lm_rebound_{variant}``
