@@ -1,6 +1,7 @@
 """Every figure of the book is numbered, captioned, described and collapsible: the notebook cell that
-shows it (``chapter.show``, or ``Image`` for a figure committed with a recorded run) carries myst-nb's figure metadata (a ``fig-`` name that numbers it, a caption
-citing the paper), an alt text of its own and the ``hide-input`` tag, and shows one figure."""
+shows it (``chapter.show``, or ``Image`` for a figure committed with a recorded run) carries myst-nb's
+figure metadata (a ``fig-`` name that numbers it, a caption citing the paper), an alt text of its own and
+the ``hide-input`` tag, and shows one figure."""
 
 from __future__ import annotations
 

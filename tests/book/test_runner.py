@@ -229,8 +229,20 @@ def test_the_books_static_files_are_staged_where_jupyter_book_loads_them(project
 
 def test_execution_order_names_every_notebook_once():
     assert sorted(runner.EXECUTION_ORDER) == sorted(NOTEBOOKS)
-    # two_stage reads the warm-up figure2 caches: it never starts before figure2
-    assert runner.EXECUTION_ORDER.index("figure2") < runner.EXECUTION_ORDER.index("two_stage")
+    # two_stage and boundary read the LM warm-up many_prompts caches: they never start before it
+    order = runner.EXECUTION_ORDER
+    assert order.index("many_prompts") < min(order.index("two_stage"), order.index("boundary"))
+    assert order[0] == "figure2"  # the longest
+
+
+def test_nbval_re_executes_the_notebooks_longest_first(tmp_path):
+    executed = tmp_path / "build" / "executed"
+    executed.mkdir(parents=True)
+    for name in ("gradient_gap", "zeta_extra", "figure2", "alpha_extra", "many_prompts"):
+        (executed / f"{name}.ipynb").write_text("{}")
+    (executed / "figure2.key").write_text("")
+    assert [path.name for path in runner.executed_notebooks(tmp_path)] == [
+        "figure2.ipynb", "many_prompts.ipynb", "gradient_gap.ipynb", "alpha_extra.ipynb", "zeta_extra.ipynb"]
 
 
 def test_the_book_injects_no_path_of_the_building_machine(tmp_path):

@@ -499,8 +499,8 @@ def test_lm_gains_entropy_changes_and_their_margins():
     cells = bd.change_cells(changes)
     assert list(cells.columns) == list(bd.CHANGE_COLUMNS.values()) and list(cells.index) == list(changes.index)
     assert cells.loc["GRPO-N", "entropy change (nats)"] == "-0.200 [-0.200, -0.200]"
-    assert cells.loc["GRPO", "accuracy gain"] == "0.150 [{:.3f}, {:.3f}]".format(0.15 - T_975_1 * 0.05,
-                                                                            0.15 + T_975_1 * 0.05)
+    low, high = 0.15 - T_975_1 * 0.05, 0.15 + T_975_1 * 0.05
+    assert cells.loc["GRPO", "accuracy gain"] == f"0.150 [{low:.3f}, {high:.3f}]"
     # no turn: 0.01 − 0.1 < 0 where the entropy rebounds (fails), 0.01 − 0 where it does not
     margins = bd.no_turn_margins(changes)
     assert margins == pytest.approx([-0.09, 0.01, -0.09, -0.09, -0.09], abs=1e-12)

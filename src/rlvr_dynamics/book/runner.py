@@ -63,12 +63,12 @@ OFFLINE_ENVIRONMENT = {
 # The book's executions (and nbval's, see the Makefile) give each kernel one thread: two notebooks
 # then share two cores without oversubscription, and every execution sums in the same order.
 BOOK_THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-# The order in which execute_all starts notebooks: about the longest first, so that two jobs end
-# together (ci preset on 2 cores: figure2 ≈ 300 s, many_prompts ≈ 150 s, boundary ≈ 150 s, two_stage
-# ≈ 120 s, token_theory ≈ 85 s, figure1 ≈ 50 s, the rest ≤ 20 s). two_stage and boundary read the LM
-# warm-up that many_prompts caches in its first minute, so they start after it (figure2 warms up its own
-# model, to another target). Names not listed run last.
-EXECUTION_ORDER = ("figure2", "token_theory", "many_prompts", "two_stage", "boundary", "figure1",
+# The order in which execute_all, robustness and nbval start notebooks: the longest first, so that two jobs end
+# together (ci preset on 2 cores, two at a time: figure2 ≈ 350 s, two_stage ≈ 150 s, many_prompts ≈ 150 s,
+# boundary ≈ 130 s, token_theory ≈ 55 s, figure1 ≈ 25 s, the rest ≤ 15 s). two_stage and boundary read the LM
+# warm-up that many_prompts caches (figure2 warms up its own model, to another target), so they come after it:
+# with figure2 on one job they start when many_prompts has ended. Names not listed run last.
+EXECUTION_ORDER = ("figure2", "many_prompts", "two_stage", "boundary", "token_theory", "figure1",
                    "trajectory_theory", "gradient_gap", "performance")
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
 STATIC_DIR = "book/_static"
@@ -84,6 +84,14 @@ PROVENANCE = "provenance.json"
 
 def build_dir(root: Path | None = None) -> Path:
     return (root or project_root()) / "build"
+
+
+def executed_notebooks(root: Path | None = None) -> list[Path]:
+    """The executed notebooks under ``build/executed`` in :data:`EXECUTION_ORDER` (the others after, by name):
+    the order nbval re-executes them in (``make nbval``), so that the longest start first."""
+    rank = {name: i for i, name in enumerate(EXECUTION_ORDER)}
+    found = sorted((build_dir(root) / "executed").glob("*.ipynb"))
+    return sorted(found, key=lambda path: rank.get(path.stem, len(rank)))
 
 
 def notebook_as_ipynb(spec: NotebookSpec, destination: Path, root: Path | None = None) -> Path:

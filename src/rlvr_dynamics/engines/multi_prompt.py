@@ -33,6 +33,7 @@ exact J_q, held-out prompts included, is recorded in log space along the way.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -232,13 +233,17 @@ class PromptState:
         outcomes: the per-prompt length law by outcome (:class:`~rlvr_dynamics.theory.markov.Outcomes`, (B, Q, T)).
         gaps: (B, Q, D) g⁺_q − g⁻_q = ∇f_q, eq. (10).
         grpo_updates: (B, Q, D) the exact GRPO update of each prompt, eq. (5) (None unless asked).
-        psi1: (B, Q) ‖|o|‖_ψ₁ of each prompt's response length (Assumption 3).
+        psi1: (B, Q) ‖|o|‖_ψ₁ of each prompt's response length (Assumption 3), computed when first read: only
+            the safe step uses it, and its bisection cost as much as the rest of a step.
     """
 
     outcomes: markov.Outcomes
     gaps: torch.Tensor
     grpo_updates: torch.Tensor | None
-    psi1: torch.Tensor
+
+    @functools.cached_property
+    def psi1(self) -> torch.Tensor:
+        return markov.length_psi1_norm(self.outcomes)  # (B, Q)
 
     @property
     def log_odds(self) -> torch.Tensor:
@@ -287,8 +292,7 @@ def prompt_state(family: PromptFamily, theta: torch.Tensor, grpo: bool = False) 
         return through_u if rows is None else torch.cat([through_u, parts[1].flatten(-2)], dim=-1)  # (B, Q, D)
 
     detached = markov.Outcomes(result.log_success_by_length.detach(), result.log_failure_by_length.detach())
-    return PromptState(detached, flatten(gradients[0]), flatten(gradients[1]) if grpo else None,
-                       markov.length_psi1_norm(detached))
+    return PromptState(detached, flatten(gradients[0]), flatten(gradients[1]) if grpo else None)
 
 
 def dr_grpo_weights(state: PromptState, group_size: int) -> torch.Tensor:
