@@ -78,6 +78,14 @@ def test_split_list_parses_and_names_the_bad_item():
         split_list("losses", "grpo,ppo", str, ("grpo",))
 
 
+def test_split_list_keeps_values_within_a_closed_range():
+    assert split_list("lengths", "2,4,64", int, within=(2, 64)) == [2, 4, 64]
+    for text, bad in (("2,65", 65), ("1,4", 1)):
+        with pytest.raises(ValueError, match=f"parameter 'lengths' = '{text}': {bad} is out of range: allowed "
+                                             "2 ≤ value ≤ 64"):
+            split_list("lengths", text, int, within=(2, 64))
+
+
 def test_check_choice():
     assert check_choice("rule", "gap", ("gap", "grpo")) == "gap"
     with pytest.raises(ValueError, match="parameter 'rule' = 'ppo' is unknown: allowed 'gap', 'grpo'"):

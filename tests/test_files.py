@@ -52,3 +52,17 @@ def test_provenance_and_places(monkeypatch, tmp_path):
     assert files.cache_folder() == tmp_path / "cache"
     monkeypatch.delenv(files.CACHE_ENV)
     assert files.cache_folder() == root / "build" / "cache"
+
+
+def test_check_fields_names_the_first_missing_or_mistyped_field():
+    fields = {"device": str, "seconds": float, "seed": int, "done": bool}
+    files.check_fields({"device": "cpu", "seconds": 12, "seed": 0, "done": False}, fields, "r.json")  # int seconds
+    for record, field, kind in (({"seconds": 1.0, "seed": 0, "done": True}, "device", "str"),
+                                ({"device": "cpu", "seconds": "1", "seed": 0, "done": True}, "seconds", "float"),
+                                ({"device": "cpu", "seconds": True, "seed": 0, "done": True}, "seconds", "float"),
+                                ({"device": "cpu", "seconds": 1.0, "seed": False, "done": True}, "seed", "int"),
+                                ({"device": "cpu", "seconds": 1.0, "seed": 0, "done": 1}, "done", "bool")):
+        with pytest.raises(ValueError, match=f"^r.json: field '{field}' is missing or not of type {kind}$"):
+            files.check_fields(record, fields, "r.json")
+    with pytest.raises(ValueError, match="field 'device' is missing"):
+        files.check_fields(["not", "an", "object"], fields, "r.json")

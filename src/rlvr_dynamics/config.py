@@ -113,10 +113,11 @@ def _check_no_surrounding_space(name: str, text: str) -> None:
         raise ParameterError(f"parameter '{name}' = {text!r} has surrounding whitespace: write {text.strip()!r}")
 
 
-def split_list(name: str, text: str, kind, allowed=None) -> list:
+def split_list(name: str, text: str, kind, allowed=None, within: tuple[float, float] | None = None) -> list:
     """Parse the comma-separated list parameter ``name`` (``"1e-4,3e-4"``) into values of ``kind``.
     Strict: an empty item (``"1e-4,,3e-4"``, a trailing comma) or an item with surrounding spaces is
-    an error rather than dropped or trimmed; a ``ValueError`` names the parameter and the bad item."""
+    an error rather than dropped or trimmed, as is a value not in ``allowed`` or outside the closed range
+    ``within`` = (low, high); a ``ValueError`` names the parameter and the bad item."""
     if not text.strip():
         raise ValueError(f"parameter '{name}' = {text!r} is empty: give one value or a comma-separated list")
     items = text.split(",")
@@ -135,6 +136,9 @@ def split_list(name: str, text: str, kind, allowed=None) -> list:
         if allowed is not None and value not in allowed:
             raise ValueError(f"parameter '{name}' = {text!r}: {item!r} is unknown: allowed "
                              f"{', '.join(repr(a) for a in allowed)}")
+        if within is not None and not within[0] <= value <= within[1]:
+            raise ValueError(f"parameter '{name}' = {text!r}: {value} is out of range: allowed "
+                             f"{within[0]} ≤ value ≤ {within[1]}")
         values.append(value)
     return values
 

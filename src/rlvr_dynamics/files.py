@@ -108,6 +108,17 @@ def read_json(path: str | os.PathLike, expect: type = dict) -> Any:
     return value
 
 
+def check_fields(record: Any, fields: Mapping[str, type], where: str) -> None:
+    """A record read from JSON must hold every field of ``fields`` with its type (a float field takes an int: a
+    whole number of seconds is still a number; a number field never takes a bool). A ``ValueError``
+    "``where``: field 'name' is missing or not of type kind" names the first that does not."""
+    for name, kind in fields.items():
+        value = record.get(name) if isinstance(record, dict) else None
+        allowed = (int, float) if kind is float else kind
+        if not isinstance(value, allowed) or (isinstance(value, bool) and kind is not bool):
+            raise ValueError(f"{where}: field '{name}' is missing or not of type {kind.__name__}")
+
+
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
     text = json.dumps(jsonable(payload), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
     return write_bytes_atomic(path, text.encode("utf-8"))

@@ -26,7 +26,7 @@ import torch
 from rlvr_dynamics.chapters import statistics
 from rlvr_dynamics.config import parameter, split_list
 from rlvr_dynamics.engines import multi_prompt as mp
-from rlvr_dynamics.files import project_root
+from rlvr_dynamics.files import check_fields, project_root
 from rlvr_dynamics.lm import experiment
 from rlvr_dynamics.theory import DTYPE, boundary
 
@@ -105,11 +105,7 @@ class BoundaryConfig:
 
     @property
     def length_list(self) -> tuple[int, ...]:
-        values = split_list("lengths", self.lengths, int)
-        for value in values:
-            if not 2 <= value <= 64:
-                raise ValueError(f"parameter 'lengths' = {self.lengths!r}: {value} is out of range: allowed 2 ≤ T ≤ 64")
-        return tuple(values)
+        return tuple(split_list("lengths", self.lengths, int, within=mp.CHAIN_LENGTHS))
 
     @property
     def ks(self) -> np.ndarray:
@@ -694,11 +690,7 @@ def read_long_record(path: str | Path | None = None) -> dict:
         record = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
-    for name, kind in _LONG_FIELDS.items():
-        value = record.get(name) if isinstance(record, dict) else None
-        allowed = (int, float) if kind is float else kind
-        if not isinstance(value, allowed) or isinstance(value, bool):
-            raise ValueError(f"{path}: field '{name}' is missing or not of type {kind.__name__}")
+    check_fields(record, _LONG_FIELDS, str(path))
     expected = PRESETS["ci"] | LONG_RUN
     different = sorted(name for name, value in expected.items() if record["parameters"].get(name) != value)
     if different:

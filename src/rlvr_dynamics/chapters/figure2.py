@@ -33,7 +33,7 @@ from scipy import optimize, special
 from rlvr_dynamics.chapters import statistics
 from rlvr_dynamics.chapters.statistics import seed_glue  # noqa: F401 (the notebook's prose: one home, statistics)
 from rlvr_dynamics.config import parameter
-from rlvr_dynamics.files import project_root
+from rlvr_dynamics.files import check_fields, project_root
 from rlvr_dynamics.lm import experiment, grpo, scoring
 from rlvr_dynamics.lm import task as lm_task
 from rlvr_dynamics.lm.experiment import run_label
@@ -680,11 +680,7 @@ def read_gpu_record(folder: str | Path | None = None, preset: str = "paper") -> 
         record = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
-    for name, kind in _RECORD_FIELDS.items():
-        value = record.get(name) if isinstance(record, dict) else None
-        allowed = (int, float) if kind is float else kind  # a whole number of seconds is still a number
-        if not isinstance(value, allowed) or isinstance(value, bool):
-            raise ValueError(f"{path}: field '{name}' is missing or not of type {kind.__name__}")
+    check_fields(record, _RECORD_FIELDS, str(path))
     if not record["device"].startswith("cuda"):
         raise ValueError(f"{path}: device '{record['device']}' is not a GPU")
     if record["preset"] != preset:

@@ -112,12 +112,7 @@ class ManyPromptsConfig:
 
     @property
     def length_list(self) -> tuple[int, ...]:
-        values = split_list("lengths", self.lengths, int)
-        for value in values:
-            if not 2 <= value <= 64:
-                raise ValueError(f"parameter 'lengths' = {self.lengths!r}: {value} is out of range: allowed "
-                                 "2 ≤ T ≤ 64")
-        return tuple(values)
+        return tuple(split_list("lengths", self.lengths, int, within=mp.CHAIN_LENGTHS))
 
     @property
     def grid(self) -> list[float]:

@@ -74,6 +74,9 @@ The filter acts after the advantages are formed, so a filtered rollout still cou
 and std and in the group size G that the objective averages over (as TRL's runner in
 :mod:`rlvr_dynamics.lm.grpo` clamps its advantages)."""
 EMPTY_LOGIT = -30.0  # EOS as the first token: an empty response has probability ≈ 1e-13
+CHAIN_LENGTHS = (2, 64)
+"""The lengths T_q a chapter may give its prompts (inclusive): a response needs one token and its EOS, and the
+exact forward pass costs T_q steps per prompt."""
 UNREACHABLE = markov.UNREACHABLE
 
 

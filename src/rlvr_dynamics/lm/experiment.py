@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from rlvr_dynamics.config import parameter, split_list
-from rlvr_dynamics.files import cache_folder
+from rlvr_dynamics.files import cache_folder, check_fields
 from rlvr_dynamics.lm import grpo
 from rlvr_dynamics.lm import model as lm_model
 from rlvr_dynamics.lm import task as lm_task
@@ -306,9 +306,7 @@ def read_warmup_entry(entry: Path) -> tuple[WarmupResult, int]:
         raise ValueError(f"warmup.json is not valid JSON: {getattr(error, 'msg', 'not UTF-8')}") from None
     if not isinstance(record, dict):
         raise ValueError("warmup.json: not a JSON object")
-    for name, kind in _ENTRY_FIELDS.items():
-        if not isinstance(record.get(name), kind):
-            raise ValueError(f"warmup.json: field '{name}' is missing or not of type {kind.__name__}")
+    check_fields(record, _ENTRY_FIELDS, "warmup.json")
     history = record["history"]
     if not all(isinstance(h, list) and len(h) == 2 and all(isinstance(v, (int, float)) for v in h) for h in history):
         raise ValueError("warmup.json: field 'history' is not a list of [step, accuracy] pairs")
