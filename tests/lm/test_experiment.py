@@ -205,6 +205,58 @@ def test_run_seeds_runs_every_run_per_seed_tracked_first_and_assembles_them_in_r
     assert [c[1] for c in calls] == [2e-4, 3e-4, 1e-4]
 
 
+def test_a_finished_run_is_served_from_the_cache_until_what_determines_it_changes(monkeypatch, tmp_path, capsys):
+    """The book's second execution reads its GRPO runs instead of training again: the same checkpoint, problems,
+    settings and seed give the cached run; a changed seed, setting, problem or checkpoint file trains again; a
+    damaged entry is reported and trained again; ``cache=False`` always trains."""
+    import pandas as pd
+
+    from rlvr_dynamics.lm import grpo
+
+    monkeypatch.setenv(files.CACHE_ENV, str(tmp_path / "cache"))
+    calls = []
+
+    def fake_run_one(job):
+        folder, train, validation, run_config, seed, device, threads, progress = job
+        calls.append((seed, run_config.learning_rate))
+        return grpo.GRPORun(run_config, pd.DataFrame({"step": [1], "reward": [seed / 10]}),
+                            pd.DataFrame({"step": [0], "accuracy": [run_config.learning_rate]}), seconds=1.5)
+
+    monkeypatch.setattr(experiment, "_run_one", fake_run_one)
+    checkpoint = tmp_path / "warm_model"
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    config = _config(loss_types="grpo", scale_rewards="group", learning_rates="1e-4,3e-4", workers=1)
+    train, validation = lm_task.generate_problems("arithmetic", 6, seed=0), lm_task.generate_problems("arithmetic", 3,
+                                                                                                    seed=1)
+    first = experiment.run_seeds(config, checkpoint, train, validation, [0, 1], "cpu")
+    assert len(calls) == 4 and len(list((tmp_path / "cache" / "lm-runs").glob("*.pkl"))) == 4
+    again = experiment.run_seeds(config, checkpoint, train, validation, [0, 1], "cpu")
+    assert len(calls) == 4  # nothing trained
+    for seed in (0, 1):
+        for cached, fresh in zip(again[seed], first[seed], strict=True):
+            assert cached.config == fresh.config and cached.steps.equals(fresh.steps) and cached.seconds == 1.5
+    experiment.run_seeds(config, checkpoint, train, validation, [2], "cpu")  # a new seed
+    assert calls[4:] == [(2, 1e-4), (2, 3e-4)]
+    experiment.run_seeds(replace(config, learning_rates="1e-4,2e-4"), checkpoint, train, validation, [0], "cpu")
+    assert calls[6:] == [(0, 2e-4)]  # only the changed run
+    experiment.run_seeds(config, checkpoint, train[:5], validation, [0], "cpu")  # other problems
+    (checkpoint / "model.safetensors").write_bytes(b"other weights")
+    experiment.run_seeds(config, checkpoint, train, validation, [0], "cpu")  # another checkpoint
+    assert len(calls) == 11
+    key = experiment.run_cache_key(checkpoint, train, validation, config.run_configs()[0], 0, "cpu",
+                                   torch.get_num_threads())
+    entry = tmp_path / "cache" / "lm-runs" / f"{key}.pkl"
+    entry.write_bytes(b"not a pickle")  # the first run of seed 0 from the new checkpoint
+    for _ in range(2):
+        experiment.run_seeds(config, checkpoint, train, validation, [0], "cpu")
+        experiment.run_seeds(config, checkpoint, train, validation, [1], "cpu")
+    assert "is damaged" in capsys.readouterr().err
+    assert calls[11:] == [(0, 1e-4), (1, 1e-4), (1, 3e-4)]  # the damaged one once, seed 1 anew
+    experiment.run_seeds(config, checkpoint, train, validation, [0], "cpu", cache=False)
+    assert len(calls) == 16
+
+
 def test_experiment_reads_a_local_jsonl_and_a_local_model_folder(tmp_path, tiny_model, tokenizer):
     path = lm_task.write_gsm8k_jsonl(lm_task.generate_problems("word", 40, seed=2), tmp_path / "train.jsonl")
     source = lm_model.save_model(tiny_model, tokenizer, tmp_path / "source")

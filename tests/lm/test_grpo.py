@@ -213,6 +213,32 @@ def test_grpo_run_is_deterministic_and_tracking_does_not_change_training(warm_fo
     assert "gap_estimate" not in untracked.steps and "gap_norm" not in untracked.steps
 
 
+def test_a_run_in_a_spawned_worker_is_the_run_of_this_process(warm_folder, arithmetic):
+    """The book trains in spawned worker processes and serves its second execution from the run cache
+    (:func:`rlvr_dynamics.lm.experiment.run_seeds`): that is sound only if a worker's run is bit for bit the run
+    this process makes from the same checkpoint, problems, settings and seed."""
+    import concurrent.futures
+    import multiprocessing
+
+    from rlvr_dynamics.lm import experiment
+
+    train, validation = arithmetic
+    config = grpo.GRPORunConfig(steps=3, completions_per_step=32, num_generations=4, max_completion_length=4,
+                                per_prompt_every=2, eval_every=2, eval_problems=16, eval_samples=2)
+    job = (str(warm_folder), train, validation, config, 3, "cpu", 1, False)
+    threads = torch.get_num_threads()
+    try:
+        here = experiment._run_one(job)  # sets this process's threads to the worker's
+    finally:
+        torch.set_num_threads(threads)
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        there = pool.submit(experiment._run_one, job).result()
+    timing = [column for column in here.steps if column == "seconds"]
+    pd.testing.assert_frame_equal(here.steps.drop(columns=timing), there.steps.drop(columns=timing))
+    pd.testing.assert_frame_equal(here.evals, there.evals)
+    assert here.steps["alignment"].notna().all()  # the tracked readings are compared too
+
+
 @pytest.mark.parametrize("loss_type, scale", [("dr_grpo", "none"), ("dapo", "batch"), ("bnpo", "group")])
 def test_every_loss_type_and_scaling_runs(warm_folder, arithmetic, loss_type, scale):
     run = _short_run(warm_folder, arithmetic, steps=2, loss_type=loss_type, scale_rewards=scale, tracking="estimate")

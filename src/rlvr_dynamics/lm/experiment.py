@@ -6,10 +6,12 @@ by a key of everything that determines it, the ``lm`` source included) and the G
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import sys
 import tempfile
@@ -20,7 +22,7 @@ from pathlib import Path
 import torch
 
 from rlvr_dynamics.config import parameter, split_list
-from rlvr_dynamics.files import cache_folder, check_fields
+from rlvr_dynamics.files import cache_folder, check_fields, write_bytes_atomic
 from rlvr_dynamics.lm import grpo
 from rlvr_dynamics.lm import model as lm_model
 from rlvr_dynamics.lm import task as lm_task
@@ -412,12 +414,50 @@ def grpo_seed_list(seed: int, count: int) -> list[int]:
     return [count * seed + index for index in range(count)]
 
 
+def run_cache_key(folder: str | Path, train, validation, run_config: grpo.GRPORunConfig, seed: int, device,
+                  threads: int) -> str | None:
+    """The key of one GRPO run: everything that determines it — the starting checkpoint's files, the training
+    and validation problems in their order, the run's settings, its seed, the device type and CPU threads, the
+    torch, transformers and trl versions and the source of the ``lm`` package (the code that trains). ``None``
+    — not cached — where ``folder`` is not a checkpoint folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    problems = [[repr(problem) for problem in problems] for problems in (train, validation)]
+    fields = dict(checkpoint=_file_digests(folder), problems=hashlib.sha256(json.dumps(problems).encode()).hexdigest(),
+                  run=dataclasses.asdict(run_config), seed=seed, device=torch.device(device).type, threads=threads,
+                  versions={name: metadata.version(name) for name in ("torch", "transformers", "trl")},
+                  lm_source=lm_source_digest())
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _cached_run(key: str | None) -> grpo.GRPORun | None:
+    """The run cached under ``key``, or None; an entry that cannot be read is reported on stderr and removed."""
+    entry = None if key is None else cache_folder() / "lm-runs" / f"{key}.pkl"
+    if entry is None or not entry.is_file():
+        return None
+    try:
+        run = pickle.loads(entry.read_bytes())
+        if not isinstance(run, grpo.GRPORun):
+            raise TypeError(f"holds a {type(run).__name__}")
+    except Exception as error:  # noqa: BLE001 — any damage: train again
+        print(f"GRPO run cache entry {entry} is damaged ({error}): training it again", file=sys.stderr)
+        entry.unlink(missing_ok=True)
+        return None
+    return run
+
+
 def run_seeds(config: LMExperimentConfig, folder: str | Path, train, validation, seeds: list[int], device,
-              progress: bool = False) -> dict[int, list[grpo.GRPORun]]:
+              progress: bool = False, cache: bool = True) -> dict[int, list[grpo.GRPORun]]:
     """Every run of ``config`` once per GRPO seed of ``seeds`` (GRPO seed → runs, in run order), all from
     the checkpoint in ``folder`` and in one pool of ``workers`` processes (as :func:`run_all`); the
     prompts of ``tracked_runs`` are tracked at the first seed only, and those runs start first (the
-    slowest)."""
+    slowest).
+
+    With ``cache`` every finished run is also kept under the cache folder, keyed by :func:`run_cache_key`, and a
+    later call that asks for the same run gets it from there instead of training again — as the warm-up
+    (:func:`prepare_model`): a run on the CPU is deterministic (``tests/lm``), so the copy is what training again
+    would give. The book's second execution of a chapter (nbval) then re-checks its analysis in minutes."""
     import concurrent.futures
     import multiprocessing
 
@@ -431,13 +471,24 @@ def run_seeds(config: LMExperimentConfig, folder: str | Path, train, validation,
     jobs.sort(key=lambda job: job[2].tracked_prompts == 0)  # stable: tracked runs first
     workers = min(config.workers, len(jobs)) if str(device) == "cpu" else 1
     threads = max(1, torch.get_num_threads() // workers) if workers > 1 else 0
-    arguments = [(str(folder), train, validation, c, s, str(device), threads, progress) for s, _, c in jobs]
+    keys = [run_cache_key(folder, train, validation, c, s, device, threads or torch.get_num_threads()) if cache
+            else None for s, _, c in jobs]
+    results = [_cached_run(key) for key in keys]
+    missing = [position for position, run in enumerate(results) if run is None]
+    arguments = [(str(folder), train, validation, jobs[p][2], jobs[p][0], str(device), threads, progress)
+                 for p in missing]
+    workers = min(workers, max(1, len(arguments)))
     if workers == 1:
-        results = [_run_one(job) for job in arguments]
+        trained = [_run_one(job) for job in arguments]
     else:
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            results = list(pool.map(_run_one, arguments))
+            trained = list(pool.map(_run_one, arguments))
+    for position, run in zip(missing, trained, strict=True):
+        results[position] = run
+        if keys[position] is not None:
+            with contextlib.suppress(OSError):  # a full or read-only disk: keep going uncached
+                write_bytes_atomic(cache_folder() / "lm-runs" / f"{keys[position]}.pkl", pickle.dumps(run))
     runs = {seed: [None] * len(configs) for seed in seeds}
     for (seed, index, _), run in zip(jobs, results, strict=True):
         runs[seed][index] = run
