@@ -244,8 +244,8 @@ def test_a_finished_run_is_served_from_the_cache_until_what_determines_it_change
     (checkpoint / "model.safetensors").write_bytes(b"other weights")
     experiment.run_seeds(config, checkpoint, train, validation, [0], "cpu")  # another checkpoint
     assert len(calls) == 11
-    key = experiment.run_cache_key(checkpoint, train, validation, config.run_configs()[0], 0, "cpu",
-                                   torch.get_num_threads())
+    key, = experiment.run_cache_keys(checkpoint, train, validation, [(config.run_configs()[0], 0)], "cpu",
+                                     torch.get_num_threads())
     entry = tmp_path / "cache" / "lm-runs" / f"{key}.pkl"
     entry.write_bytes(b"not a pickle")  # the first run of seed 0 from the new checkpoint
     for _ in range(2):
@@ -255,6 +255,44 @@ def test_a_finished_run_is_served_from_the_cache_until_what_determines_it_change
     assert calls[11:] == [(0, 1e-4), (1, 1e-4), (1, 3e-4)]  # the damaged one once, seed 1 anew
     experiment.run_seeds(config, checkpoint, train, validation, [0], "cpu", cache=False)
     assert len(calls) == 16
+
+
+def test_with_workers_a_single_missing_run_still_trains_in_a_worker(monkeypatch, tmp_path):
+    """_run_one sets the CPU threads of its process: with ``workers`` > 1 a run the cache lacks trains in the
+    pool even when it is the only one, never in the caller (whose threads it would change)."""
+    import concurrent.futures
+
+    import pandas as pd
+
+    from rlvr_dynamics.lm import grpo
+
+    monkeypatch.setenv(files.CACHE_ENV, str(tmp_path / "cache"))
+    pooled = []
+
+    class InlinePool:  # the pool's interface, run here, so that the fake run needs no pickling
+        def __init__(self, workers, mp_context=None):
+            pooled.append(workers)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def map(self, function, jobs):
+            return [function(job) for job in jobs]
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", InlinePool)
+    monkeypatch.setattr(experiment, "_run_one", lambda job: grpo.GRPORun(job[3], pd.DataFrame(), pd.DataFrame(), 1.0))
+    checkpoint = tmp_path / "warm_model"
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    config = _config(loss_types="grpo", scale_rewards="group", learning_rates="1e-4,3e-4", workers=2)
+    problems = lm_task.generate_problems("arithmetic", 4, seed=0)
+    threads = torch.get_num_threads()
+    experiment.run_seeds(config, checkpoint, problems, problems, [0], "cpu")
+    experiment.run_seeds(replace(config, learning_rates="1e-4,2e-4"), checkpoint, problems, problems, [0], "cpu")
+    assert pooled == [2, 2] and torch.get_num_threads() == threads
 
 
 def test_experiment_reads_a_local_jsonl_and_a_local_model_folder(tmp_path, tiny_model, tokenizer):

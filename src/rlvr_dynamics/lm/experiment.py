@@ -414,21 +414,22 @@ def grpo_seed_list(seed: int, count: int) -> list[int]:
     return [count * seed + index for index in range(count)]
 
 
-def run_cache_key(folder: str | Path, train, validation, run_config: grpo.GRPORunConfig, seed: int, device,
-                  threads: int) -> str | None:
-    """The key of one GRPO run: everything that determines it — the starting checkpoint's files, the training
-    and validation problems in their order, the run's settings, its seed, the device type and CPU threads, the
-    torch, transformers and trl versions and the source of the ``lm`` package (the code that trains). ``None``
-    — not cached — where ``folder`` is not a checkpoint folder."""
+def run_cache_keys(folder: str | Path, train, validation, runs: list[tuple[grpo.GRPORunConfig, int]], device,
+                   threads: int) -> list[str | None]:
+    """The key of each GRPO run (settings, seed) of ``runs`` from the checkpoint in ``folder``: everything that
+    determines it — the checkpoint's files, the training and validation problems in their order, the run's
+    settings, its seed, the device type and CPU threads, the torch, transformers and trl versions and the source
+    of the ``lm`` package (the code that trains). ``None`` — not cached — where ``folder`` is not a checkpoint
+    folder."""
     folder = Path(folder)
     if not folder.is_dir():
-        return None
+        return [None] * len(runs)
     problems = [[repr(problem) for problem in problems] for problems in (train, validation)]
-    fields = dict(checkpoint=_file_digests(folder), problems=hashlib.sha256(json.dumps(problems).encode()).hexdigest(),
-                  run=dataclasses.asdict(run_config), seed=seed, device=torch.device(device).type, threads=threads,
-                  versions={name: metadata.version(name) for name in ("torch", "transformers", "trl")},
-                  lm_source=lm_source_digest())
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+    shared = dict(checkpoint=_file_digests(folder), problems=hashlib.sha256(json.dumps(problems).encode()).hexdigest(),
+                  device=torch.device(device).type, threads=threads, lm_source=lm_source_digest(),
+                  versions={name: metadata.version(name) for name in ("torch", "transformers", "trl")})
+    return [hashlib.sha256(json.dumps(dict(shared, run=dataclasses.asdict(run_config), seed=seed),
+                                      sort_keys=True).encode()).hexdigest()[:24] for run_config, seed in runs]
 
 
 def _cached_run(key: str | None) -> grpo.GRPORun | None:
@@ -454,7 +455,7 @@ def run_seeds(config: LMExperimentConfig, folder: str | Path, train, validation,
     prompts of ``tracked_runs`` are tracked at the first seed only, and those runs start first (the
     slowest).
 
-    With ``cache`` every finished run is also kept under the cache folder, keyed by :func:`run_cache_key`, and a
+    With ``cache`` every finished run is also kept under the cache folder, keyed by :func:`run_cache_keys`, and a
     later call that asks for the same run gets it from there instead of training again — as the warm-up
     (:func:`prepare_model`): a run on the CPU is deterministic (``tests/lm``), so the copy is what training again
     would give. The book's second execution of a chapter (nbval) then re-checks its analysis in minutes."""
@@ -471,14 +472,13 @@ def run_seeds(config: LMExperimentConfig, folder: str | Path, train, validation,
     jobs.sort(key=lambda job: job[2].tracked_prompts == 0)  # stable: tracked runs first
     workers = min(config.workers, len(jobs)) if str(device) == "cpu" else 1
     threads = max(1, torch.get_num_threads() // workers) if workers > 1 else 0
-    keys = [run_cache_key(folder, train, validation, c, s, device, threads or torch.get_num_threads()) if cache
-            else None for s, _, c in jobs]
+    keys = (run_cache_keys(folder, train, validation, [(c, s) for s, _, c in jobs], device,
+                           threads or torch.get_num_threads()) if cache else [None] * len(jobs))
     results = [_cached_run(key) for key in keys]
     missing = [position for position, run in enumerate(results) if run is None]
     arguments = [(str(folder), train, validation, jobs[p][2], jobs[p][0], str(device), threads, progress)
                  for p in missing]
-    workers = min(workers, max(1, len(arguments)))
-    if workers == 1:
+    if workers == 1:  # (with more, a pool even for one missing run: _run_one sets the threads of its process)
         trained = [_run_one(job) for job in arguments]
     else:
         context = multiprocessing.get_context("spawn")
